@@ -1,0 +1,30 @@
+# Two commands do all the set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.mmkeras-installed
+# Quiet TensorFlow's C++ start-up chatter in everything make runs.
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: install test test-fast demo benchmarks clean
+
+install: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev,audio]"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+# Everything except tests marked slow: for the edit-test loop, never for CI.
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow"
+
+demo: $(STAMP)
+	$(VENV)/bin/mmkeras demo --workdir demo_run
+
+clean:
+	rm -rf $(VENV) demo_run build dist *.egg-info

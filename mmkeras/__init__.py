@@ -1,0 +1,37 @@
+"""mmkeras: multimodal (text, image, audio) deep learning in Keras 3, from files to TF Serving."""
+
+import os as _os
+
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from mmkeras import constants  # noqa: E402
+from mmkeras.fusion import FUSIONS  # noqa: E402
+from mmkeras.fusion import get_fusion  # noqa: E402
+from mmkeras.heads import Head  # noqa: E402
+from mmkeras.model import build_audio_encoder  # noqa: E402
+from mmkeras.model import build_image_encoder  # noqa: E402
+from mmkeras.model import build_model  # noqa: E402
+from mmkeras.model import build_text_encoder  # noqa: E402
+from mmkeras.model import compile_model  # noqa: E402
+from mmkeras.model import with_modality_weights  # noqa: E402
+from mmkeras.specs import AudioSpec  # noqa: E402
+from mmkeras.specs import ImageSpec  # noqa: E402
+from mmkeras.specs import TextSpec  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AudioSpec",
+    "FUSIONS",
+    "Head",
+    "ImageSpec",
+    "TextSpec",
+    "build_audio_encoder",
+    "build_image_encoder",
+    "build_model",
+    "build_text_encoder",
+    "compile_model",
+    "constants",
+    "get_fusion",
+    "with_modality_weights",
+]

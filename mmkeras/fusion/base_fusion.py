@@ -1,0 +1,79 @@
+"""What every fusion layer shares: per-modality projections and presence masking."""
+
+import keras
+from keras import ops
+
+
+def masked_softmax(scores, presence):
+    """Softmax over modalities that gives exactly 0 to absent ones (all 0 when none is present).
+
+    Args:
+        scores: tensor `(batch, modalities)`.
+        presence: tensor `(batch, modalities)` of 0/1 flags.
+    """
+    scores = ops.cast(scores, "float32")
+    presence = ops.cast(presence, "float32")
+    scores = ops.where(presence > 0, scores, ops.full_like(scores, -1e9))
+    weights = ops.softmax(scores, axis=-1) * presence
+    return weights / ops.maximum(ops.sum(weights, axis=-1, keepdims=True), 1e-9)
+
+
+def zero_absent(vector, flag):
+    """`vector` where `flag` is 1, zeros where it is 0 (NaN or garbage in an absent row included)."""
+    flag = ops.cast(flag, vector.dtype)
+    return ops.where(flag > 0, vector, ops.zeros_like(vector))
+
+
+class BaseFusion(keras.layers.Layer):
+    """Base of the fusion layers: called as `fusion(vectors, presence)`.
+
+    `vectors` is a list with one `(batch, features_i)` tensor per modality, in the order of
+    `modalities`; `presence` is `(batch, len(modalities))` with a 0/1 flag per modality.
+    Subclasses that set `returns_weights = True` return `(fused, weights)`, weights being
+    `(batch, modalities)` and 0 for absent modalities.
+
+    Args:
+        modalities: list of str. Names of the fused modalities, in input order.
+        units: int. Common width every modality is projected to.
+        activation: str. Activation of the projections.
+    """
+
+    returns_weights = False
+
+    def __init__(self, modalities, units=64, activation="relu", **kwargs):
+        super().__init__(**kwargs)
+        if not modalities:
+            raise ValueError("Expected at least one modality to fuse. Received: modalities=[]")
+        self.modalities = list(modalities)
+        self.units = int(units)
+        self.activation = activation
+        self.projections = [
+            keras.layers.Dense(self.units, activation=activation, name=f"{m}_projection")
+            for m in self.modalities
+        ]
+
+    def _check_inputs(self, vectors):
+        if len(vectors) != len(self.modalities):
+            raise ValueError(
+                f"{type(self).__name__} expected {len(self.modalities)} inputs, one per modality "
+                f"{self.modalities}. Received: {len(vectors)} inputs"
+            )
+
+    def build(self, vectors_shape, presence_shape=None):
+        self._check_inputs(vectors_shape)
+        for projection, shape in zip(self.projections, vectors_shape):
+            projection.build(shape)
+        self.built = True
+
+    def project(self, vectors, presence):
+        """Each modality projected to `units`, zeroed where absent: `(batch, modalities, units)`."""
+        projected = [
+            zero_absent(projection(v), presence[:, i : i + 1])
+            for i, (projection, v) in enumerate(zip(self.projections, vectors))
+        ]
+        return ops.stack(projected, axis=1)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"modalities": self.modalities, "units": self.units, "activation": self.activation})
+        return config

@@ -1,0 +1,86 @@
+"""Modalities as tokens through a transformer encoder block."""
+
+import keras
+from keras import ops
+
+from mmkeras.fusion.base_fusion import BaseFusion
+
+
+@keras.saving.register_keras_serializable(package="mmkeras")
+class TransformerFusion(BaseFusion):
+    """Self-attention across modality tokens, then mean pooling over the present ones.
+
+    Each modality vector is projected to `units` and gets a learned modality embedding; absent
+    modalities are masked out of the attention keys and of the pooling.
+
+    Args:
+        modalities: list of str. Names of the fused modalities, in input order.
+        units: int. Token width (and width of the fused vector).
+        num_heads: int. Attention heads; `units` must be divisible by it.
+        feedforward_units: int. Hidden width of the feed-forward block.
+        dropout: float. Dropout in attention and feed-forward.
+        activation: str. Activation of the projections.
+
+    Example:
+
+    >>> import numpy as np
+    >>> fusion = TransformerFusion(["text", "image"], units=8, num_heads=2)
+    >>> tuple(fusion([np.ones((3, 5), "float32")] * 2, np.ones((3, 2), "float32")).shape)
+    (3, 8)
+    """
+
+    def __init__(
+        self, modalities, units=64, num_heads=4, feedforward_units=128, dropout=0.1, activation="relu", **kwargs
+    ):
+        super().__init__(modalities, units=units, activation=activation, **kwargs)
+        if self.units % num_heads:
+            raise ValueError(
+                f"Expected units to be divisible by num_heads. Received: units={units}, num_heads={num_heads}"
+            )
+        self.num_heads = int(num_heads)
+        self.feedforward_units = int(feedforward_units)
+        self.dropout = float(dropout)
+        self.attention = keras.layers.MultiHeadAttention(
+            num_heads=self.num_heads, key_dim=self.units // self.num_heads, dropout=self.dropout, name="attention"
+        )
+        self.attention_norm = keras.layers.LayerNormalization(name="attention_norm")
+        self.feedforward_hidden = keras.layers.Dense(self.feedforward_units, activation="gelu", name="feedforward_hidden")
+        self.feedforward_output = keras.layers.Dense(self.units, name="feedforward_output")
+        self.feedforward_dropout = keras.layers.Dropout(self.dropout, name="feedforward_dropout")
+        self.feedforward_norm = keras.layers.LayerNormalization(name="feedforward_norm")
+
+    def build(self, vectors_shape, presence_shape=None):
+        super().build(vectors_shape, presence_shape)
+        tokens = (None, len(self.modalities), self.units)
+        self.modality_embedding = self.add_weight(
+            name="modality_embedding", shape=(len(self.modalities), self.units), initializer="glorot_uniform"
+        )
+        self.attention.build(tokens, tokens)
+        self.attention_norm.build(tokens)
+        self.feedforward_hidden.build(tokens)
+        self.feedforward_output.build((None, len(self.modalities), self.feedforward_units))
+        self.feedforward_norm.build(tokens)
+
+    def call(self, vectors, presence, training=False):
+        self._check_inputs(vectors)
+        tokens = self.project(vectors, presence)  # (batch, modalities, units)
+        tokens = tokens + ops.cast(self.modality_embedding, tokens.dtype)[None]
+        present = ops.cast(presence, "bool")
+        key_mask = ops.broadcast_to(present[:, None, :], (ops.shape(present)[0], len(self.modalities), len(self.modalities)))
+        attended = self.attention(tokens, tokens, attention_mask=key_mask, training=training)
+        tokens = self.attention_norm(tokens + attended)  # (batch, modalities, units)
+        hidden = self.feedforward_output(self.feedforward_hidden(tokens))
+        tokens = self.feedforward_norm(tokens + self.feedforward_dropout(hidden, training=training))
+        flags = ops.cast(presence, tokens.dtype)[..., None]  # (batch, modalities, 1)
+        pooled = ops.sum(tokens * flags, axis=1) / ops.maximum(ops.sum(flags, axis=1), 1.0)  # (batch, units)
+        return pooled
+
+    def compute_output_shape(self, vectors_shape, presence_shape=None):
+        return (vectors_shape[0][0], self.units)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {"num_heads": self.num_heads, "feedforward_units": self.feedforward_units, "dropout": self.dropout}
+        )
+        return config

@@ -1,0 +1,87 @@
+"""Output heads: what each task predicts, with its activation, loss and metrics."""
+
+import dataclasses
+
+import keras
+
+from mmkeras import constants
+
+HEAD_TYPES = ("classification", "multilabel", "regression")
+
+
+@dataclasses.dataclass
+class Head:
+    """One output of a model.
+
+    Args:
+        name: str. Output name; also the label column / label dict key.
+        type: str. "classification" (softmax, integer class ids), "multilabel" (sigmoid,
+            multi-hot labels) or "regression" (linear).
+        units: int. Classes, labels, or regression targets.
+        loss_weight: float. Weight of this head's loss in the total.
+
+    Example:
+
+    >>> Head("label", "classification", 10).activation
+    'softmax'
+    """
+
+    name: str = constants.DEFAULT_HEAD
+    type: str = "classification"
+    units: int = 2
+    loss_weight: float = 1.0
+
+    def __post_init__(self):
+        if self.type not in HEAD_TYPES:
+            raise ValueError(f"Expected head type to be one of {list(HEAD_TYPES)}. Received: type={self.type!r}")
+        if int(self.units) < 1:
+            raise ValueError(f"Expected head {self.name!r} to have units >= 1. Received: units={self.units!r}")
+        self.units = int(self.units)
+
+    @property
+    def activation(self):
+        return {"classification": "softmax", "multilabel": "sigmoid", "regression": None}[self.type]
+
+    @property
+    def output_suffix(self):
+        return {"classification": "probs", "multilabel": "scores", "regression": "values"}[self.type]
+
+    def loss(self):
+        return {
+            "classification": keras.losses.SparseCategoricalCrossentropy(),
+            "multilabel": keras.losses.BinaryCrossentropy(),
+            "regression": keras.losses.MeanSquaredError(),
+        }[self.type]
+
+    def metrics(self):
+        if self.type == "classification":
+            return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+        if self.type == "multilabel":
+            return [keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc", multi_label=True)]
+        return [keras.metrics.MeanAbsoluteError(name="mae")]
+
+
+def make_heads(num_classes=None, heads=None):
+    """Heads from `num_classes` (one classification head named "label") or a list of heads.
+
+    Args:
+        num_classes: int. Shorthand for `[Head("label", "classification", num_classes)]`.
+        heads: list of `Head` or dicts of Head's arguments.
+
+    Example:
+
+    >>> [h.name for h in make_heads(heads=[{"name": "digit", "units": 10},
+    ...                                     {"name": "size", "type": "regression", "units": 1}])]
+    ['digit', 'size']
+    """
+    if (num_classes is None) == (heads is None):
+        raise ValueError(
+            f"Expected exactly one of num_classes or heads. Received: num_classes={num_classes!r}, heads={heads!r}"
+        )
+    if heads is None:
+        return [Head(constants.DEFAULT_HEAD, "classification", num_classes)]
+    made = [h if isinstance(h, Head) else Head(**h) for h in heads]
+    names = [h.name for h in made]
+    if len(set(names)) != len(names) or not names:
+        raise ValueError(f"Expected one or more heads with distinct names. Received: names={names}")
+    return made

@@ -1,0 +1,287 @@
+"""The model builders: inputs → one encoder per modality → fusion → heads, top to bottom.
+
+Models take numeric tensors only, as a dict with one entry per modality plus a 0/1
+`<modality>_present` flag for each; the Preprocessor makes these from raw files and is composed
+back in front of the model at export time.
+"""
+
+import keras
+
+from mmkeras import constants
+from mmkeras import specs as specs_lib
+from mmkeras.fusion import LateFusion
+from mmkeras.fusion import get_fusion
+from mmkeras.heads import make_heads
+from mmkeras.layers import LogMelSpectrogram
+from mmkeras.layers import ModalityDropout
+
+
+def _spec(spec, options, kind):
+    options = dict(options)
+    name = options.pop("name", kind)
+    if spec is None:
+        spec = specs_lib.make_spec(name, {"kind": kind, **options})
+    elif options:
+        raise ValueError(f"Pass either a spec or keyword options, not both. Received options: {sorted(options)}")
+    return spec, name
+
+
+def build_text_encoder(spec=None, **options):
+    """Text encoder: token ids → `Embedding(mask_zero=True)` → (Bi)LSTM → vector.
+
+    Args:
+        spec: `TextSpec`. Settings; alternatively pass TextSpec's fields as keyword options.
+        **options: TextSpec fields, and `name` (the modality name, default "text").
+
+    Example:
+
+    >>> encoder = build_text_encoder(max_tokens=10, sequence_length=6, lstm_units=4)
+    >>> tuple(encoder.output.shape)
+    (None, 4)
+    """
+    spec, p = _spec(spec, options, constants.TEXT)
+    token_ids = keras.Input((spec.sequence_length,), dtype="int32", name=p)  # (batch, tokens)
+    x = keras.layers.Embedding(spec.max_tokens, spec.embedding_dim, mask_zero=True, name=f"{p}_embedding")(token_ids)
+    lstm = keras.layers.LSTM(spec.lstm_units, name=f"{p}_lstm")
+    if spec.bidirectional:
+        lstm = keras.layers.Bidirectional(lstm, name=f"{p}_bilstm")
+    x = lstm(x)  # (batch, lstm_units [* 2])
+    x = keras.layers.Dropout(spec.dropout, name=f"{p}_dropout")(x)
+    return keras.Model(token_ids, x, name=f"{p}_encoder")
+
+
+def build_image_encoder(spec=None, **options):
+    """Image encoder: `[Conv2D → BatchNormalization → ReLU → MaxPooling2D] * n` → global pooling.
+
+    Args:
+        spec: `ImageSpec`. Settings; alternatively pass ImageSpec's fields as keyword options.
+        **options: ImageSpec fields, and `name` (the modality name, default "image").
+
+    Example:
+
+    >>> encoder = build_image_encoder(height=8, width=8, channels=1, filters=(4, 8))
+    >>> tuple(encoder.output.shape)
+    (None, 8)
+    """
+    spec, p = _spec(spec, options, constants.IMAGE)
+    pixels = keras.Input((spec.height, spec.width, spec.channels), name=p)  # (batch, H, W, C)
+    x = pixels
+    size = min(spec.height, spec.width)
+    for i, filters in enumerate(spec.filters, start=1):
+        x = keras.layers.Conv2D(filters, spec.kernel_size, padding="same", use_bias=False, name=f"{p}_conv_{i}")(x)
+        x = keras.layers.BatchNormalization(momentum=spec.batchnorm_momentum, name=f"{p}_bn_{i}")(x)
+        x = keras.layers.Activation("relu", name=f"{p}_relu_{i}")(x)
+        if size >= 2:
+            x = keras.layers.MaxPooling2D(2, name=f"{p}_pool_{i}")(x)  # (batch, H / 2**i, W / 2**i, filters)
+            size //= 2
+    x = keras.layers.GlobalAveragePooling2D(name=f"{p}_global_pool")(x)  # (batch, filters[-1])
+    x = keras.layers.Dropout(spec.dropout, name=f"{p}_dropout")(x)
+    return keras.Model(pixels, x, name=f"{p}_encoder")
+
+
+def build_audio_encoder(spec=None, **options):
+    """Audio encoder: waveform → per-example log-mel → optional Conv1D front end → (Bi)LSTM.
+
+    Args:
+        spec: `AudioSpec`. Settings; alternatively pass AudioSpec's fields as keyword options.
+        **options: AudioSpec fields, and `name` (the modality name, default "audio").
+
+    Example:
+
+    >>> encoder = build_audio_encoder(sample_rate=8000, duration=0.5, num_mel_bins=16,
+    ...                               conv_filters=(8,), lstm_units=4)
+    >>> tuple(encoder.output.shape)
+    (None, 4)
+    """
+    spec, p = _spec(spec, options, constants.AUDIO)
+    waveform = keras.Input((spec.num_samples,), name=p)  # (batch, samples)
+    x = LogMelSpectrogram(
+        sample_rate=spec.sample_rate,
+        num_mel_bins=spec.num_mel_bins,
+        frame_length=spec.frame_length,
+        frame_step=spec.frame_step,
+        fft_length=spec.fft_length,
+        fmin=spec.fmin,
+        fmax=spec.fmax,
+        normalization=spec.normalization,
+        name=f"{p}_mel",
+    )(waveform)  # (batch, frames, mels)
+    for i, filters in enumerate(spec.conv_filters, start=1):
+        x = keras.layers.Conv1D(filters, 5, padding="same", use_bias=False, name=f"{p}_conv_{i}")(x)
+        x = keras.layers.BatchNormalization(momentum=0.9, name=f"{p}_bn_{i}")(x)
+        x = keras.layers.Activation("relu", name=f"{p}_relu_{i}")(x)
+        x = keras.layers.MaxPooling1D(2, name=f"{p}_pool_{i}")(x)  # (batch, frames / 2**i, filters)
+    lstm = keras.layers.LSTM(spec.lstm_units, name=f"{p}_lstm")
+    if spec.bidirectional:
+        lstm = keras.layers.Bidirectional(lstm, name=f"{p}_bilstm")
+    x = lstm(x)  # (batch, lstm_units [* 2])
+    x = keras.layers.Dropout(spec.dropout, name=f"{p}_dropout")(x)
+    return keras.Model(waveform, x, name=f"{p}_encoder")
+
+
+ENCODER_BUILDERS = {
+    constants.TEXT: build_text_encoder,
+    constants.IMAGE: build_image_encoder,
+    constants.AUDIO: build_audio_encoder,
+}
+
+
+def _branch(name, value):
+    """(encoder model, its input's shape and dtype) for one entry of `modalities`."""
+    if isinstance(value, keras.Model):
+        if len(value.inputs) != 1 or len(value.outputs) != 1 or len(value.outputs[0].shape) != 2:
+            raise ValueError(
+                f"A custom encoder for modality {name!r} must take one input and return one "
+                f"(batch, features) output. Received: inputs={[tuple(t.shape) for t in value.inputs]}, "
+                f"outputs={[tuple(t.shape) for t in value.outputs]}"
+            )
+        return value, tuple(value.inputs[0].shape[1:]), value.inputs[0].dtype
+    spec = specs_lib.make_spec(name, value)
+    encoder = ENCODER_BUILDERS[spec.kind](spec, name=name)
+    return encoder, tuple(encoder.inputs[0].shape[1:]), encoder.inputs[0].dtype
+
+
+def build_model(
+    modalities,
+    num_classes=None,
+    heads=None,
+    fusion="attention",
+    fusion_options=None,
+    hidden_units=64,
+    dropout=0.1,
+    modality_dropout=0.0,
+    compile=True,
+    learning_rate=1e-3,
+    name="mmkeras_model",
+):
+    """Builds one multi-input Keras model: an encoder per modality, a fusion layer, output heads.
+
+    Inputs are a dict: for each modality `m`, the tensor `m` (token ids, image pixels or a
+    waveform) and a `(1,)` float flag `m_present` (0 = the modality is missing for this example;
+    its values then cannot change the prediction). Outputs are a dict keyed by head name.
+
+    Args:
+        modalities: dict. Modality name → settings dict (or `TextSpec`/`ImageSpec`/`AudioSpec`,
+            or a `keras.Model` used as that modality's encoder). The kind is the name or the
+            settings' "kind" key.
+        num_classes: int. One softmax head named "label" with this many classes.
+        heads: list of `Head` or dicts (name, type, units, loss_weight), instead of num_classes.
+        fusion: str. One of "concat", "attention", "weighted", "gated", "transformer", "late".
+        fusion_options: dict. Arguments of the fusion layer (units, num_heads, mode, ...).
+        hidden_units: int. Width of the dense layer between fusion and heads (0 for none).
+        dropout: float. Dropout after that layer.
+        modality_dropout: float. Training-only probability of marking each modality absent.
+        compile: bool. Compile with Adam and each head's loss and metrics.
+        learning_rate: float. Adam's learning rate when compiling.
+        name: str. The model's name.
+
+    Example:
+
+    >>> model = build_model(
+    ...     {"text": {"max_tokens": 10, "sequence_length": 4, "lstm_units": 4},
+    ...      "image": {"height": 8, "width": 8, "channels": 1, "filters": (4,)}},
+    ...     num_classes=3, fusion="concat")
+    >>> sorted(model.input)
+    ['image', 'image_present', 'text', 'text_present']
+    >>> sorted(model.output)
+    ['label']
+    """
+    if not modalities:
+        raise ValueError("Expected at least one modality. Received: modalities={}")
+    head_list = make_heads(num_classes, heads)
+    fusion_cls = get_fusion(fusion)
+    names = list(modalities)
+
+    # Inputs and encoders: one branch per modality.
+    inputs, vectors, flags = {}, [], []
+    for m in names:
+        encoder, shape, dtype = _branch(m, modalities[m])
+        inputs[m] = keras.Input(shape, dtype=dtype, name=m)
+        inputs[constants.presence_name(m)] = keras.Input((1,), name=constants.presence_name(m))
+        vectors.append(encoder(inputs[m]))  # (batch, features_m)
+        flags.append(inputs[constants.presence_name(m)])
+    presence = flags[0] if len(flags) == 1 else keras.layers.Concatenate(name="presence")(flags)  # (batch, M)
+    if modality_dropout:
+        presence = ModalityDropout(modality_dropout, name="modality_dropout")(presence)
+
+    outputs = {}
+    if fusion_cls is LateFusion:
+        # Decision-level: a head per modality and per task, combined by one LateFusion per task.
+        for k, head in enumerate(head_list):
+            per_modality = []
+            for m, v in zip(names, vectors):
+                x = v
+                if hidden_units:
+                    x = keras.layers.Dense(hidden_units, activation="relu", name=f"{m}_{head.name}_hidden")(x)
+                    x = keras.layers.Dropout(dropout, name=f"{m}_{head.name}_dropout")(x)
+                per_modality.append(
+                    keras.layers.Dense(
+                        head.units, activation=head.activation, dtype="float32",
+                        name=f"{m}_{head.name}_{head.output_suffix}",
+                    )(x)
+                )  # (batch, head.units)
+            late = LateFusion(names, name=constants.FUSION_LAYER if k == 0 else f"{head.name}_fusion",
+                              **(fusion_options or {}))
+            outputs[head.name], _ = late(per_modality, presence)  # (batch, head.units), (batch, M)
+    else:
+        fused = fusion_cls(names, name=constants.FUSION_LAYER, **(fusion_options or {}))(vectors, presence)
+        if fusion_cls.returns_weights:
+            fused, _ = fused  # (batch, units), (batch, M)
+        x = fused
+        if hidden_units:
+            x = keras.layers.Dense(hidden_units, activation="relu", name="fusion_hidden")(x)  # (batch, hidden)
+            x = keras.layers.Dropout(dropout, name="fusion_dropout")(x)
+        for head in head_list:
+            outputs[head.name] = keras.layers.Dense(
+                head.units, activation=head.activation, dtype="float32", name=f"{head.name}_{head.output_suffix}"
+            )(x)  # (batch, head.units)
+
+    model = keras.Model(inputs, outputs, name=name)
+    if compile:
+        compile_model(model, head_list, learning_rate=learning_rate)
+    return model
+
+
+def compile_model(model, heads, learning_rate=1e-3, optimizer=None, **compile_kwargs):
+    """Compiles `model` with each head's loss, metrics and loss weight.
+
+    Args:
+        model: keras.Model. A model from `build_model`.
+        heads: list of `Head`. The model's heads.
+        learning_rate: float or a `keras.optimizers.schedules` schedule. Adam's learning rate.
+        optimizer: keras optimizer. Overrides Adam.
+        **compile_kwargs: passed to `model.compile` (e.g. `jit_compile`).
+    """
+    model.compile(
+        optimizer=optimizer or keras.optimizers.Adam(learning_rate),
+        loss={h.name: h.loss() for h in heads},
+        loss_weights={h.name: h.loss_weight for h in heads},
+        metrics={h.name: h.metrics() for h in heads},
+        **compile_kwargs,
+    )
+    return model
+
+
+def with_modality_weights(model):
+    """The same model with its fusion's per-modality weights as an extra output.
+
+    The returned model shares layers and weights with `model`; its outputs are `model`'s plus
+    "modality_weights" `(batch, modalities)`. Fusions without weights ("concat",
+    "transformer") raise a ValueError.
+
+    Example:
+
+    >>> model = build_model({"text": {"max_tokens": 10, "sequence_length": 4, "lstm_units": 4},
+    ...                      "audio": {"sample_rate": 8000, "duration": 0.25, "num_mel_bins": 8,
+    ...                                "conv_filters": (), "lstm_units": 4}},
+    ...                     num_classes=2, fusion="attention", compile=False)
+    >>> sorted(with_modality_weights(model).output)
+    ['label', 'modality_weights']
+    """
+    fusion = model.get_layer(constants.FUSION_LAYER)
+    if not getattr(fusion, "returns_weights", False):
+        raise ValueError(f"The {type(fusion).__name__} fusion has no modality weights to show.")
+    weights = fusion.output[1]
+    outputs = dict(zip(model.output_names, model.outputs)) if not isinstance(model.output, dict) else dict(model.output)
+    outputs[constants.MODALITY_WEIGHTS] = weights
+    return keras.Model(model.input, outputs, name=f"{model.name}_with_weights")

@@ -1,0 +1,192 @@
+"""Settings of each modality: one object per modality, read by the Preprocessor and the builders.
+
+A spec holds both what the data pipeline needs (sizes, sample rate, crop policy) and what the
+encoder needs (widths, depths), so one `modalities:` block of a config describes a modality once.
+"""
+
+import dataclasses
+
+from mmkeras import constants
+
+
+@dataclasses.dataclass
+class TextSpec:
+    """Settings of a text modality.
+
+    Args:
+        max_tokens: int. Vocabulary size, including the padding (0) and out-of-vocabulary (1) ids.
+        sequence_length: int. Token ids per example; shorter texts are padded with 0.
+        standardize: str. `TextVectorization` standardisation ("lower_and_strip_punctuation",
+            "lower", "strip_punctuation" or None).
+        embedding_dim: int. Width of the token embedding.
+        lstm_units: int. Width of the LSTM (per direction).
+        bidirectional: bool. Read the text both ways.
+        dropout: float. Dropout on the encoder's output vector.
+
+    Example:
+
+    >>> TextSpec(max_tokens=100).sequence_length
+    32
+    """
+
+    kind = constants.TEXT
+    max_tokens: int = 20000
+    sequence_length: int = 32
+    standardize: str = "lower_and_strip_punctuation"
+    embedding_dim: int = 64
+    lstm_units: int = 64
+    bidirectional: bool = False
+    dropout: float = 0.1
+
+
+@dataclasses.dataclass
+class ImageSpec:
+    """Settings of an image modality.
+
+    Args:
+        height: int. Height the image is resized to.
+        width: int. Width the image is resized to.
+        channels: int. 1 (grey), 3 (RGB) or 4 (RGBA); decoded images are converted to this.
+        resize_method: str. `tf.image.resize` method ("bilinear", "nearest", "area", ...).
+        preserve_aspect_ratio: bool. Resize to fit, then pad to `height` x `width`.
+        filters: tuple of int. Filters of each Conv2D block; one block per entry.
+        kernel_size: int. Conv2D kernel size.
+        batchnorm_momentum: float. BatchNormalization momentum (0.9 makes early validation
+            scores meaningful on small data sets).
+        dropout: float. Dropout on the encoder's output vector.
+
+    Example:
+
+    >>> ImageSpec(height=8, width=8).filters
+    (32, 64, 128)
+    """
+
+    kind = constants.IMAGE
+    height: int = 32
+    width: int = 32
+    channels: int = 3
+    resize_method: str = "bilinear"
+    preserve_aspect_ratio: bool = False
+    filters: tuple = (32, 64, 128)
+    kernel_size: int = 3
+    batchnorm_momentum: float = 0.9
+    dropout: float = 0.1
+
+
+@dataclasses.dataclass
+class AudioSpec:
+    """Settings of an audio modality.
+
+    Args:
+        sample_rate: int. Rate (Hz) every clip is resampled to.
+        duration: float. Seconds per clip after padding or cropping.
+        crop: str. Where a long clip is cut: "start", "center" or "random" (training only;
+            "center" at inference).
+        num_mel_bins: int. Mel bands of the log-mel spectrogram.
+        frame_length: int. STFT window in samples (default: 25 ms).
+        frame_step: int. STFT hop in samples (default: 10 ms).
+        fft_length: int. FFT size (default: the power of two >= frame_length).
+        fmin: float. Lowest mel frequency (Hz).
+        fmax: float. Highest mel frequency (Hz; default: sample_rate / 2).
+        normalization: str. "example" (standardise each clip's log-mel over its real frames),
+            "bin" (per-mel-bin statistics from `adapt()`), or "none" (raw dB).
+        conv_filters: tuple of int. Conv1D layers over the mel frames before the LSTM (a CRNN);
+            `()` feeds the log-mel straight to the LSTM.
+        lstm_units: int. Width of the LSTM (per direction).
+        bidirectional: bool. Read the frames both ways.
+        dropout: float. Dropout on the encoder's output vector.
+
+    Example:
+
+    >>> spec = AudioSpec(sample_rate=8000, duration=0.5)
+    >>> spec.num_samples, spec.frame_length, spec.frame_step, spec.fft_length
+    (4000, 200, 80, 256)
+    """
+
+    kind = constants.AUDIO
+    sample_rate: int = 16000
+    duration: float = 1.0
+    crop: str = "center"
+    num_mel_bins: int = 64
+    frame_length: int = None
+    frame_step: int = None
+    fft_length: int = None
+    fmin: float = 20.0
+    fmax: float = None
+    normalization: str = "example"
+    conv_filters: tuple = (64, 64)
+    lstm_units: int = 64
+    bidirectional: bool = False
+    dropout: float = 0.1
+
+    def __post_init__(self):
+        if self.frame_length is None:
+            self.frame_length = int(round(0.025 * self.sample_rate))
+        if self.frame_step is None:
+            self.frame_step = int(round(0.010 * self.sample_rate))
+        if self.fft_length is None:
+            self.fft_length = 1 << (int(self.frame_length) - 1).bit_length()
+        if self.fmax is None:
+            self.fmax = self.sample_rate / 2.0
+        self.conv_filters = tuple(self.conv_filters)
+        _check_choice("crop", self.crop, ("start", "center", "random"))
+        _check_choice("normalization", self.normalization, ("example", "bin", "none"))
+
+    @property
+    def num_samples(self):
+        """Samples per clip: `sample_rate * duration`."""
+        return int(round(self.sample_rate * self.duration))
+
+
+SPECS = {constants.TEXT: TextSpec, constants.IMAGE: ImageSpec, constants.AUDIO: AudioSpec}
+
+
+def _check_choice(field, value, choices):
+    if value not in choices:
+        raise ValueError(f"Expected {field} to be one of {list(choices)}. Received: {field}={value!r}")
+
+
+def make_spec(name, options):
+    """Turns one entry of a `modalities` mapping into a spec.
+
+    The kind comes from `options["kind"]`, else from the name (`text`, `image`, `audio`), so
+    `{"photo": {"kind": "image", "height": 64}}` is a second image modality named `photo`.
+
+    Args:
+        name: str. The modality's name (becomes the input and feature name).
+        options: dict, spec or None. The settings; None takes every default.
+
+    Example:
+
+    >>> make_spec("photo", {"kind": "image", "height": 64}).height
+    64
+    """
+    if isinstance(options, tuple(SPECS.values())):
+        return options
+    options = dict(options or {})
+    kind = options.pop("kind", name)
+    if kind not in SPECS:
+        raise ValueError(
+            f"Cannot tell the kind of modality {name!r}. Expected its name or its 'kind' option to "
+            f"be one of {sorted(SPECS)}. Received: kind={kind!r}"
+        )
+    cls = SPECS[kind]
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(options) - fields)
+    if unknown:
+        raise ValueError(
+            f"Unknown option(s) {unknown} for {kind} modality {name!r}. Expected some of {sorted(fields)}."
+        )
+    for key in ("filters", "conv_filters"):
+        if key in options:
+            options[key] = tuple(options[key])
+    return cls(**options)
+
+
+def spec_to_dict(spec):
+    """The spec's settings as a plain dict (JSON/YAML friendly), with its kind."""
+    config = dataclasses.asdict(spec)
+    for key, value in config.items():
+        if isinstance(value, tuple):
+            config[key] = list(value)
+    return {"kind": spec.kind, **config}

@@ -1,0 +1,172 @@
+"""The builders: one model per fusion, trained, saved, reloaded elsewhere and exported."""
+
+import keras
+import numpy as np
+import pytest
+from helpers import TINY_FUSION_OPTIONS
+from helpers import TINY_MODALITIES
+from helpers import predict_in_fresh_process
+from helpers import random_inputs
+from helpers import random_labels
+from helpers import run_export_test
+from helpers import run_model_saving_test
+
+import mmkeras
+from mmkeras import constants
+
+FUSION_NAMES = sorted(mmkeras.FUSIONS)
+
+
+def tiny_model(fusion="attention", **kwargs):
+    if "heads" not in kwargs:
+        kwargs.setdefault("num_classes", 3)
+    return mmkeras.build_model(TINY_MODALITIES, fusion=fusion, fusion_options=TINY_FUSION_OPTIONS[fusion], **kwargs)
+
+
+@pytest.fixture(scope="module")
+def trained_models(tmp_path_factory):
+    """Every fusion built, fitted for one epoch and saved; reloaded together in one fresh process."""
+    workdir = tmp_path_factory.mktemp("models")
+    keras.utils.set_random_seed(7)
+    models, paths = {}, []
+    for fusion in FUSION_NAMES:
+        model = tiny_model(fusion)
+        x = random_inputs(model, n=12)
+        history = model.fit(x, random_labels(model, n=12), epochs=1, batch_size=4, verbose=0)
+        assert np.isfinite(history.history["loss"][0])
+        models[fusion] = model
+        paths.append(workdir / f"{fusion}.keras")
+        model.save(paths[-1])
+    x = random_inputs(models[FUSION_NAMES[0]], n=5, seed=1)
+    fresh = dict(zip(FUSION_NAMES, predict_in_fresh_process(paths, x, str(workdir))))
+    return models, x, fresh, workdir
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fusion", FUSION_NAMES)
+def test_reloaded_in_a_fresh_process_predicts_the_same(trained_models, fusion):
+    models, x, fresh, _ = trained_models
+    expected = models[fusion].predict(x, verbose=0)
+    np.testing.assert_allclose(fresh[fusion]["label"], expected["label"], rtol=1e-5, atol=1e-6)
+    assert expected["label"].shape == (5, 3)
+    np.testing.assert_allclose(expected["label"].sum(axis=1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fusion", FUSION_NAMES)
+def test_exported_saved_model_gives_the_same_numbers(trained_models, fusion):
+    models, x, _, workdir = trained_models
+    run_export_test(models[fusion], x, workdir / f"export_{fusion}")
+
+
+@pytest.mark.parametrize("fusion", FUSION_NAMES)
+def test_flipping_an_absent_modality_does_not_change_the_prediction(fusion):
+    model = tiny_model(fusion)
+    x = random_inputs(model, n=4)
+    for missing in TINY_MODALITIES:
+        absent = dict(x)
+        absent[constants.presence_name(missing)] = np.zeros_like(x[constants.presence_name(missing)])
+        flipped = dict(absent)
+        flipped[missing] = (x[missing][::-1] * -3 + 1).astype(x[missing].dtype)
+        if missing == "text":
+            flipped[missing] = np.zeros_like(x[missing])  # an empty text: all padding
+        before = model.predict(absent, verbose=0)["label"]
+        after = model.predict(flipped, verbose=0)["label"]
+        np.testing.assert_allclose(before, after, rtol=1e-5, atol=1e-6, err_msg=f"{fusion}: {missing}")
+        assert not np.allclose(before, model.predict(x, verbose=0)["label"]), f"{fusion}: {missing} had no effect"
+
+
+def test_multitask_heads_each_get_a_loss_and_metrics():
+    heads = [
+        {"name": "digit", "type": "classification", "units": 4},
+        {"name": "tags", "type": "multilabel", "units": 3, "loss_weight": 0.5},
+        {"name": "size", "type": "regression", "units": 1},
+    ]
+    model = tiny_model("gated", heads=heads)
+    assert sorted(model.output) == ["digit", "size", "tags"]
+    x = random_inputs(model, n=8)
+    history = model.fit(x, random_labels(model, n=8), epochs=1, batch_size=4, verbose=0).history
+    for key in ("digit_loss", "tags_loss", "size_loss", "digit_accuracy", "tags_auc", "size_mae"):
+        assert key in history and np.isfinite(history[key][0]), key
+    out = model.predict(x, verbose=0)
+    assert np.all((out["tags"] >= 0) & (out["tags"] <= 1)) and out["size"].shape == (8, 1)
+
+
+def test_late_fusion_multitask_has_a_fusion_per_head():
+    heads = [{"name": "a", "units": 2}, {"name": "b", "type": "regression", "units": 1}]
+    model = tiny_model("late", heads=heads)
+    assert model.get_layer("fusion") is not model.get_layer("b_fusion")
+    model.fit(random_inputs(model, n=4), random_labels(model, n=4), epochs=1, verbose=0)
+
+
+def test_a_keras_model_can_be_a_branch():
+    pixels = keras.Input((10, 10, 3))
+    vector = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(5, 3)(pixels))
+    custom = keras.Model(pixels, vector, name="my_image_encoder")
+    model = mmkeras.build_model(
+        {"text": TINY_MODALITIES["text"], "photo": custom}, num_classes=2, fusion="concat"
+    )
+    assert tuple(model.input["photo"].shape) == (None, 10, 10, 3)
+    assert model.get_layer("my_image_encoder") is custom
+    x = random_inputs(model, n=4)
+    model.fit(x, random_labels(model, n=4), epochs=1, verbose=0)
+
+
+def test_a_second_image_modality_takes_its_kind_from_options():
+    model = mmkeras.build_model(
+        {"front": {"kind": "image", "height": 8, "width": 8, "channels": 1, "filters": (4,)},
+         "back": {"kind": "image", "height": 6, "width": 6, "channels": 3, "filters": (4,)}},
+        num_classes=2, fusion="concat",
+    )
+    assert tuple(model.input["back"].shape) == (None, 6, 6, 3)
+    assert model.get_layer("front_encoder").get_layer("front_conv_1")
+
+
+def test_modality_weights_model_shares_weights_and_masks_absent():
+    model = tiny_model("attention")
+    explained = mmkeras.with_modality_weights(model)
+    x = random_inputs(model, n=3)
+    x["image_present"][1] = 0.0
+    out = explained.predict(x, verbose=0)
+    np.testing.assert_allclose(out["label"], model.predict(x, verbose=0)["label"], rtol=1e-6)
+    weights = out[constants.MODALITY_WEIGHTS]
+    assert weights.shape == (3, 3) and weights[1, list(TINY_MODALITIES).index("image")] == 0.0
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0, rtol=1e-5)
+    with pytest.raises(ValueError, match="ConcatFusion fusion has no modality weights"):
+        mmkeras.with_modality_weights(tiny_model("concat"))
+
+
+def test_modality_dropout_is_in_the_graph_and_inactive_at_inference():
+    model = tiny_model("weighted", modality_dropout=0.5)
+    assert model.get_layer("modality_dropout").rate == 0.5
+    x = random_inputs(model, n=4)
+    np.testing.assert_allclose(model.predict(x, verbose=0)["label"], model.predict(x, verbose=0)["label"])
+
+
+def test_saving_within_the_process(tmp_path):
+    model = tiny_model("transformer")
+    run_model_saving_test(model, random_inputs(model), tmp_path / "m.keras")
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"modalities": {"smell": {}}}, r"Cannot tell the kind of modality 'smell'"),
+        ({"modalities": {"text": {"max_token": 5}}}, r"Unknown option\(s\) \['max_token'\] for text modality"),
+        ({"fusion": "sum"}, r"Received: fusion='sum'"),
+        ({"num_classes": None}, r"Expected exactly one of num_classes or heads"),
+        ({"heads": [{"name": "a", "units": 2}]}, r"Expected exactly one of num_classes or heads"),
+        ({"heads": [{"name": "a", "type": "ranking"}], "num_classes": None}, r"Received: type='ranking'"),
+    ],
+)
+def test_bad_arguments_say_what_was_expected(kwargs, message):
+    arguments = {"modalities": TINY_MODALITIES, "num_classes": 3, "fusion": "concat", **kwargs}
+    with pytest.raises(ValueError, match=message):
+        mmkeras.build_model(**arguments)
+
+
+def test_a_custom_encoder_must_return_vectors():
+    frames = keras.Input((5, 3))
+    bad = keras.Model(frames, keras.layers.Dense(2)(frames))
+    with pytest.raises(ValueError, match=r"one \(batch, features\) output"):
+        mmkeras.build_model({"frames": bad}, num_classes=2)
