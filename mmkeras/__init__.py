@@ -5,6 +5,13 @@ import os as _os
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from mmkeras import constants  # noqa: E402
+from mmkeras.data import BadRecordError  # noqa: E402
+from mmkeras.data import BadRecordReport  # noqa: E402
+from mmkeras.data import adapt_preprocessor  # noqa: E402
+from mmkeras.data import make_dataset  # noqa: E402
+from mmkeras.data import read_manifest  # noqa: E402
+from mmkeras.data import stratified_split  # noqa: E402
+from mmkeras.data import write_tfrecords  # noqa: E402
 from mmkeras.fusion import FUSIONS  # noqa: E402
 from mmkeras.fusion import get_fusion  # noqa: E402
 from mmkeras.heads import Head  # noqa: E402
@@ -14,6 +21,7 @@ from mmkeras.model import build_model  # noqa: E402
 from mmkeras.model import build_text_encoder  # noqa: E402
 from mmkeras.model import compile_model  # noqa: E402
 from mmkeras.model import with_modality_weights  # noqa: E402
+from mmkeras.preprocessor import Preprocessor  # noqa: E402
 from mmkeras.specs import AudioSpec  # noqa: E402
 from mmkeras.specs import ImageSpec  # noqa: E402
 from mmkeras.specs import TextSpec  # noqa: E402
@@ -22,10 +30,14 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AudioSpec",
+    "BadRecordError",
+    "BadRecordReport",
     "FUSIONS",
     "Head",
     "ImageSpec",
+    "Preprocessor",
     "TextSpec",
+    "adapt_preprocessor",
     "build_audio_encoder",
     "build_image_encoder",
     "build_model",
@@ -33,5 +45,9 @@ __all__ = [
     "compile_model",
     "constants",
     "get_fusion",
+    "make_dataset",
+    "read_manifest",
+    "stratified_split",
     "with_modality_weights",
+    "write_tfrecords",
 ]

@@ -54,6 +54,10 @@ class ImageSpec:
         batchnorm_momentum: float. BatchNormalization momentum (0.9 makes early validation
             scores meaningful on small data sets).
         dropout: float. Dropout on the encoder's output vector.
+        augment: dict. Training-only augmentation, off when empty: "flip" ("horizontal",
+            "vertical" or "horizontal_and_vertical"), "rotation" (fraction of a full turn),
+            "zoom" (fraction), "contrast" (factor), "noise" (std of added Gaussian noise),
+            "occlusion" (side of a random blanked square, as a fraction of the image).
 
     Example:
 
@@ -71,6 +75,11 @@ class ImageSpec:
     kernel_size: int = 3
     batchnorm_momentum: float = 0.9
     dropout: float = 0.1
+    augment: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        self.filters = tuple(self.filters)
+        _check_keys("image augment", self.augment, ("flip", "rotation", "zoom", "contrast", "noise", "occlusion"))
 
 
 @dataclasses.dataclass
@@ -95,6 +104,9 @@ class AudioSpec:
         lstm_units: int. Width of the LSTM (per direction).
         bidirectional: bool. Read the frames both ways.
         dropout: float. Dropout on the encoder's output vector.
+        augment: dict. Training-only augmentation, off when empty: "gain_db" (random gain up to
+            +/- this), "noise_snr_db" (white noise at this signal-to-noise ratio), "shift"
+            (random circular shift up to this fraction of the clip).
 
     Example:
 
@@ -118,8 +130,10 @@ class AudioSpec:
     lstm_units: int = 64
     bidirectional: bool = False
     dropout: float = 0.1
+    augment: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
+        _check_keys("audio augment", self.augment, ("gain_db", "noise_snr_db", "shift"))
         if self.frame_length is None:
             self.frame_length = int(round(0.025 * self.sample_rate))
         if self.frame_step is None:
@@ -144,6 +158,12 @@ SPECS = {constants.TEXT: TextSpec, constants.IMAGE: ImageSpec, constants.AUDIO: 
 def _check_choice(field, value, choices):
     if value not in choices:
         raise ValueError(f"Expected {field} to be one of {list(choices)}. Received: {field}={value!r}")
+
+
+def _check_keys(what, mapping, allowed):
+    unknown = sorted(set(mapping or {}) - set(allowed))
+    if unknown:
+        raise ValueError(f"Unknown {what} option(s) {unknown}. Expected some of {sorted(allowed)}.")
 
 
 def make_spec(name, options):

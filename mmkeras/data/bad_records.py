@@ -1,0 +1,70 @@
+"""The record of what a dataset skipped, and why."""
+
+import csv
+import threading
+
+import keras
+
+
+class BadRecordReport(keras.callbacks.Callback):
+    """Rows a dataset dropped under `on_bad_record="skip"`, with the column, file and reason.
+
+    It is also a Keras callback: passed to `model.fit(callbacks=[...])` it prints one summary
+    line after each epoch in which new records were skipped.
+
+    Example:
+
+    >>> report = BadRecordReport("train.csv")
+    >>> report.add(3, "image", "cat.png", "not an image file")
+    >>> print(report.summary())
+    train.csv: 1 record skipped
+      row 3, column image, file cat.png: not an image file
+    """
+
+    def __init__(self, source=""):
+        super().__init__()
+        self.source = source
+        self.records = {}
+        self._reported = 0
+        self._lock = threading.Lock()
+
+    def add(self, row, column, path, reason):
+        key = (int(row), column)
+        with self._lock:
+            self.records.setdefault(key, (path, reason))
+
+    def add_from_graph(self, row, column, path, reason):
+        """`tf.py_function` entry point: called from inside the pipeline for each failure."""
+        self.add(int(row.numpy()), column.numpy().decode(), path.numpy().decode(), reason.numpy().decode())
+        return 0
+
+    @property
+    def rows(self):
+        """Numbers of the rows skipped, sorted."""
+        return sorted({row for row, _ in self.records})
+
+    def __len__(self):
+        return len(self.rows)
+
+    def summary(self, limit=20):
+        count = len(self)
+        lines = [f"{self.source}: {count} record{'s' if count != 1 else ''} skipped"]
+        for (row, column), (path, reason) in sorted(self.records.items())[:limit]:
+            lines.append(f"  row {row}, column {column}" + (f", file {path}" if path else "") + f": {reason}")
+        if len(self.records) > limit:
+            lines.append(f"  ... and {len(self.records) - limit} more (see to_csv())")
+        return "\n".join(lines)
+
+    def to_csv(self, path):
+        """Writes row, column, file, reason for every skipped record."""
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(["row", "column", "file", "reason"])
+            for (row, column), (file, reason) in sorted(self.records.items()):
+                writer.writerow([row, column, file, reason])
+
+    def on_epoch_end(self, epoch, logs=None):
+        if len(self.records) > self._reported:
+            new = len(self.records) - self._reported
+            self._reported = len(self.records)
+            print(f"mmkeras: {new} more bad record(s) skipped in epoch {epoch + 1}; " + self.summary(limit=5))

@@ -1,0 +1,367 @@
+"""Manifest (or TFRecord shards) → `tf.data.Dataset` of `(features, labels)` for `model.fit`."""
+
+import glob
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from mmkeras import constants
+from mmkeras.data.bad_records import BadRecordReport
+from mmkeras.data.manifest import BadRecordError
+from mmkeras.data.manifest import cell_text
+from mmkeras.data.manifest import default_columns
+from mmkeras.data.manifest import read_manifest
+from mmkeras.data.manifest import resolve_path
+
+AUTOTUNE = tf.data.AUTOTUNE
+POLICIES = ("raise", "skip")
+_ROW, _LABEL = "__row", "__label"
+
+
+def _value_key(m):
+    return f"__value_{m}"
+
+
+def _path_key(m):
+    return f"__path_{m}"
+
+
+def is_tfrecord_source(source):
+    """True for a TFRecord file, a glob of them, or a folder holding `*.tfrecord*` shards."""
+    if not isinstance(source, (str, os.PathLike)):
+        return False
+    source = os.fspath(source)
+    return ".tfrecord" in os.path.basename(source) or (
+        os.path.isdir(source) and bool(glob.glob(os.path.join(source, "*.tfrecord*")))
+    )
+
+
+def record_location(source, row, column, path=""):
+    """Where a bad record is, as error messages and reports say it.
+
+    Example:
+
+    >>> record_location("train.csv", 12, "image", "/data/cat.png")
+    'train.csv, row 12, column image, file /data/cat.png'
+    """
+    return f"{source}, row {row}, column {column}" + (f", file {path}" if path else "")
+
+
+def _check_policy(on_bad_record):
+    if on_bad_record not in POLICIES:
+        raise ValueError(f"Expected on_bad_record to be one of {list(POLICIES)}. Received: on_bad_record={on_bad_record!r}")
+
+
+def _columns(preprocessor, columns):
+    return {**default_columns(preprocessor.modalities), **(columns or {})}
+
+
+def validate_rows(manifest, preprocessor, columns, on_bad_record, report, with_labels=True):
+    """Checks every row in Python (files exist and are non-empty, labels known).
+
+    Returns the table of valid rows as column lists. Under "raise" the first bad record raises a
+    `BadRecordError` naming source, row, column and file; under "skip" it goes to `report`.
+    """
+    table = {_ROW: [], _LABEL: [], **{_value_key(m): [] for m in preprocessor.specs},
+             **{_path_key(m): [] for m in preprocessor.specs}}
+    label_column = columns[constants.DEFAULT_HEAD]
+    for row, number in zip(manifest.rows, manifest.row_numbers):
+        values, problem = {}, None
+        for m, spec in preprocessor.specs.items():
+            column = columns[m]
+            cell = row.get(column)
+            if spec.kind == constants.TEXT:
+                values[_value_key(m)], values[_path_key(m)] = cell_text(cell), ""
+                continue
+            path = resolve_path(cell, manifest.base_dir)
+            values[_value_key(m)] = values[_path_key(m)] = path
+            if path and not os.path.isfile(path):
+                problem = problem or (column, path, "file not found")
+            elif path and os.path.getsize(path) == 0:
+                problem = problem or (column, path, "empty file")
+        if with_labels:
+            try:
+                values[_LABEL] = preprocessor.encode_label(row.get(label_column))
+            except ValueError as error:
+                problem = problem or (label_column, "", str(error))
+        if problem:
+            column, path, reason = problem
+            if on_bad_record == "raise":
+                raise BadRecordError(f"{record_location(manifest.source, number, column, path)}: {reason}")
+            report.add(number, column, path, reason)
+            continue
+        table[_ROW].append(number)
+        for key, value in values.items():
+            table[key].append(value)
+    if not table[_ROW]:
+        raise BadRecordError(f"{manifest.source}: no usable record (of {len(manifest)}). " + report.summary(limit=5))
+    if not with_labels or not table[_LABEL]:
+        table.pop(_LABEL)
+    else:
+        table[_LABEL] = np.stack(table[_LABEL])
+    return table
+
+
+def _tfrecord_elements(source, preprocessor, training, seed):
+    """Parsed TFRecord examples in the same element layout as a manifest's table."""
+    source = os.fspath(source)
+    pattern = os.path.join(source, "*.tfrecord*") if os.path.isdir(source) else source
+    files = sorted(glob.glob(pattern))
+    if not files:
+        raise FileNotFoundError(f"No TFRecord files match {pattern!r}")
+    spec = {_ROW: tf.io.FixedLenFeature([], tf.int64), "label": tf.io.FixedLenFeature([], tf.string, "")}
+    for m in preprocessor.specs:
+        spec[m] = tf.io.FixedLenFeature([], tf.string, "")
+        spec[f"path_{m}"] = tf.io.FixedLenFeature([], tf.string, "")
+    file_ds = tf.data.Dataset.from_tensor_slices(files)
+    if training:
+        file_ds = file_ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    records = file_ds.interleave(
+        tf.data.TFRecordDataset, cycle_length=min(len(files), 8), num_parallel_calls=AUTOTUNE,
+        deterministic=not training,
+    )
+
+    def parse(record):
+        example = tf.io.parse_single_example(record, spec)
+        element = {_ROW: example[_ROW], _LABEL: example["label"]}
+        for m in preprocessor.specs:
+            element[_value_key(m)] = example[m]
+            element[_path_key(m)] = example[f"path_{m}"]
+        return element
+
+    return records.map(parse, num_parallel_calls=AUTOTUNE), len(files)
+
+
+def _graph_label(preprocessor, raw):
+    """Label string → (encoded label, reason) in TF ops (TFRecord sources store raw labels)."""
+    if preprocessor.label_type == "regression":
+        ok = tf.strings.regex_full_match(tf.strings.strip(raw), r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+        value = tf.strings.to_number(tf.where(ok, tf.strings.strip(raw), "0"), tf.float32)
+        return value, tf.where(ok, "", tf.strings.join(["expected a number, got ", raw]))
+    table = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(tf.constant(preprocessor.label_names), tf.range(preprocessor.num_classes, dtype=tf.int64)),
+        default_value=-1,
+    )
+    parts = tf.strings.strip(tf.strings.split(raw, "|"))
+    ids = table.lookup(parts)
+    ok = tf.logical_and(tf.reduce_all(ids >= 0), tf.strings.length(raw) > 0)
+    reason = tf.where(ok, "", tf.strings.join(["unknown label ", raw]))
+    if preprocessor.label_type == "classification":
+        ok_one = tf.logical_and(ok, tf.equal(tf.size(ids), 1))
+        return tf.where(ok_one, ids[0], 0), tf.where(ok_one, "", tf.where(ok, "expected one label", reason))
+    hot = tf.reduce_max(tf.one_hot(tf.maximum(ids, 0), preprocessor.num_classes), axis=0)
+    return hot, reason
+
+
+def make_dataset(
+    source,
+    preprocessor,
+    columns=None,
+    batch_size=32,
+    training=False,
+    shuffle=None,
+    seed=None,
+    cache=None,
+    on_bad_record="raise",
+    report=None,
+    with_labels=True,
+    drop_remainder=False,
+):
+    """A `tf.data.Dataset` of `(features, {"label": labels})` batches from a manifest or TFRecords.
+
+    Files are read and decoded in parallel (`AUTOTUNE`) by the Preprocessor's TensorFlow ops;
+    relative paths resolve from the manifest's folder.
+
+    Args:
+        source: manifest (CSV/JSONL path, DataFrame, list of dicts) or TFRecord shards (a file,
+            glob, or folder written by `write_tfrecords`).
+        preprocessor: an adapted `Preprocessor`.
+        columns: dict. Modality name (and "label") → column name, where they differ.
+        batch_size: int. Examples per batch.
+        training: bool. Enables shuffling by default, random crops and augmentation.
+        shuffle: bool. Shuffle the examples each epoch (default: `training`).
+        seed: int. Seed of shuffling and random crops.
+        cache: None, "memory", or a file path prefix: keep decoded examples after the first epoch
+            (random crops then stay as first drawn).
+        on_bad_record: str. "raise" (default): the first bad record raises, naming row, column,
+            file and reason. "skip": bad records are dropped, counted and listed in
+            `dataset.bad_records` (a `BadRecordReport`, also a Keras callback).
+        report: `BadRecordReport` to add to (default: a new one).
+        with_labels: bool. Yield labels (False for prediction manifests without a label column).
+        drop_remainder: bool. Drop the last, smaller batch.
+
+    Returns:
+        The dataset; its `bad_records` attribute holds the report.
+    """
+    _check_policy(on_bad_record)
+    shuffle = training if shuffle is None else shuffle
+    columns = _columns(preprocessor, columns)
+    from_tfrecords = is_tfrecord_source(source)
+    if from_tfrecords:
+        report = report or BadRecordReport(os.fspath(source))
+        elements, count = _tfrecord_elements(source, preprocessor, training and shuffle, seed)
+        source_name = os.path.basename(os.fspath(source).rstrip("/"))
+    else:
+        manifest = read_manifest(source)
+        report = report or BadRecordReport(manifest.source)
+        table = validate_rows(manifest, preprocessor, columns, on_bad_record, report, with_labels)
+        count = len(table[_ROW])
+        elements = tf.data.Dataset.from_tensor_slices(table)
+        source_name = manifest.source
+        if shuffle and not cache:
+            elements = elements.shuffle(count, seed=seed, reshuffle_each_iteration=True)
+    random_crops = training and not cache
+
+    def decode(element):
+        raw = {}
+        for m, spec in preprocessor.specs.items():
+            value = element[_value_key(m)]
+            if spec.kind != constants.TEXT and not from_tfrecords:
+                value = tf.cond(tf.strings.length(value) > 0, lambda v=value: tf.io.read_file(v), lambda: tf.constant(""))
+            raw[m] = value
+        features, reasons = preprocessor.decode_example(raw, training=random_crops, allow_compressed=True)
+        problems = [(columns[m], element[_path_key(m)], reasons[m]) for m in preprocessor.specs]
+        label = tf.constant(0, tf.int64)  # placeholder, dropped below, when there are no labels
+        if with_labels:
+            label = element[_LABEL]
+            if from_tfrecords:
+                label, label_reason = _graph_label(preprocessor, label)
+                problems.append((columns[constants.DEFAULT_HEAD], tf.constant(""), label_reason))
+        # The first problem of the example, as (column, file, reason); ok when there is none.
+        column, path, reason = tf.constant(""), tf.constant(""), tf.constant("")
+        for c, p, r in reversed(problems):
+            bad = tf.strings.length(r) > 0
+            column, path, reason = tf.where(bad, c, column), tf.where(bad, p, path), tf.where(bad, r, reason)
+        status = {"row": element[_ROW], "column": column, "path": path, "reason": reason}
+        return features, label, status
+
+    ds = elements.map(decode, num_parallel_calls=AUTOTUNE, deterministic=not (training and shuffle))
+
+    if on_bad_record == "raise":
+        def check(features, label, status):
+            # The same text as record_location(); no quotes, which TF's Assert would print escaped.
+            file_part = tf.where(tf.strings.length(status["path"]) > 0, tf.strings.join([", file ", status["path"]]), "")
+            message = tf.strings.join([
+                f"{source_name}, row ", tf.strings.as_string(status["row"]), ", column ", status["column"],
+                file_part, ": ", status["reason"],
+            ])
+            assertion = tf.debugging.Assert(tf.equal(status["reason"], ""), [message])
+            with tf.control_dependencies([assertion]):
+                return tf.nest.map_structure(tf.identity, (features, label))
+        ds = ds.map(check, num_parallel_calls=AUTOTUNE)
+    else:
+        def note(features, label, status):
+            def record():
+                with tf.control_dependencies([tf.py_function(
+                    report.add_from_graph, [status["row"], status["column"], status["path"], status["reason"]], tf.int32
+                )]):
+                    return tf.constant(False)
+            ok = tf.cond(tf.equal(status["reason"], ""), lambda: tf.constant(True), record)
+            return features, label, ok
+        def is_ok(features, label, ok):
+            return ok
+
+        def drop_flag(features, label, ok):
+            return features, label
+
+        ds = ds.map(note, num_parallel_calls=AUTOTUNE).filter(is_ok).map(drop_flag)
+
+    def to_inputs_and_targets(features, label):
+        return (features, {constants.DEFAULT_HEAD: label}) if with_labels else features
+
+    ds = ds.map(to_inputs_and_targets)
+    if cache is not None:
+        ds = ds.cache("" if cache == "memory" else cache)
+        if shuffle:
+            ds = ds.shuffle(min(count, 10000), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
+    if training and any(getattr(s, "augment", None) for s in preprocessor.specs.values()):
+        def augment(features, *targets):
+            return (preprocessor.augment_batch(features, seed), *targets) if targets else preprocessor.augment_batch(features, seed)
+
+        ds = ds.map(augment, num_parallel_calls=AUTOTUNE)
+    ds = ds.prefetch(AUTOTUNE)
+    if not from_tfrecords and on_bad_record == "raise":
+        batches = count // batch_size if drop_remainder else -(-count // batch_size)
+        ds = ds.apply(tf.data.experimental.assert_cardinality(batches))
+    ds.bad_records = report
+    return ds
+
+
+def adapt_preprocessor(preprocessor, source, columns=None):
+    """Learns the Preprocessor's vocabularies and label names from a training manifest.
+
+    Example:
+
+    >>> from mmkeras.preprocessor import Preprocessor
+    >>> pre = Preprocessor({"text": {"max_tokens": 10, "sequence_length": 3}})
+    >>> adapt_preprocessor(pre, [{"text": "a b", "label": "x"}, {"text": "b", "label": "y"}])
+    >>> pre.label_names, pre.vocabulary("text")
+    (['x', 'y'], ['', '[UNK]', 'b', 'a'])
+    """
+    manifest = read_manifest(source)
+    columns = _columns(preprocessor, columns)
+    texts = {
+        m: [cell_text(row.get(columns[m])) for row in manifest.rows]
+        for m, spec in preprocessor.specs.items()
+        if spec.kind == constants.TEXT
+    }
+    labels = [row.get(columns[constants.DEFAULT_HEAD]) for row in manifest.rows]
+    preprocessor.adapt(texts=texts, labels=labels)
+
+
+def write_tfrecords(source, output_dir, preprocessor, columns=None, num_shards=4, on_bad_record="raise", report=None):
+    """Writes a manifest's examples (text, raw file bytes, raw label) into sharded TFRecord files.
+
+    `make_dataset(output_dir, ...)` reads them back; shards let `tf.distribute` split files
+    between workers, and one sequential read per shard beats many small-file reads.
+
+    Returns:
+        list of str. The shard paths.
+    """
+    _check_policy(on_bad_record)
+    manifest = read_manifest(source)
+    columns = _columns(preprocessor, columns)
+    report = report or BadRecordReport(manifest.source)
+    table = validate_rows(manifest, preprocessor, columns, on_bad_record, report, with_labels=False)
+    labels = {number: cell_text(row.get(columns[constants.DEFAULT_HEAD]))
+              for row, number in zip(manifest.rows, manifest.row_numbers)}
+    os.makedirs(output_dir, exist_ok=True)
+    num_shards = max(1, min(num_shards, len(table[_ROW])))
+    paths = [os.path.join(output_dir, f"data-{i:05d}-of-{num_shards:05d}.tfrecord") for i in range(num_shards)]
+    writers = [tf.io.TFRecordWriter(p) for p in paths]
+    try:
+        for i, number in enumerate(table[_ROW]):
+            feature = {_ROW: tf.train.Feature(int64_list=tf.train.Int64List(value=[number])),
+                       "label": _bytes_feature(labels[number].encode())}
+            for m, spec in preprocessor.specs.items():
+                value = table[_value_key(m)][i]
+                if spec.kind == constants.TEXT:
+                    data = value.encode("utf-8")
+                else:
+                    with open(value, "rb") if value else _empty() as f:
+                        data = f.read()
+                feature[m] = _bytes_feature(data)
+                feature[f"path_{m}"] = _bytes_feature(table[_path_key(m)][i].encode())
+            example = tf.train.Example(features=tf.train.Features(feature=feature))
+            writers[i % num_shards].write(example.SerializeToString())
+    finally:
+        for writer in writers:
+            writer.close()
+    return paths
+
+
+def _bytes_feature(data):
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[data]))
+
+
+class _empty:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def read(self):
+        return b""

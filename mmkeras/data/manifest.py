@@ -1,0 +1,135 @@
+"""Manifests: the user's table of examples (CSV, JSONL, a pandas DataFrame or a list of dicts)."""
+
+import csv
+import dataclasses
+import json
+import os
+
+import numpy as np
+
+from mmkeras import constants
+
+#: Column that holds the label unless `columns` says otherwise.
+LABEL_COLUMN = "label"
+
+
+class BadRecordError(ValueError):
+    """A record of the manifest that cannot be used; the message names row, column and file."""
+
+
+@dataclasses.dataclass
+class Manifest:
+    """Rows of a manifest with where they came from.
+
+    Attributes:
+        rows: list of dict. One dict per example, cells as read.
+        base_dir: str. Folder relative file paths resolve from.
+        source: str. Shown in error messages (the file name, or "DataFrame").
+        row_numbers: list of int. Each row's 1-based number in the source (for messages).
+    """
+
+    rows: list
+    base_dir: str
+    source: str
+    row_numbers: list
+
+    def subset(self, indices):
+        return Manifest([self.rows[i] for i in indices], self.base_dir, self.source,
+                        [self.row_numbers[i] for i in indices])
+
+    def __len__(self):
+        return len(self.rows)
+
+
+def read_manifest(source, base_dir=None):
+    """Reads a manifest into a `Manifest`.
+
+    Args:
+        source: path of a `.csv`, `.jsonl` (or `.json` holding a list) file, a pandas DataFrame,
+            a list of dicts, or a `Manifest` (returned as is).
+        base_dir: str. Folder that relative paths resolve from; default: the manifest's folder
+            (the working directory for in-memory tables).
+
+    Example:
+
+    >>> read_manifest([{"text": "hi", "label": "a"}]).rows
+    [{'text': 'hi', 'label': 'a'}]
+    """
+    if isinstance(source, Manifest):
+        return source
+    if hasattr(source, "to_dict") and hasattr(source, "columns"):  # pandas DataFrame
+        rows = source.to_dict("records")
+        return Manifest(rows, base_dir or os.getcwd(), "DataFrame", list(range(1, len(rows) + 1)))
+    if isinstance(source, (list, tuple)):
+        return Manifest(list(source), base_dir or os.getcwd(), "rows", list(range(1, len(source) + 1)))
+    path = os.fspath(source)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Manifest not found: {path!r}")
+    base = base_dir or os.path.dirname(os.path.abspath(path))
+    name = os.path.basename(path)
+    if path.endswith(".csv") or path.endswith(".tsv"):
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.DictReader(f, delimiter="\t" if path.endswith(".tsv") else ","))
+        return Manifest(rows, base, name, list(range(1, len(rows) + 1)))
+    if path.endswith(".jsonl") or path.endswith(".json"):
+        with open(path, encoding="utf-8") as f:
+            if path.endswith(".json"):
+                rows = json.load(f)
+            else:
+                rows = []
+                for line_number, line in enumerate(f, start=1):
+                    if line.strip():
+                        try:
+                            rows.append(json.loads(line))
+                        except json.JSONDecodeError as error:
+                            raise BadRecordError(f"{name}, row {line_number}: not valid JSON ({error})") from None
+        for i, row in enumerate(rows, start=1):
+            if not isinstance(row, dict):
+                raise BadRecordError(f"{name}, row {i}: expected a JSON object, got {type(row).__name__}")
+        return Manifest(rows, base, name, list(range(1, len(rows) + 1)))
+    raise ValueError(f"Expected a .csv, .tsv, .jsonl or .json manifest. Received: {path!r}")
+
+
+def cell_text(value):
+    """A cell as a string: missing, None and NaN become ""."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    return str(value)
+
+
+def resolve_path(cell, base_dir):
+    """A file cell resolved against `base_dir` ("" stays "": the modality is missing)."""
+    text = cell_text(cell).strip()
+    if not text:
+        return ""
+    return text if os.path.isabs(text) else os.path.normpath(os.path.join(base_dir, text))
+
+
+def default_columns(modalities):
+    """Modality name → column name, plus the label column: by default each is its own name."""
+    return {**{m: m for m in modalities}, constants.DEFAULT_HEAD: LABEL_COLUMN}
+
+
+def stratified_split(source, validation_fraction=0.2, label_column=LABEL_COLUMN, seed=0):
+    """Splits one manifest into train and validation manifests with the same label proportions.
+
+    Uses scikit-learn's `train_test_split(stratify=...)`; classes too small to stratify fall back
+    to a plain random split.
+
+    Example:
+
+    >>> rows = [{"label": str(i % 2)} for i in range(10)]
+    >>> train, val = stratified_split(rows, 0.2)
+    >>> len(train), len(val), sorted(r["label"] for r in val.rows)
+    (8, 2, ['0', '1'])
+    """
+    from sklearn.model_selection import train_test_split
+
+    manifest = read_manifest(source)
+    indices = np.arange(len(manifest))
+    labels = [cell_text(row.get(label_column)) for row in manifest.rows]
+    try:
+        train, val = train_test_split(indices, test_size=validation_fraction, random_state=seed, stratify=labels)
+    except ValueError:  # a class with a single example cannot be stratified
+        train, val = train_test_split(indices, test_size=validation_fraction, random_state=seed)
+    return manifest.subset(sorted(train)), manifest.subset(sorted(val))

@@ -1,0 +1,349 @@
+"""The Preprocessor: raw text / file bytes → model inputs, in TensorFlow ops.
+
+The same object runs per example inside `tf.data` (training) and on a batch of raw bytes inside
+the exported serving graph, so training and serving preprocess identically.
+"""
+
+import json
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mmkeras import constants
+from mmkeras import specs as specs_lib
+from mmkeras.data import audio as audio_lib
+from mmkeras.data import images as images_lib
+from mmkeras.data import wav as wav_lib
+
+STATE_FILE = "preprocessor.json"
+LABEL_TYPES = ("classification", "multilabel", "regression")
+#: Separator of several labels in one cell (multi-label), e.g. "cat|dog".
+LABEL_SEPARATOR = "|"
+
+
+class Preprocessor:
+    """Turns raw modality data (UTF-8 text, image file bytes, audio file bytes) into model inputs.
+
+    Args:
+        modalities: dict. Modality name → settings dict or spec (as in `build_model`).
+        label_type: str. "classification", "multilabel" or "regression".
+        label_names: list of str. Class names in class-id order; learned by `adapt()` if None.
+        vocabularies: dict. Text modality name → vocabulary list (as saved); else `adapt()`.
+
+    Example:
+
+    >>> import tensorflow as tf
+    >>> pre = Preprocessor({"text": {"max_tokens": 20, "sequence_length": 4}})
+    >>> pre.adapt(texts={"text": ["red apple", "green apple"]}, labels=["a", "b"])
+    >>> features = pre.preprocess_batch({"text": tf.constant(["apple pie", ""])})
+    >>> features["text"].numpy().tolist(), features["text_present"].numpy().ravel().tolist()
+    ([[2, 1, 0, 0], [0, 0, 0, 0]], [1.0, 0.0])
+    """
+
+    def __init__(self, modalities, label_type="classification", label_names=None, vocabularies=None):
+        if label_type not in LABEL_TYPES:
+            raise ValueError(f"Expected label_type to be one of {list(LABEL_TYPES)}. Received: label_type={label_type!r}")
+        self.specs = {name: specs_lib.make_spec(name, options) for name, options in modalities.items()}
+        self.label_type = label_type
+        self.label_names = list(label_names) if label_names is not None else None
+        self._vectorizers = {}
+        self._has_vocabulary = set()  # Python-side: checked while tracing, where tables are symbolic
+        for name, spec in self.specs.items():
+            if spec.kind == constants.TEXT:
+                vocabulary = (vocabularies or {}).get(name)
+                self._vectorizers[name] = self._make_vectorizer(spec, vocabulary)
+                if vocabulary:
+                    self._has_vocabulary.add(name)
+        self._image_augmenters = {}
+
+    # ----------------------------------------------------------------- state
+    @staticmethod
+    def _make_vectorizer(spec, vocabulary=None):
+        return keras.layers.TextVectorization(
+            max_tokens=spec.max_tokens,
+            standardize=spec.standardize,
+            output_mode="int",
+            output_sequence_length=spec.sequence_length,
+            vocabulary=vocabulary,
+        )
+
+    @property
+    def modalities(self):
+        return list(self.specs)
+
+    @property
+    def num_classes(self):
+        """Classes (or labels, or regression targets: 1) the model's head must output."""
+        if self.label_type == "regression":
+            return 1
+        if self.label_names is None:
+            raise ValueError("The Preprocessor has no label names yet: call adapt() or pass label_names.")
+        return len(self.label_names)
+
+    def vocabulary(self, name):
+        """The text modality `name`'s vocabulary ("" is padding, "[UNK]" out-of-vocabulary)."""
+        return [str(token) for token in self._vectorizers[name].get_vocabulary()]
+
+    def adapt(self, texts=None, labels=None):
+        """Learns text vocabularies and label names from training data.
+
+        Args:
+            texts: dict. Text modality name → iterable of strings (empty ones are skipped).
+            labels: iterable of label cells (strings, ints, or "a|b" for multi-label).
+        """
+        for name, values in (texts or {}).items():
+            values = [v for v in values if isinstance(v, str) and v.strip()]
+            if values:
+                self._vectorizers[name].adapt(tf.constant(values))
+                self._has_vocabulary.add(name)
+        if labels is not None and self.label_type != "regression" and self.label_names is None:
+            names = set()
+            for value in labels:
+                names.update(self._split_label(value))
+            names.discard("")
+            self.label_names = sorted(names, key=_natural_key)
+
+    def save(self, directory):
+        """Writes the full state (settings, vocabularies, label names) to `directory/preprocessor.json`."""
+        os.makedirs(directory, exist_ok=True)
+        state = {
+            "modalities": {name: specs_lib.spec_to_dict(spec) for name, spec in self.specs.items()},
+            "label_type": self.label_type,
+            "label_names": self.label_names,
+            "vocabularies": {name: self.vocabulary(name) for name in self._vectorizers},
+        }
+        with open(os.path.join(directory, STATE_FILE), "w", encoding="utf-8") as f:
+            json.dump(state, f, indent=1, ensure_ascii=False)
+
+    @classmethod
+    def load(cls, directory):
+        """Rebuilds a Preprocessor saved with `save(directory)`."""
+        with open(os.path.join(directory, STATE_FILE), encoding="utf-8") as f:
+            state = json.load(f)
+        return cls(state["modalities"], state["label_type"], state["label_names"], state["vocabularies"])
+
+    # ----------------------------------------------------------------- labels (Python side)
+    @staticmethod
+    def _split_label(value):
+        if isinstance(value, (list, tuple)):
+            return [str(v).strip() for v in value]
+        if value is None or (isinstance(value, float) and np.isnan(value)):
+            return [""]
+        return [part.strip() for part in str(value).split(LABEL_SEPARATOR)]
+
+    def encode_label(self, value):
+        """A label cell → class id (int), multi-hot vector, or float. Raises ValueError if bad."""
+        if self.label_type == "regression":
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"expected a number, got {value!r}") from None
+            if not np.isfinite(number):
+                raise ValueError(f"expected a finite number, got {value!r}")
+            return np.float32(number)
+        parts = self._split_label(value)
+        if parts == [""]:
+            raise ValueError("empty label")
+        index = {name: i for i, name in enumerate(self.label_names)}
+        unknown = [p for p in parts if p not in index]
+        if unknown:
+            shown = self.label_names if len(self.label_names) <= 20 else self.label_names[:20] + ["..."]
+            raise ValueError(f"unknown label {unknown[0]!r}, expected one of {shown}")
+        if self.label_type == "classification":
+            if len(parts) != 1:
+                raise ValueError(f"expected one label, got {len(parts)} ({value!r})")
+            return np.int64(index[parts[0]])
+        hot = np.zeros(len(self.label_names), "float32")
+        hot[[index[p] for p in parts]] = 1.0
+        return hot
+
+    # ----------------------------------------------------------------- decoding (TF ops)
+    def _text(self, name, text):
+        if name not in self._has_vocabulary:
+            raise ValueError(
+                f"Text modality {name!r} has no vocabulary yet: call adapt() (or adapt_preprocessor()) on the "
+                "training data, or pass vocabularies= when constructing the Preprocessor."
+            )
+        present = tf.strings.length(tf.strings.strip(text)) > 0
+        ids = self._vectorizers[name](tf.reshape(text, [1]))[0]  # (sequence_length,)
+        ids = tf.where(present, tf.cast(ids, tf.int32), tf.zeros_like(ids, tf.int32))
+        return ids, present, tf.constant("")
+
+    def _image(self, spec, data):
+        present = tf.strings.length(data) > 0
+        ok, reason = images_lib.image_check(data)
+        reason = tf.where(present, reason, "")
+        zeros = tf.zeros([spec.height, spec.width, spec.channels])
+        pixels = tf.cond(tf.logical_and(present, ok), lambda: images_lib.decode_image(data, spec), lambda: zeros)
+        return pixels, present, reason
+
+    def _audio(self, spec, data, training, allow_compressed):
+        present = tf.strings.length(data) > 0
+        header = wav_lib.wav_header(data)
+        zeros = tf.zeros([spec.num_samples])
+
+        def from_wav():
+            samples, rate = wav_lib.decode_checked_wav(data, header)
+            return audio_lib.to_clip(samples, rate, spec, training), tf.constant("")
+
+        def from_compressed():
+            samples, rate, reason = audio_lib.decode_compressed(data)
+            clip = tf.cond(tf.equal(reason, ""), lambda: audio_lib.to_clip(samples, rate, spec, training), lambda: zeros)
+            return clip, reason
+
+        def wav_or_fail():
+            expected = "WAV bytes (compressed formats are decoded in the training pipeline only)"
+            if allow_compressed:
+                return tf.cond(audio_lib.is_compressed(data), from_compressed, lambda: (zeros, header["reason"]))
+            failure = tf.where(audio_lib.is_compressed(data), f"not WAV: expected {expected}", header["reason"])
+            return zeros, failure
+
+        clip, reason = tf.cond(
+            tf.logical_not(present),
+            lambda: (zeros, tf.constant("")),
+            lambda: tf.cond(header["ok"], from_wav, wav_or_fail),
+        )
+        return tf.ensure_shape(clip, [spec.num_samples]), present, reason
+
+    def decode_example(self, raw, training=False, allow_compressed=False):
+        """One example's raw values → (features dict, reasons dict). Never raises on bad bytes.
+
+        Args:
+            raw: dict. Modality name → scalar `tf.string` (text, or the file's bytes); a
+                missing key or an empty string means the modality is absent.
+            training: bool. Random crops where the spec asks for them.
+            allow_compressed: bool. Decode FLAC/OGG/MP3 (training pipeline; not servable).
+
+        Returns:
+            features: the model inputs for one example (no batch dimension).
+            reasons: modality name → scalar string, empty where that modality decoded fine.
+        """
+        features, reasons = {}, {}
+        for name, spec in self.specs.items():
+            value = raw.get(name, tf.constant(""))
+            if spec.kind == constants.TEXT:
+                tensor, present, reason = self._text(name, value)
+            elif spec.kind == constants.IMAGE:
+                tensor, present, reason = self._image(spec, value)
+            else:
+                tensor, present, reason = self._audio(spec, value, training, allow_compressed)
+            features[name] = tensor
+            features[constants.presence_name(name)] = tf.reshape(tf.cast(present, tf.float32), [1])
+            reasons[name] = reason
+        return features, reasons
+
+    def preprocess_example(self, raw, training=False, allow_compressed=False):
+        """Like `decode_example`, raising `InvalidArgumentError` naming the input for bad bytes."""
+        features, reasons = self.decode_example(raw, training, allow_compressed)
+        checks = [
+            tf.debugging.Assert(tf.equal(reason, ""), [tf.strings.join([f"Input '{name}': ", reason])])
+            for name, reason in reasons.items()
+        ]
+        with tf.control_dependencies(checks):
+            return {key: tf.identity(value) for key, value in features.items()}
+
+    def feature_signature(self):
+        """`tf.TensorSpec`s of one example's features (no batch dimension)."""
+        signature = {}
+        for name, spec in self.specs.items():
+            if spec.kind == constants.TEXT:
+                signature[name] = tf.TensorSpec([spec.sequence_length], tf.int32)
+            elif spec.kind == constants.IMAGE:
+                signature[name] = tf.TensorSpec([spec.height, spec.width, spec.channels], tf.float32)
+            else:
+                signature[name] = tf.TensorSpec([spec.num_samples], tf.float32)
+            signature[constants.presence_name(name)] = tf.TensorSpec([1], tf.float32)
+        return signature
+
+    def preprocess_batch(self, raw):
+        """A batch of raw values (dict of `[batch]` strings) → batched model inputs (serving path).
+
+        Core TensorFlow ops only; bad bytes raise `InvalidArgumentError` naming the input.
+        """
+        raw = {name: tf.convert_to_tensor(value, tf.string) for name, value in raw.items() if name in self.specs}
+        return tf.map_fn(
+            lambda example: self.preprocess_example(example),
+            raw,
+            fn_output_signature=self.feature_signature(),
+        )
+
+    # ----------------------------------------------------------------- augmentation (training only)
+    def augment_batch(self, features, seed=None):
+        """Training-only augmentation of a batch of features, as each spec's `augment` asks.
+
+        Absent modalities stay exactly zero.
+        """
+        features = dict(features)
+        for name, spec in self.specs.items():
+            options = getattr(spec, "augment", None)
+            if not options:
+                continue
+            present = features[constants.presence_name(name)]  # (batch, 1)
+            if spec.kind == constants.IMAGE:
+                augmented = self._augment_images(name, spec, features[name], seed)
+                features[name] = augmented * present[:, :, None, None]
+            elif spec.kind == constants.AUDIO:
+                features[name] = _augment_audio(features[name], options, seed) * present
+        return features
+
+    def _augment_images(self, name, spec, images, seed):
+        options = spec.augment
+        if name not in self._image_augmenters:
+            steps = []
+            if options.get("flip"):
+                steps.append(keras.layers.RandomFlip(options["flip"], seed=seed))
+            if options.get("rotation"):
+                steps.append(keras.layers.RandomRotation(options["rotation"], fill_mode="constant", seed=seed))
+            if options.get("zoom"):
+                steps.append(keras.layers.RandomZoom(options["zoom"], fill_mode="constant", seed=seed))
+            if options.get("contrast"):
+                steps.append(keras.layers.RandomContrast(options["contrast"], seed=seed))
+            self._image_augmenters[name] = steps
+        for step in self._image_augmenters[name]:
+            images = step(images, training=True)
+        if options.get("noise"):
+            images = images + tf.random.normal(tf.shape(images), stddev=options["noise"], seed=seed)
+        if options.get("occlusion"):
+            images = _occlude(images, options["occlusion"], seed)
+        return tf.clip_by_value(images, 0.0, 1.0)
+
+
+def _occlude(images, fraction, seed):
+    """Blanks one random square (side = fraction of the shorter side) per image."""
+    shape = tf.shape(images)
+    height, width = shape[1], shape[2]
+    side = tf.maximum(1, tf.cast(tf.cast(tf.minimum(height, width), tf.float32) * fraction, tf.int32))
+    top = tf.random.uniform([shape[0], 1, 1], 0, tf.maximum(height - side, 0) + 1, tf.int32, seed=seed)
+    left = tf.random.uniform([shape[0], 1, 1], 0, tf.maximum(width - side, 0) + 1, tf.int32, seed=seed)
+    rows = tf.range(height)[None, :, None]
+    cols = tf.range(width)[None, None, :]
+    inside = (rows >= top) & (rows < top + side) & (cols >= left) & (cols < left + side)
+    return images * tf.cast(tf.logical_not(inside), images.dtype)[..., None]
+
+
+def _augment_audio(clips, options, seed):
+    """Random gain, white noise at a given SNR, and circular time shift on `(batch, samples)`."""
+    batch = tf.shape(clips)[0]
+    if options.get("gain_db"):
+        gain_db = tf.random.uniform([batch, 1], -options["gain_db"], options["gain_db"], seed=seed)
+        clips = clips * tf.pow(10.0, gain_db / 20.0)
+    if options.get("noise_snr_db") is not None:
+        power = tf.reduce_mean(tf.square(clips), axis=1, keepdims=True)
+        noise_power = power / tf.pow(10.0, options["noise_snr_db"] / 10.0)
+        clips = clips + tf.random.normal(tf.shape(clips), seed=seed) * tf.sqrt(noise_power)
+    if options.get("shift"):
+        limit = int(options["shift"] * clips.shape[1])
+        if limit:
+            shifts = tf.random.uniform([batch], -limit, limit + 1, tf.int32, seed=seed)
+            clips = tf.map_fn(lambda a: tf.roll(a[0], a[1], axis=0), (clips, shifts), fn_output_signature=tf.float32)
+    return clips
+
+
+def _natural_key(name):
+    """Sort "2" before "10" when label names are numbers."""
+    try:
+        return (0, float(name), "")
+    except ValueError:
+        return (1, 0.0, name)
