@@ -175,17 +175,21 @@ class Preprocessor:
         present = tf.strings.length(data) > 0
         ok, reason = images_lib.image_check(data)
         reason = tf.where(present, reason, "")
-        zeros = tf.zeros([spec.height, spec.width, spec.channels])
-        pixels = tf.cond(tf.logical_and(present, ok), lambda: images_lib.decode_image(data, spec), lambda: zeros)
+        usable = tf.logical_and(present, ok)
+        pixels = images_lib.decode_image(tf.where(usable, data, images_lib.PLACEHOLDER_PNG), spec)
+        pixels = tf.where(usable, pixels, tf.zeros_like(pixels))
         return pixels, present, reason
 
     def _audio(self, spec, data, training, allow_compressed):
         present = tf.strings.length(data) > 0
-        header = wav_lib.wav_header(data)
         zeros = tf.zeros([spec.num_samples])
 
-        def from_wav():
+        def from_wav(header):
             samples, rate = wav_lib.decode_checked_wav(data, header)
+            return audio_lib.to_clip(samples, rate, spec, training), tf.constant("")
+
+        def from_pcm16():
+            samples, rate = tf.audio.decode_wav(data)  # TF's own kernel: 16-bit PCM only
             return audio_lib.to_clip(samples, rate, spec, training), tf.constant("")
 
         def from_compressed():
@@ -193,18 +197,22 @@ class Preprocessor:
             clip = tf.cond(tf.equal(reason, ""), lambda: audio_lib.to_clip(samples, rate, spec, training), lambda: zeros)
             return clip, reason
 
-        def wav_or_fail():
+        def wav_or_fail(header):
             expected = "WAV bytes (compressed formats are decoded in the training pipeline only)"
             if allow_compressed:
                 return tf.cond(audio_lib.is_compressed(data), from_compressed, lambda: (zeros, header["reason"]))
             failure = tf.where(audio_lib.is_compressed(data), f"not WAV: expected {expected}", header["reason"])
             return zeros, failure
 
-        clip, reason = tf.cond(
-            tf.logical_not(present),
-            lambda: (zeros, tf.constant("")),
-            lambda: tf.cond(header["ok"], from_wav, wav_or_fail),
-        )
+        def parse_header():
+            header = wav_lib.wav_header(data)
+            return tf.cond(header["ok"], lambda: from_wav(header), lambda: wav_or_fail(header))
+
+        # One conditional per clip (each costs as much as a decode in tf.data): canonical 16-bit
+        # WAVs, and absent clips through a placeholder, take TF's native decoder.
+        data = tf.where(present, data, wav_lib.PLACEHOLDER_WAV)
+        clip, reason = tf.cond(wav_lib.is_plain_pcm16(data), from_pcm16, parse_header)
+        clip = tf.where(present, clip, zeros)
         return tf.ensure_shape(clip, [spec.num_samples]), present, reason
 
     def decode_example(self, raw, training=False, allow_compressed=False):

@@ -21,25 +21,24 @@ COMPRESSED_SIGNATURES = {"FLAC": b"fLaC", "OGG": b"OggS", "MP3 (ID3)": b"ID3", "
 def resample(signal, rate, target_rate):
     """Band-limited (FFT) resampling of a mono signal from `rate` to `target_rate` Hz.
 
+    No `tf.cond`: in tf.data a conditional costs about as much as the FFT itself, and at equal
+    rates the FFT round trip returns the signal to within float rounding (~1e-7).
+
     Args:
         signal: float32 `(samples,)`.
         rate: scalar int tensor, the signal's rate.
         target_rate: int. The rate wanted.
     """
     rate = tf.cast(rate, tf.int64)
-    length = tf.cast(tf.shape(signal)[0], tf.int64)
-    out_length = (length * target_rate + rate // 2) // rate
-
-    def fourier():
-        spectrum = tf.signal.rfft(signal)  # (length // 2 + 1,)
-        bins = tf.cast(out_length // 2 + 1, tf.int32)
-        kept = spectrum[: tf.minimum(bins, tf.shape(spectrum)[0])]
-        padded = tf.pad(kept, [[0, bins - tf.shape(kept)[0]]])
-        out = tf.signal.irfft(padded, fft_length=tf.cast(out_length, tf.int32)[None])
-        return out * tf.cast(out_length, tf.float32) / tf.cast(length, tf.float32)
-
-    same = tf.logical_or(tf.equal(rate, target_rate), length < 2)
-    out = tf.cond(same, lambda: signal, fourier)
+    length = tf.maximum(tf.cast(tf.shape(signal)[0], tf.int64), 1)
+    signal = tf.pad(signal, [[0, length - tf.cast(tf.shape(signal)[0], tf.int64)]])
+    out_length = tf.maximum((length * target_rate + rate // 2) // rate, 1)
+    spectrum = tf.signal.rfft(signal)  # (length // 2 + 1,)
+    bins = tf.cast(out_length // 2 + 1, tf.int32)
+    kept = spectrum[: tf.minimum(bins, tf.shape(spectrum)[0])]
+    padded = tf.pad(kept, [[0, bins - tf.shape(kept)[0]]])
+    out = tf.signal.irfft(padded, fft_length=tf.cast(out_length, tf.int32)[None])
+    out = out * tf.cast(out_length, tf.float32) / tf.cast(length, tf.float32)
     return tf.ensure_shape(out, [None])
 
 

@@ -282,6 +282,11 @@ def make_dataset(
 
         ds = ds.map(augment, num_parallel_calls=AUTOTUNE)
     ds = ds.prefetch(AUTOTUNE)
+    options = tf.data.Options()
+    # Many small decode ops in parallel map calls: one thread per op beats oversubscribed pools
+    # (measured 2x for WAV decoding on 2 cores).
+    options.threading.max_intra_op_parallelism = 1
+    ds = ds.with_options(options)
     if not from_tfrecords and on_bad_record == "raise":
         batches = count // batch_size if drop_remainder else -(-count // batch_size)
         ds = ds.apply(tf.data.experimental.assert_cardinality(batches))

@@ -7,6 +7,8 @@ sample rate.
 
 import tensorflow as tf
 
+import struct
+
 _PCM = 1
 _FLOAT = 3
 _EXTENSIBLE = 0xFFFE
@@ -174,3 +176,26 @@ def decode_checked_wav(data, header):
     payload = tf.strings.substr(data, header["data_offset"], usable)
     samples = tf.reshape(_samples(payload, header), (-1, header["channels"]))  # (frames, channels)
     return samples, header["sample_rate"]
+
+
+#: A canonical 16-bit mono WAV holding one zero sample: decoded in place of absent audio.
+PLACEHOLDER_WAV = (
+    b"RIFF" + struct.pack("<I", 38) + b"WAVEfmt " + struct.pack("<IHHIIHH", 16, 1, 1, 8000, 16000, 2, 16)
+    + b"data" + struct.pack("<I", 2) + b"\0\0"
+)
+
+
+def is_plain_pcm16(data):
+    """True for the common canonical layout: 'fmt ' first, 16-bit PCM, then 'data' to the end.
+
+    Such files go through `tf.audio.decode_wav`, TensorFlow's native kernel, which is several
+    times faster per file than walking the chunks in graph ops.
+    """
+    exact_size = tf.equal(_u32(data, 40) + 44, tf.cast(tf.strings.length(data), tf.int64))
+    return tf.logical_and(
+        tf.logical_and(tf.logical_and(_read(data, 0, 4) == "RIFF", _read(data, 8, 8) == "WAVEfmt "), exact_size),
+        tf.logical_and(
+            tf.logical_and(_read(data, 16, 4) == b"\x10\x00\x00\x00", _read(data, 20, 2) == b"\x01\x00"),
+            tf.logical_and(_read(data, 34, 2) == b"\x10\x00", _read(data, 36, 4) == "data"),
+        ),
+    )
