@@ -12,6 +12,7 @@ from mmkeras.data import make_dataset  # noqa: E402
 from mmkeras.data import read_manifest  # noqa: E402
 from mmkeras.data import stratified_split  # noqa: E402
 from mmkeras.data import write_tfrecords  # noqa: E402
+from mmkeras.export import export_saved_model  # noqa: E402
 from mmkeras.fusion import FUSIONS  # noqa: E402
 from mmkeras.fusion import get_fusion  # noqa: E402
 from mmkeras.heads import Head  # noqa: E402
@@ -44,6 +45,7 @@ __all__ = [
     "build_text_encoder",
     "compile_model",
     "constants",
+    "export_saved_model",
     "get_fusion",
     "make_dataset",
     "read_manifest",

@@ -246,7 +246,7 @@ class Preprocessor:
         """Like `decode_example`, raising `InvalidArgumentError` naming the input for bad bytes."""
         features, reasons = self.decode_example(raw, training, allow_compressed)
         checks = [
-            tf.debugging.Assert(tf.equal(reason, ""), [tf.strings.join([f"Input '{name}': ", reason])])
+            tf.debugging.Assert(tf.equal(reason, ""), [tf.strings.join([f"Input {name}: ", reason])])
             for name, reason in reasons.items()
         ]
         with tf.control_dependencies(checks):

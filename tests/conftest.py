@@ -13,3 +13,18 @@ import pytest  # noqa: E402
 @pytest.fixture(autouse=True)
 def _seed():
     keras.utils.set_random_seed(1234)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A run directory trained for two epochs on a tiny data set: (run dir, manifest path, rows)."""
+    from media import tiny_config
+    from media import write_tiny_dataset
+
+    from mmkeras.training import train
+
+    folder = tmp_path_factory.mktemp("tiny_run")
+    manifest, rows = write_tiny_dataset(str(folder))
+    keras.utils.set_random_seed(0)
+    train(tiny_config(manifest), str(folder / "run"))
+    return str(folder / "run"), manifest, rows

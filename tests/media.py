@@ -55,3 +55,38 @@ def write_manifest(folder, rows, name="manifest.csv"):
         writer.writeheader()
         writer.writerows(rows)
     return path
+
+
+def write_tiny_dataset(folder, count=24, classes=3, seed=0):
+    """`count` examples (PNG, 8 kHz WAV, text) whose label shows in every modality; CSV manifest.
+
+    Returns (manifest path, rows).
+    """
+    import os
+
+    rng = np.random.default_rng(seed)
+    os.makedirs(os.path.join(folder, "files"), exist_ok=True)
+    words = ["zero", "one", "two", "three"]
+    rows = []
+    for i in range(count):
+        label = i % classes
+        pixels = np.zeros((8, 8), "uint8")
+        pixels[:, label * 2 : label * 2 + 2] = 255
+        pixels = np.clip(pixels + rng.integers(0, 40, (8, 8)), 0, 255).astype("uint8")
+        Image.fromarray(pixels, "L").save(os.path.join(folder, "files", f"{i}.png"))
+        clip = tone(8000, seconds=0.5, hz=300.0 + 500 * label) + 0.01 * rng.normal(size=(4000, 1)).astype("float32")
+        sf.write(os.path.join(folder, "files", f"{i}.wav"), clip, 8000, subtype="PCM_16")
+        rows.append({"text": f"{words[label]} item", "image": f"files/{i}.png", "audio": f"files/{i}.wav",
+                     "label": f"class{label}"})
+    return write_manifest(folder, rows), rows
+
+
+def tiny_config(manifest, epochs=2, **training):
+    """A config for TINY modalities on `manifest`, quick to train."""
+    return {
+        "data": {"train": manifest, "validation_split": 0.25},
+        "modalities": {name: dict(options) for name, options in TINY.items()},
+        "fusion": {"type": "attention", "units": 8},
+        "model": {"hidden_units": 8},
+        "training": {"epochs": epochs, "batch_size": 6, "tensorboard": False, "verbose": 0, **training},
+    }

@@ -63,10 +63,10 @@ def test_saved_state_gives_identical_outputs(preprocessor, tmp_path):
 @pytest.mark.parametrize(
     "modality, data, message",
     [
-        ("image", b"GIF89a broken", "Input 'image'"),
-        ("image", b"definitely not an image", "Input 'image': not an image file"),
-        ("audio", b"not audio at all", "Input 'audio': not a WAV file"),
-        ("audio", b"fLaC" + b"\0" * 40, "Input 'audio': not WAV: expected WAV bytes"),
+        ("image", b"GIF89a broken", "Input image"),
+        ("image", b"definitely not an image", "Input image: not an image file"),
+        ("audio", b"not audio at all", "Input audio: not a WAV file"),
+        ("audio", b"fLaC" + b"\0" * 40, "Input audio: not WAV: expected WAV bytes"),
     ],
 )
 def test_serving_path_rejects_bad_bytes_naming_the_input(preprocessor, modality, data, message):

@@ -84,8 +84,8 @@ def wav_header(data):
     )
     checks = [
         (tf.logical_not(is_riff), "not a WAV file (no RIFF/WAVE header)"),
-        (tf.logical_not(has_fmt), "WAV file has no 'fmt ' chunk"),
-        (data_offset < 0, "WAV file has no 'data' chunk"),
+        (tf.logical_not(has_fmt), "WAV file has no fmt chunk"),
+        (data_offset < 0, "WAV file has no data chunk"),
         (tf.logical_not(supported), "unsupported WAV encoding (expected 8/16/24/32-bit PCM or 32/64-bit float)"),
         (tf.logical_or(channels < 1, sample_rate < 1), "WAV header has zero channels or sample rate"),
     ]
@@ -165,7 +165,7 @@ def decode_wav(data, name="audio"):
     ([0.5, -0.5], 8000)
     """
     header = wav_header(data)
-    tf.debugging.Assert(header["ok"], [tf.strings.join([f"Input '{name}': ", header["reason"]])])
+    tf.debugging.Assert(header["ok"], [tf.strings.join([f"Input {name}: ", header["reason"]])])
     return decode_checked_wav(data, header)
 
 

@@ -54,8 +54,8 @@ def test_a_data_chunk_longer_than_the_file_reads_what_is_there():
     [
         (b"", "not a WAV file"),
         (b"OggS" + b"\0" * 60, "not a WAV file"),
-        (b"RIFF\x04\0\0\0WAVE", "no 'fmt ' chunk"),
-        (b"RIFF\x1c\0\0\0WAVEfmt \x10\0\0\0" + struct.pack("<HHIIHH", 1, 1, 8000, 8000, 1, 8), "no 'data' chunk"),
+        (b"RIFF\x04\0\0\0WAVE", "no fmt chunk"),
+        (b"RIFF\x1c\0\0\0WAVEfmt \x10\0\0\0" + struct.pack("<HHIIHH", 1, 1, 8000, 8000, 1, 8), "no data chunk"),
         (b"RIFF\x24\0\0\0WAVEfmt \x10\0\0\0" + struct.pack("<HHIIHH", 2, 1, 8000, 8000, 1, 4) + b"data\0\0\0\0",
          "unsupported WAV encoding"),
     ],
@@ -63,7 +63,7 @@ def test_a_data_chunk_longer_than_the_file_reads_what_is_there():
 def test_bad_bytes_give_a_reason_and_a_named_error(data, reason):
     header = wav_header(tf.constant(data))
     assert not bool(header["ok"]) and reason in header["reason"].numpy().decode()
-    with pytest.raises(tf.errors.InvalidArgumentError, match=f"Input 'voice': .*{reason}"):
+    with pytest.raises(tf.errors.InvalidArgumentError, match=f"Input voice: .*{reason}"):
         decode_wav(tf.constant(data), name="voice")
 
 

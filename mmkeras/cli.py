@@ -1,0 +1,131 @@
+"""The `mmkeras` command line: demo, train, evaluate, export, predict, prepare."""
+
+import argparse
+import json
+import os
+import sys
+
+
+def _train(args):
+    from mmkeras.training import train
+
+    _, _, history = train(args.config, args.output)
+    epochs = len(history.get("loss", []))
+    print(f"trained {epochs} epoch(s); run directory: {args.output}")
+    return 0
+
+
+def _evaluate(args):
+    from mmkeras.evaluation import evaluate
+    from mmkeras.evaluation import format_ablation
+    from mmkeras.training import load_run
+
+    model, preprocessor, config = load_run(args.run)
+    columns = (config or {}).get("data", {}).get("columns")
+    output = args.output or os.path.join(args.run, "evaluation")
+    result = evaluate(model, preprocessor, args.data, output_dir=output, columns=columns,
+                      on_bad_record=args.on_bad_record)
+    print(result["report_text"])
+    print(format_ablation(result["ablation"]))
+    if result["skipped_records"]:
+        print(f"skipped {result['skipped_records']} bad record(s): see {output}/skipped_records.csv")
+    print(f"metrics, report and confusion matrix written to {output}")
+    return 0
+
+
+def _export(args):
+    from mmkeras.export import export_saved_model
+    from mmkeras.training import load_run
+
+    model, preprocessor, _ = load_run(args.run)
+    path = export_saved_model(model, preprocessor, args.output, version=args.version)
+    print(f"SavedModel written and checked: {path}")
+    return 0
+
+
+def _predict(args):
+    from mmkeras.predict import predict
+
+    rows = predict(args.model, args.data, output=args.output)
+    if args.output:
+        print(f"{len(rows)} prediction(s) written to {args.output}")
+    else:
+        for row in rows:
+            print(json.dumps(row))
+    return 0
+
+
+def _prepare(args):
+    from mmkeras.config import load_config
+    from mmkeras.data import write_tfrecords
+    from mmkeras.preprocessor import Preprocessor
+
+    config = load_config(args.config)
+    preprocessor = Preprocessor(config["modalities"], label_type=config["data"]["label_type"])
+    paths = write_tfrecords(args.data, args.output, preprocessor, columns=config["data"]["columns"],
+                            num_shards=args.shards, on_bad_record=config["data"]["on_bad_record"])
+    print(f"wrote {len(paths)} TFRecord shard(s) to {args.output}")
+    return 0
+
+
+def _demo(args):
+    from mmkeras.demo import run_demo
+
+    run_demo(args.workdir, epochs=args.epochs, examples=args.examples)
+    return 0
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="mmkeras", description="Multimodal Keras models from files to TF Serving.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="embedded data → train → evaluate → export → query")
+    demo.add_argument("--workdir", default="mmkeras_demo", help="folder for the data, run and export")
+    demo.add_argument("--epochs", type=int, default=None, help="override the demo's epochs (for quick checks)")
+    demo.add_argument("--examples", type=int, default=None, help="use only this many examples (for quick checks)")
+    demo.set_defaults(func=_demo)
+
+    train = sub.add_parser("train", help="train from a YAML config")
+    train.add_argument("--config", required=True)
+    train.add_argument("--output", required=True, help="run directory")
+    train.set_defaults(func=_train)
+
+    evaluate = sub.add_parser("evaluate", help="classification report, confusion matrix, modality ablation")
+    evaluate.add_argument("--run", required=True)
+    evaluate.add_argument("--data", required=True, help="labelled manifest")
+    evaluate.add_argument("--output", default=None, help="default: RUN/evaluation")
+    evaluate.add_argument("--on-bad-record", choices=["raise", "skip"], default="raise")
+    evaluate.set_defaults(func=_evaluate)
+
+    export = sub.add_parser("export", help="SavedModel for TF Serving")
+    export.add_argument("--run", required=True)
+    export.add_argument("--output", required=True, help="export base, e.g. saved_models/NAME")
+    export.add_argument("--version", type=int, default=None, help="default: highest existing + 1")
+    export.set_defaults(func=_export)
+
+    predict = sub.add_parser("predict", help="predict a manifest with a run or a SavedModel")
+    predict.add_argument("--model", required=True, help="run directory or SavedModel folder")
+    predict.add_argument("--data", required=True)
+    predict.add_argument("--output", default=None, help="CSV to write (default: print JSON lines)")
+    predict.set_defaults(func=_predict)
+
+    prepare = sub.add_parser("prepare", help="write a manifest's files into sharded TFRecords")
+    prepare.add_argument("--config", required=True, help="config whose modalities/columns describe the data")
+    prepare.add_argument("--data", required=True)
+    prepare.add_argument("--output", required=True)
+    prepare.add_argument("--shards", type=int, default=8)
+    prepare.set_defaults(func=_prepare)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (FileNotFoundError, FileExistsError, ValueError) as error:
+        print(f"mmkeras {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

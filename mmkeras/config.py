@@ -1,0 +1,92 @@
+"""Run configuration: a YAML file (loaded with `yaml.safe_load`) merged over the defaults."""
+
+import copy
+import os
+
+import yaml
+
+from mmkeras import specs as specs_lib
+
+#: Every key a config may hold, with its default. `modalities` and `data.train` are required.
+DEFAULTS = {
+    "data": {
+        "train": None,  # CSV/JSONL manifest or TFRecord shards; relative paths resolve from the config's folder
+        "validation": None,  # a second manifest, or None to split off validation_split of train
+        "validation_split": 0.2,
+        "columns": {},  # modality (and "label") -> column name where they differ
+        "label_type": "classification",  # or multilabel, regression
+        "on_bad_record": "raise",  # or skip
+        "cache": None,  # None, "memory" or a file prefix
+    },
+    "modalities": {},
+    "fusion": {"type": "attention", "modality_dropout": 0.0},
+    "model": {"hidden_units": 64, "dropout": 0.1},
+    "training": {
+        "epochs": 20,
+        "batch_size": 32,
+        "learning_rate": 0.001,
+        "lr_schedule": None,  # None, "cosine" or "plateau"
+        "early_stopping_patience": 5,  # 0 turns early stopping off
+        "class_weights": False,  # weight classes by inverse frequency
+        "seed": 42,
+        "mixed_precision": "auto",  # "auto" (on with a GPU), true, false
+        "jit_compile": False,
+        "strategy": "auto",  # "auto" (mirrored with several GPUs), "mirrored", "default"
+        "checkpoint": True,
+        "backup": True,  # BackupAndRestore: a killed run resumes when started again
+        "tensorboard": True,
+        "verbose": "auto",
+    },
+}
+
+
+def _merge(defaults, given, where):
+    merged = copy.deepcopy(defaults)
+    for key, value in (given or {}).items():
+        if key not in defaults:
+            raise ValueError(f"Unknown config key '{where}{key}'. Expected one of {sorted(defaults)}.")
+        if isinstance(defaults[key], dict) and key not in ("columns",) and defaults[key]:
+            merged[key] = _merge(defaults[key], value, f"{where}{key}.")
+        else:
+            merged[key] = value
+    return merged
+
+
+def resolve_config(config, base_dir=None):
+    """Merges a config dict over the defaults, checks it, and makes data paths absolute.
+
+    Example:
+
+    >>> cfg = resolve_config({"data": {"train": "train.csv"}, "modalities": {"text": {}}}, "/data")
+    >>> cfg["data"]["train"], cfg["training"]["epochs"], cfg["fusion"]["type"]
+    ('/data/train.csv', 20, 'attention')
+    """
+    config = dict(config or {})
+    fusion = dict(config.get("fusion") or {})
+    resolved = _merge({k: v for k, v in DEFAULTS.items() if k != "fusion"},
+                      {k: v for k, v in config.items() if k != "fusion"}, "")
+    resolved["fusion"] = {**DEFAULTS["fusion"], **fusion}  # fusion options are the fusion layer's own
+    if not resolved["modalities"]:
+        raise ValueError("The config needs a 'modalities' block, e.g. modalities: {text: {}, image: {}}")
+    for name, options in resolved["modalities"].items():
+        specs_lib.make_spec(name, options)  # fails early, naming the modality and the bad option
+    base_dir = base_dir or os.getcwd()
+    for key in ("train", "validation"):
+        path = resolved["data"][key]
+        if path and not os.path.isabs(str(path)):
+            resolved["data"][key] = os.path.normpath(os.path.join(base_dir, str(path)))
+    return resolved
+
+
+def load_config(path):
+    """Reads a YAML config file and resolves it (paths relative to the file's folder)."""
+    with open(path, encoding="utf-8") as f:
+        config = yaml.safe_load(f) or {}
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: expected a YAML mapping at the top level, got {type(config).__name__}")
+    return resolve_config(config, os.path.dirname(os.path.abspath(path)))
+
+
+def save_config(config, path):
+    with open(path, "w", encoding="utf-8") as f:
+        yaml.safe_dump(config, f, sort_keys=False)

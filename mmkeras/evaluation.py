@@ -1,0 +1,153 @@
+"""Evaluation: scikit-learn's report, a confusion matrix, and what each modality contributes."""
+
+import itertools
+import json
+import os
+
+import numpy as np
+
+from mmkeras import constants
+from mmkeras.data import make_dataset
+from mmkeras.export import serving_model
+
+
+def collect(dataset):
+    """A finite dataset of `(features, labels)` batches as numpy arrays."""
+    features, labels = {}, []
+    for x, y in dataset:
+        for key, value in x.items():
+            features.setdefault(key, []).append(value.numpy())
+        labels.append(y[constants.DEFAULT_HEAD].numpy())
+    return {k: np.concatenate(v) for k, v in features.items()}, np.concatenate(labels)
+
+
+def mark_absent(features, modalities):
+    """A copy of `features` with `modalities` absent, exactly as the Preprocessor makes missing data."""
+    changed = dict(features)
+    for m in modalities:
+        changed[m] = np.zeros_like(features[m])
+        changed[constants.presence_name(m)] = np.zeros_like(features[constants.presence_name(m)])
+    return changed
+
+
+def scenarios(modalities):
+    """Ablations to report: all present, each modality missing, each pair missing (3+ modalities).
+
+    Example:
+
+    >>> list(scenarios(["text", "image"]))
+    ['all', 'without_text', 'without_image']
+    >>> list(scenarios(["text", "image", "audio"]))[4:]
+    ['without_text_image', 'without_text_audio', 'without_image_audio']
+    """
+    result = {"all": ()}
+    for m in modalities:
+        result[f"without_{m}"] = (m,)
+    if len(modalities) >= 3:
+        for pair in itertools.combinations(modalities, 2):
+            result["without_" + "_".join(pair)] = pair
+    return result
+
+
+def _scores(y_true, y_pred):
+    from sklearn.metrics import accuracy_score
+    from sklearn.metrics import f1_score
+
+    return {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+        "weighted_f1": float(f1_score(y_true, y_pred, average="weighted", zero_division=0)),
+    }
+
+
+def evaluate(model, preprocessor, source, output_dir=None, columns=None, batch_size=64, on_bad_record="raise"):
+    """Evaluates a classification model on a labelled manifest.
+
+    Writes (when `output_dir` is given) `metrics.json`, `classification_report.txt` and
+    `confusion_matrix.png`.
+
+    Returns:
+        dict: "report" (scikit-learn's, per class plus macro and weighted averages), "ablation"
+        (accuracy and F1 with modalities missing), "modality_weights_per_class" where the fusion
+        has weights, "confusion_matrix", "examples", "skipped_records".
+    """
+    from sklearn.metrics import classification_report
+    from sklearn.metrics import confusion_matrix
+
+    if preprocessor.label_type != "classification":
+        raise ValueError(f"evaluate() reports classification metrics; this run's labels are {preprocessor.label_type!r}")
+    dataset = make_dataset(source, preprocessor, columns=columns, batch_size=batch_size, on_bad_record=on_bad_record)
+    features, y_true = collect(dataset)
+    served = serving_model(model)
+    names = preprocessor.label_names
+    labels = list(range(len(names)))
+
+    def run(x):
+        return served.predict(x, batch_size=batch_size, verbose=0)
+
+    outputs = run(features)
+    y_pred = outputs[constants.DEFAULT_HEAD].argmax(axis=-1)
+    report = classification_report(y_true, y_pred, labels=labels, target_names=names, output_dict=True, zero_division=0)
+    report_text = classification_report(y_true, y_pred, labels=labels, target_names=names, zero_division=0)
+    matrix = confusion_matrix(y_true, y_pred, labels=labels)
+    ablation = {"all": _scores(y_true, y_pred)}
+    for name, missing in scenarios(preprocessor.modalities).items():
+        if missing:
+            predicted = run(mark_absent(features, missing))[constants.DEFAULT_HEAD].argmax(axis=-1)
+            ablation[name] = _scores(y_true, predicted)
+    result = {
+        "examples": int(len(y_true)),
+        "skipped_records": len(dataset.bad_records),
+        "report": report,
+        "ablation": ablation,
+        "confusion_matrix": matrix.tolist(),
+        "labels": names,
+    }
+    if constants.MODALITY_WEIGHTS in outputs:
+        weights = outputs[constants.MODALITY_WEIGHTS]
+        result["modality_weights_per_class"] = {
+            names[c]: dict(zip(preprocessor.modalities, weights[y_true == c].mean(axis=0).round(4).tolist()))
+            for c in labels if np.any(y_true == c)
+        }
+    if output_dir:
+        os.makedirs(output_dir, exist_ok=True)
+        with open(os.path.join(output_dir, "metrics.json"), "w") as f:
+            json.dump(result, f, indent=1)
+        with open(os.path.join(output_dir, "classification_report.txt"), "w") as f:
+            f.write(report_text + "\n" + format_ablation(ablation) + "\n")
+        plot_confusion_matrix(matrix, names, os.path.join(output_dir, "confusion_matrix.png"))
+        if len(dataset.bad_records):
+            dataset.bad_records.to_csv(os.path.join(output_dir, "skipped_records.csv"))
+    result["report_text"] = report_text
+    return result
+
+
+def format_ablation(ablation):
+    """The ablation as an aligned text table."""
+    lines = [f"{'modalities':<28}{'accuracy':>10}{'macro F1':>10}"]
+    for name, scores in ablation.items():
+        label = "all present" if name == "all" else name.replace("without_", "missing: ").replace("_", ", ")
+        lines.append(f"{label:<28}{scores['accuracy']:>10.3f}{scores['macro_f1']:>10.3f}")
+    return "\n".join(lines)
+
+
+def plot_confusion_matrix(matrix, names, path):
+    """Writes the confusion matrix as a PNG (rows: true class, columns: predicted)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    size = max(4.0, 0.5 * len(names) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    peak = matrix.max() if matrix.size else 0
+    for (i, j), count in np.ndenumerate(matrix):
+        ax.text(j, i, int(count), ha="center", va="center", color="white" if count > peak / 2 else "black")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

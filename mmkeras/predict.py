@@ -1,0 +1,107 @@
+"""Prediction for a manifest, from a run directory (Keras) or a SavedModel (the TF Serving path)."""
+
+import csv
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from mmkeras import constants
+from mmkeras.data import make_dataset
+from mmkeras.data import read_manifest
+from mmkeras.data.manifest import cell_text
+from mmkeras.data.manifest import resolve_path
+from mmkeras.export import TENSORS_SIGNATURE
+from mmkeras.export import load_saved_model
+from mmkeras.export import serving_model
+
+
+def is_saved_model(path):
+    """True for a SavedModel folder or an export base holding integer version folders."""
+    if os.path.exists(os.path.join(path, "saved_model.pb")):
+        return True
+    return os.path.isdir(path) and any(
+        n.isdigit() and os.path.exists(os.path.join(path, n, "saved_model.pb")) for n in os.listdir(path)
+    )
+
+
+def _raw_batches(manifest, modalities, text_modalities, columns, batch_size):
+    """Yields (row numbers, {modality: [batch] raw strings}) read the way a TF Serving client would."""
+    for start in range(0, len(manifest), batch_size):
+        rows = manifest.rows[start : start + batch_size]
+        raw = {}
+        for m in modalities:
+            column = columns.get(m, m)
+            if m in text_modalities:
+                raw[m] = [cell_text(r.get(column)).encode("utf-8") for r in rows]
+            else:
+                values = []
+                for r, number in zip(rows, manifest.row_numbers[start : start + batch_size]):
+                    path = resolve_path(r.get(column), manifest.base_dir)
+                    if path and not os.path.isfile(path):
+                        raise FileNotFoundError(f"{manifest.source}, row {number}, column {column}, file {path}: file not found")
+                    values.append(open(path, "rb").read() if path else b"")
+                raw[m] = values
+        yield manifest.row_numbers[start : start + batch_size], raw
+
+
+def predict(model_path, source, output=None, columns=None, batch_size=64):
+    """Predicts every row of a manifest.
+
+    Args:
+        model_path: a run directory (uses `model.keras` and the Preprocessor), or a SavedModel
+            folder / export base (uses `serving_default` on raw bytes, as TF Serving does).
+        source: manifest (CSV/JSONL path, DataFrame, list of dicts); labels are not needed.
+        output: CSV path to write (row, label, then one probability column per class).
+        columns: dict. Modality → column name where they differ.
+
+    Returns:
+        list of dict, one per row.
+    """
+    columns = columns or {}
+    manifest = read_manifest(source)
+    results = []
+    if is_saved_model(model_path):
+        restored, label_names = load_saved_model(model_path)
+        signature = restored.signatures["serving_default"]
+        modalities = list(signature.structured_input_signature[1])
+        tensor_inputs = restored.signatures[TENSORS_SIGNATURE].structured_input_signature[1]
+        text_modalities = {m for m in modalities if tensor_inputs[m].dtype == tf.int32}
+        for numbers, raw in _raw_batches(manifest, modalities, text_modalities, columns, batch_size):
+            out = signature(**{m: tf.constant(v, tf.string) for m, v in raw.items()})
+            results.extend(_rows(numbers, {k: v.numpy() for k, v in out.items()}, label_names))
+    else:
+        from mmkeras.training import load_run
+
+        model, preprocessor, _ = load_run(model_path)
+        dataset = make_dataset(manifest, preprocessor, columns=columns, batch_size=batch_size, with_labels=False)
+        outputs = serving_model(model).predict(dataset, verbose=0)
+        scores = outputs[constants.DEFAULT_HEAD]
+        names = np.array(preprocessor.label_names or ["value"], dtype=object)
+        out = {"probabilities": scores, "label": names[scores.argmax(axis=-1)] if preprocessor.label_names else scores[:, 0]}
+        results.extend(_rows(manifest.row_numbers, out, preprocessor.label_names))
+    if output:
+        _write_csv(output, results)
+    return results
+
+
+def _rows(numbers, out, label_names):
+    rows = []
+    for i, number in enumerate(numbers):
+        label = out.get("label", out.get("value"))[i]
+        row = {"row": int(number), "label": label.decode() if isinstance(label, bytes) else label}
+        if "probabilities" in out:
+            probabilities = out["probabilities"][i]
+            names = label_names or [str(c) for c in range(len(probabilities))]
+            row.update({f"prob_{n}": float(p) for n, p in zip(names, probabilities)})
+        rows.append(row)
+    return rows
+
+
+def _write_csv(path, rows):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fields = list(rows[0]) if rows else ["row", "label"]
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fields)
+        writer.writeheader()
+        writer.writerows(rows)

@@ -1,0 +1,207 @@
+"""Training from a config: data → Preprocessor → model → `model.fit` with the usual callbacks.
+
+A run directory holds everything `evaluate`, `export` and `predict` need: `model.keras`, the
+Preprocessor's state, the resolved config, the history and the metrics.
+"""
+
+import json
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mmkeras import config as config_lib
+from mmkeras import constants
+from mmkeras.data import adapt_preprocessor
+from mmkeras.data import make_dataset
+from mmkeras.data import read_manifest
+from mmkeras.data import stratified_split
+from mmkeras.data.manifest import LABEL_COLUMN
+from mmkeras.heads import make_heads
+from mmkeras.model import build_model
+from mmkeras.model import compile_model
+from mmkeras.preprocessor import Preprocessor
+
+MODEL_FILE = "model.keras"
+BEST_FILE = "best.keras"
+PREPROCESSOR_DIR = "preprocessor"
+CONFIG_FILE = "config.yaml"
+HISTORY_FILE = "history.json"
+METRICS_FILE = "metrics.json"
+
+
+def choose_strategy(name="auto"):
+    """The `tf.distribute` strategy: "auto" mirrors across several GPUs, else the default."""
+    gpus = tf.config.list_logical_devices("GPU")
+    if name == "mirrored" or (name == "auto" and len(gpus) > 1):
+        return tf.distribute.MirroredStrategy()
+    if name in ("auto", "default"):
+        return tf.distribute.get_strategy()
+    raise ValueError(f"Expected strategy to be one of ['auto', 'default', 'mirrored']. Received: strategy={name!r}")
+
+
+def use_mixed_precision(setting="auto"):
+    """Sets Keras' global dtype policy: mixed_float16 with a GPU (or when asked), float32 else."""
+    on = bool(tf.config.list_physical_devices("GPU")) if setting == "auto" else bool(setting)
+    keras.mixed_precision.set_global_policy("mixed_float16" if on else "float32")
+    return on
+
+
+def class_weights_from_labels(labels, num_classes):
+    """Inverse-frequency weights (mean 1 over the examples): `n / (classes * count_c)`.
+
+    Example:
+
+    >>> class_weights_from_labels([0, 0, 0, 1], 2)
+    {0: 0.6666666666666666, 1: 2.0}
+    """
+    counts = np.bincount(np.asarray(labels, "int64"), minlength=num_classes).astype("float64")
+    total = counts.sum()
+    return {c: (total / (num_classes * counts[c]) if counts[c] else 0.0) for c in range(num_classes)}
+
+
+def _with_sample_weights(dataset, weights):
+    table = tf.constant([weights[c] for c in sorted(weights)], tf.float32)
+
+    def add(features, labels):
+        return features, labels, {constants.DEFAULT_HEAD: tf.gather(table, labels[constants.DEFAULT_HEAD])}
+
+    return dataset.map(add)
+
+
+def _split_data(config):
+    data = config["data"]
+    if data["validation"]:
+        return data["train"], data["validation"]
+    label_column = data["columns"].get(constants.DEFAULT_HEAD, LABEL_COLUMN)
+    if not data["validation_split"]:
+        return data["train"], None
+    return stratified_split(data["train"], data["validation_split"], label_column, seed=config["training"]["seed"])
+
+
+def train(config, output_dir, callbacks=None):
+    """Trains a model as `config` says and writes the run directory.
+
+    Started again with the same `output_dir` after being killed, training resumes from the
+    last finished epoch (Keras' `BackupAndRestore`).
+
+    Args:
+        config: dict (resolved or not) or the path of a YAML config.
+        output_dir: str. The run directory.
+        callbacks: list. Extra Keras callbacks.
+
+    Returns:
+        (model, preprocessor, history dict).
+    """
+    if isinstance(config, (str, os.PathLike)):
+        config = config_lib.load_config(config)
+    else:
+        config = config_lib.resolve_config(config)
+    data_cfg, train_cfg, fusion_cfg = config["data"], config["training"], dict(config["fusion"])
+    os.makedirs(output_dir, exist_ok=True)
+    keras.utils.set_random_seed(train_cfg["seed"])
+    mixed = use_mixed_precision(train_cfg["mixed_precision"])
+
+    train_source, val_source = _split_data(config)
+    train_manifest = read_manifest(train_source)
+    preprocessor = Preprocessor(config["modalities"], label_type=data_cfg["label_type"])
+    adapt_preprocessor(preprocessor, train_manifest, data_cfg["columns"])
+    preprocessor.save(os.path.join(output_dir, PREPROCESSOR_DIR))
+
+    common = dict(columns=data_cfg["columns"], batch_size=train_cfg["batch_size"], seed=train_cfg["seed"],
+                  on_bad_record=data_cfg["on_bad_record"], cache=data_cfg["cache"])
+    train_ds = make_dataset(train_manifest, preprocessor, training=True, **common)
+    val_ds = make_dataset(val_source, preprocessor, **common) if val_source is not None else None
+    bad_records = [train_ds.bad_records] + ([val_ds.bad_records] if val_ds is not None else [])
+    if train_cfg["class_weights"] and preprocessor.label_type == "classification":
+        labels = np.concatenate([y[constants.DEFAULT_HEAD].numpy() for _, y in train_ds])
+        weights = class_weights_from_labels(labels, preprocessor.num_classes)
+        train_ds = _with_sample_weights(train_ds, weights)
+
+    head_type = {"classification": "classification", "multilabel": "multilabel", "regression": "regression"}
+    heads = [{"name": constants.DEFAULT_HEAD, "type": head_type[preprocessor.label_type], "units": preprocessor.num_classes}]
+    steps = int(train_ds.cardinality()) if int(train_ds.cardinality()) > 0 else None
+    learning_rate = train_cfg["learning_rate"]
+    if train_cfg["lr_schedule"] == "cosine" and steps:
+        learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps * train_cfg["epochs"])
+
+    strategy = choose_strategy(train_cfg["strategy"])
+    with strategy.scope():
+        model = build_model(
+            config["modalities"],
+            heads=heads,
+            fusion=fusion_cfg.pop("type"),
+            modality_dropout=fusion_cfg.pop("modality_dropout", 0.0),
+            fusion_options=fusion_cfg or None,
+            hidden_units=config["model"]["hidden_units"],
+            dropout=config["model"]["dropout"],
+            compile=False,
+        )
+        compile_model(model, make_heads(heads=heads), learning_rate=learning_rate,
+                      jit_compile=bool(train_cfg["jit_compile"]))
+
+    monitor = "val_loss" if val_ds is not None else "loss"
+    run_callbacks = [keras.callbacks.CSVLogger(os.path.join(output_dir, "training.csv"), append=True)]
+    if train_cfg["backup"]:
+        run_callbacks.insert(0, keras.callbacks.BackupAndRestore(os.path.join(output_dir, "backup")))
+    if train_cfg["early_stopping_patience"]:
+        run_callbacks.append(keras.callbacks.EarlyStopping(
+            monitor=monitor, patience=train_cfg["early_stopping_patience"], restore_best_weights=True))
+    if train_cfg["checkpoint"]:
+        run_callbacks.append(keras.callbacks.ModelCheckpoint(
+            os.path.join(output_dir, BEST_FILE), monitor=monitor, save_best_only=True))
+    if train_cfg["lr_schedule"] == "plateau":
+        run_callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=2))
+    if train_cfg["tensorboard"]:
+        run_callbacks.append(keras.callbacks.TensorBoard(os.path.join(output_dir, "logs")))
+    run_callbacks.extend(bad_records)
+    run_callbacks.extend(callbacks or [])
+
+    # shuffle=False: the dataset shuffles itself (with the seed); Keras cannot shuffle a tf.data.Dataset.
+    history = model.fit(train_ds, validation_data=val_ds, epochs=train_cfg["epochs"], shuffle=False,
+                        callbacks=run_callbacks, verbose=train_cfg["verbose"])
+    model.save(os.path.join(output_dir, MODEL_FILE))
+    history_dict = _full_history(output_dir, history.history)
+    with open(os.path.join(output_dir, HISTORY_FILE), "w") as f:
+        json.dump(history_dict, f, indent=1)
+    metrics = {"mixed_precision": mixed, "strategy": type(strategy).__name__,
+               "replicas": strategy.num_replicas_in_sync, "epochs_run": len(history_dict.get("loss", []))}
+    if val_ds is not None:
+        metrics["validation"] = {k: float(v) for k, v in model.evaluate(val_ds, verbose=0, return_dict=True).items()}
+    skipped = {r.source: len(r) for r in bad_records if len(r)}
+    if skipped:
+        metrics["skipped_records"] = skipped
+        for report in bad_records:
+            if len(report):
+                report.to_csv(os.path.join(output_dir, f"skipped_{os.path.basename(report.source) or 'records'}.csv"))
+    with open(os.path.join(output_dir, METRICS_FILE), "w") as f:
+        json.dump(metrics, f, indent=1)
+    config_lib.save_config(config, os.path.join(output_dir, CONFIG_FILE))
+    keras.mixed_precision.set_global_policy("float32")
+    return model, preprocessor, history_dict
+
+
+def _full_history(output_dir, history):
+    """The whole run's history from the CSV log (a resumed run's History holds only its own epochs)."""
+    import csv
+
+    path = os.path.join(output_dir, "training.csv")
+    if not os.path.exists(path):
+        return {k: [float(x) for x in v] for k, v in history.items()}
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    keys = [k for k in (rows[0] if rows else {}) if k != "epoch"]
+    return {k: [float(r[k]) for r in rows if r.get(k) not in (None, "")] for k in keys}
+
+
+def load_run(run_dir):
+    """(model, preprocessor, config) of a run directory."""
+    import mmkeras.fusion  # noqa: F401 - registers the custom layers before loading
+    import mmkeras.layers  # noqa: F401
+
+    model = keras.saving.load_model(os.path.join(run_dir, MODEL_FILE))
+    preprocessor = Preprocessor.load(os.path.join(run_dir, PREPROCESSOR_DIR))
+    config = config_lib.load_config(os.path.join(run_dir, CONFIG_FILE)) if os.path.exists(
+        os.path.join(run_dir, CONFIG_FILE)) else None
+    return model, preprocessor, config

@@ -1,0 +1,129 @@
+import base64
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mmkeras.evaluation import mark_absent
+from mmkeras.export import TENSORS_SIGNATURE
+from mmkeras.export import export_saved_model
+from mmkeras.export import load_saved_model
+from mmkeras.export import serving_model
+from mmkeras.training import load_run
+
+
+def _raw(rows, folder, n=4):
+    read = lambda p: open(os.path.join(folder, p), "rb").read()  # noqa: E731
+    return {
+        "text": [r["text"].encode() for r in rows[:n]],
+        "image": [read(r["image"]) for r in rows[:n]],
+        "audio": [read(r["audio"]) for r in rows[:n]],
+    }
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_run, tmp_path_factory):
+    run_dir, manifest, rows = tiny_run
+    model, preprocessor, _ = load_run(run_dir)
+    base = str(tmp_path_factory.mktemp("export") / "tiny")
+    raw = _raw(rows, os.path.dirname(manifest))
+    path = export_saved_model(model, preprocessor, base, check_inputs=raw)
+    return path, model, preprocessor, raw
+
+
+def test_layout_is_a_tf_serving_version_folder(exported):
+    path, _, preprocessor, _ = exported
+    assert os.path.basename(path) == "1" and os.path.exists(os.path.join(path, "saved_model.pb"))
+    assert os.listdir(os.path.dirname(path)) == ["1"], "no temporary folder is left behind"
+    _, names = load_saved_model(os.path.dirname(path))
+    assert names == preprocessor.label_names
+
+
+def test_next_export_gets_the_next_version_and_refuses_to_overwrite(exported):
+    path, model, preprocessor, _ = exported
+    base = os.path.dirname(path)
+    assert export_saved_model(model, preprocessor, base).endswith(os.sep + "2")
+    with pytest.raises(FileExistsError):
+        export_saved_model(model, preprocessor, base, version=1)
+
+
+def test_signature_contract_and_equality_with_keras(exported):
+    path, model, preprocessor, raw = exported
+    restored, _ = load_saved_model(path)
+    signature = restored.signatures["serving_default"]
+    inputs = signature.structured_input_signature[1]
+    assert {k: (v.dtype, v.shape.as_list()) for k, v in inputs.items()} == {
+        m: (tf.string, [None]) for m in ("text", "image", "audio")}
+    out = signature(**{k: tf.constant(v) for k, v in raw.items()})
+    assert set(out) == {"probabilities", "label", "class_id", "modality_weights"}
+    features = preprocessor.preprocess_batch({k: tf.constant(v) for k, v in raw.items()})
+    expected = serving_model(model).predict({k: v.numpy() for k, v in features.items()}, verbose=0)
+    np.testing.assert_allclose(out["probabilities"].numpy(), expected["label"], atol=1e-6)
+    np.testing.assert_array_equal(out["class_id"].numpy(), expected["label"].argmax(-1))
+    assert [x.decode() for x in out["label"].numpy()] == [preprocessor.label_names[i] for i in expected["label"].argmax(-1)]
+    tensors = restored.signatures[TENSORS_SIGNATURE](**features)
+    np.testing.assert_allclose(tensors["probabilities"].numpy(), out["probabilities"].numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize("missing", ["text", "image", "audio"])
+def test_an_empty_input_matches_keras_with_that_modality_absent(exported, missing):
+    path, model, preprocessor, raw = exported
+    restored, _ = load_saved_model(path)
+    request = dict(raw, **{missing: [b""] * len(raw[missing])})
+    out = restored.signatures["serving_default"](**{k: tf.constant(v) for k, v in request.items()})
+    features = preprocessor.preprocess_batch({k: tf.constant(v) for k, v in raw.items()})
+    absent = mark_absent({k: v.numpy() for k, v in features.items()}, [missing])
+    expected = serving_model(model).predict(absent, verbose=0)
+    np.testing.assert_allclose(out["probabilities"].numpy(), expected["label"], atol=1e-6)
+    weights = out["modality_weights"].numpy()
+    assert np.all(weights[:, preprocessor.modalities.index(missing)] == 0)
+
+
+def test_rest_json_request_as_tf_serving_decodes_it(exported):
+    path, _, _, raw = exported
+    # What a client sends to POST /v1/models/tiny:predict (row format, binary as {"b64": ...}).
+    body = json.dumps({"signature_name": "serving_default", "instances": [
+        {"text": raw["text"][i].decode(), "image": {"b64": base64.b64encode(raw["image"][i]).decode()},
+         "audio": {"b64": base64.b64encode(raw["audio"][i]).decode()}} for i in range(2)]})
+    # What TF Serving does with it: {"b64": ...} objects become the decoded bytes of a DT_STRING.
+    instances = json.loads(body)["instances"]
+    decode = lambda v: base64.b64decode(v["b64"]) if isinstance(v, dict) else v.encode()  # noqa: E731
+    tensors = {k: tf.constant([decode(inst[k]) for inst in instances]) for k in instances[0]}
+    restored, _ = load_saved_model(path)
+    out = restored.signatures["serving_default"](**tensors)
+    direct = restored.signatures["serving_default"](**{k: tf.constant(v[:2]) for k, v in raw.items()})
+    np.testing.assert_array_equal(out["probabilities"].numpy(), direct["probabilities"].numpy())
+
+
+@pytest.mark.parametrize("modality, data, reason", [
+    ("image", b"this is not an image", "Input image: not an image file"),
+    ("audio", b"RIFF....WAVEjunk-junk-junk", "Input audio: WAV file has no fmt chunk"),
+])
+def test_undecodable_request_bytes_name_the_input(exported, modality, data, reason):
+    path, _, _, raw = exported
+    restored, _ = load_saved_model(path)
+    request = {k: tf.constant(v[:1]) for k, v in raw.items()}
+    request[modality] = tf.constant([data])
+    with pytest.raises(tf.errors.InvalidArgumentError, match=reason):
+        restored.signatures["serving_default"](**request)
+
+
+@pytest.mark.slow
+def test_saved_model_cli_show_and_run(exported):
+    path, _, _, _ = exported
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    show = subprocess.run([cli, "show", "--dir", path, "--all"], capture_output=True, text=True)
+    assert show.returncode == 0, show.stderr[-2000:]
+    assert "signature_def['serving_default']" in show.stdout and "inputs['image'] tensor_info" in show.stdout
+    assert "outputs['probabilities']" in show.stdout and "signature_def['serving_tensors']" in show.stdout
+    run = subprocess.run(
+        [cli, "run", "--dir", path, "--tag_set", "serve", "--signature_def", "serving_default",
+         "--input_exprs", "text=['zero item'];image=[''];audio=['']"],
+        capture_output=True, text=True,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "probabilities" in run.stdout and "class" in run.stdout
