@@ -27,9 +27,11 @@ def _evaluate(args):
                       on_bad_record=args.on_bad_record)
     print(result["report_text"])
     print(format_ablation(result["ablation"]))
+    print()
+    print(format_ablation(result["robustness"]))
     if result["skipped_records"]:
         print(f"skipped {result['skipped_records']} bad record(s): see {output}/skipped_records.csv")
-    print(f"metrics, report and confusion matrix written to {output}")
+    print(f"metrics, report, confusion matrix and robustness plot written to {output}")
     return 0
 
 

@@ -49,6 +49,72 @@ def scenarios(modalities):
     return result
 
 
+def corruptions(preprocessor):
+    """Named input corruptions for the robustness table, each applied to present examples only.
+
+    Returns a dict name → function(features, rng) → corrupted copy.
+    """
+    result = {}
+    for m, spec in preprocessor.specs.items():
+        if spec.kind == constants.IMAGE:
+            for sigma in (0.1, 0.3):
+                result[f"{m}_noise_{sigma}"] = _image_noise(m, sigma)
+            result[f"{m}_occlusion_0.5"] = _image_occlusion(m, 0.5)
+        elif spec.kind == constants.AUDIO:
+            for snr in (20, 10, 0):
+                result[f"{m}_noise_snr_{snr}db"] = _audio_noise(m, snr)
+        elif spec.kind == constants.TEXT:
+            result[f"{m}_drop_0.5_tokens"] = _drop_tokens(m, 0.5)
+    return result
+
+
+def _present(features, m):
+    return features[constants.presence_name(m)][:, 0] > 0
+
+
+def _image_noise(m, sigma):
+    def apply(features, rng):
+        out = dict(features)
+        noisy = np.clip(features[m] + rng.normal(0, sigma, features[m].shape), 0, 1).astype(features[m].dtype)
+        out[m] = np.where(_present(features, m)[:, None, None, None], noisy, features[m])
+        return out
+    return apply
+
+
+def _image_occlusion(m, fraction):
+    def apply(features, rng):
+        out = dict(features)
+        images = features[m].copy()
+        h, w = images.shape[1:3]
+        side_h, side_w = max(1, int(h * fraction)), max(1, int(w * fraction))
+        for i in np.flatnonzero(_present(features, m)):
+            top, left = rng.integers(0, h - side_h + 1), rng.integers(0, w - side_w + 1)
+            images[i, top : top + side_h, left : left + side_w] = 0.0
+        out[m] = images
+        return out
+    return apply
+
+
+def _audio_noise(m, snr_db):
+    def apply(features, rng):
+        out = dict(features)
+        clips = features[m]
+        power = np.mean(np.square(clips), axis=1, keepdims=True)
+        noise = rng.normal(size=clips.shape) * np.sqrt(power / 10 ** (snr_db / 10))
+        out[m] = np.where(_present(features, m)[:, None], clips + noise, clips).astype(clips.dtype)
+        return out
+    return apply
+
+
+def _drop_tokens(m, rate):
+    def apply(features, rng):
+        out = dict(features)
+        ids = features[m]
+        out[m] = np.where(rng.random(ids.shape) < rate, 0, ids).astype(ids.dtype)  # 0 = masked padding
+        return out
+    return apply
+
+
 def _scores(y_true, y_pred):
     from sklearn.metrics import accuracy_score
     from sklearn.metrics import f1_score
@@ -60,16 +126,19 @@ def _scores(y_true, y_pred):
     }
 
 
-def evaluate(model, preprocessor, source, output_dir=None, columns=None, batch_size=64, on_bad_record="raise"):
+def evaluate(model, preprocessor, source, output_dir=None, columns=None, batch_size=64, on_bad_record="raise",
+             seed=0):
     """Evaluates a classification model on a labelled manifest.
 
-    Writes (when `output_dir` is given) `metrics.json`, `classification_report.txt` and
-    `confusion_matrix.png`.
+    Writes (when `output_dir` is given) `metrics.json`, `classification_report.txt`,
+    `confusion_matrix.png` and `robustness.png`.
 
     Returns:
         dict: "report" (scikit-learn's, per class plus macro and weighted averages), "ablation"
-        (accuracy and F1 with modalities missing), "modality_weights_per_class" where the fusion
-        has weights, "confusion_matrix", "examples", "skipped_records".
+        (accuracy and F1 with each modality, and each pair, missing), "robustness" (the same with
+        each modality's input corrupted: image noise and occlusion, audio noise at 20/10/0 dB
+        SNR, half the text tokens dropped), "modality_weights_per_class" where the fusion has
+        weights, "confusion_matrix", "examples", "skipped_records".
     """
     from sklearn.metrics import classification_report
     from sklearn.metrics import confusion_matrix
@@ -95,8 +164,14 @@ def evaluate(model, preprocessor, source, output_dir=None, columns=None, batch_s
         if missing:
             predicted = run(mark_absent(features, missing))[constants.DEFAULT_HEAD].argmax(axis=-1)
             ablation[name] = _scores(y_true, predicted)
+    rng = np.random.default_rng(seed)
+    robustness = {}
+    for name, corrupt in corruptions(preprocessor).items():
+        predicted = run(corrupt(features, rng))[constants.DEFAULT_HEAD].argmax(axis=-1)
+        robustness[name] = _scores(y_true, predicted)
     result = {
         "examples": int(len(y_true)),
+        "robustness": robustness,
         "skipped_records": len(dataset.bad_records),
         "report": report,
         "ablation": ablation,
@@ -114,8 +189,9 @@ def evaluate(model, preprocessor, source, output_dir=None, columns=None, batch_s
         with open(os.path.join(output_dir, "metrics.json"), "w") as f:
             json.dump(result, f, indent=1)
         with open(os.path.join(output_dir, "classification_report.txt"), "w") as f:
-            f.write(report_text + "\n" + format_ablation(ablation) + "\n")
+            f.write(report_text + "\n" + format_ablation(ablation) + "\n\n" + format_ablation(robustness) + "\n")
         plot_confusion_matrix(matrix, names, os.path.join(output_dir, "confusion_matrix.png"))
+        plot_robustness(ablation, robustness, os.path.join(output_dir, "robustness.png"))
         if len(dataset.bad_records):
             dataset.bad_records.to_csv(os.path.join(output_dir, "skipped_records.csv"))
     result["report_text"] = report_text
@@ -124,9 +200,14 @@ def evaluate(model, preprocessor, source, output_dir=None, columns=None, batch_s
 
 def format_ablation(ablation):
     """The ablation as an aligned text table."""
-    lines = [f"{'modalities':<28}{'accuracy':>10}{'macro F1':>10}"]
+    lines = [f"{'condition':<28}{'accuracy':>10}{'macro F1':>10}"]
     for name, scores in ablation.items():
-        label = "all present" if name == "all" else name.replace("without_", "missing: ").replace("_", ", ")
+        if name == "all":
+            label = "all present"
+        elif name.startswith("without_"):
+            label = "missing: " + name[len("without_"):].replace("_", ", ")
+        else:
+            label = name
         lines.append(f"{label:<28}{scores['accuracy']:>10.3f}{scores['macro_f1']:>10.3f}")
     return "\n".join(lines)
 
@@ -148,6 +229,27 @@ def plot_confusion_matrix(matrix, names, path):
     peak = matrix.max() if matrix.size else 0
     for (i, j), count in np.ndenumerate(matrix):
         ax.text(j, i, int(count), ha="center", va="center", color="white" if count > peak / 2 else "black")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_robustness(ablation, robustness, path):
+    """Writes accuracy under every missing-modality and corruption condition as a bar chart."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [("all present", ablation["all"]["accuracy"])]
+    rows += [(n.replace("without_", "missing: ").replace("_", ", "), v["accuracy"]) for n, v in ablation.items() if n != "all"]
+    rows += [(n, v["accuracy"]) for n, v in robustness.items()]
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(rows) + 1))
+    ax.barh(range(len(rows)), [v for _, v in rows], color=["#2a6"] + ["#c63"] * (len(ablation) - 1) + ["#369"] * len(robustness))
+    ax.set_yticks(range(len(rows)), [n for n, _ in rows])
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("accuracy")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -58,7 +58,7 @@ def class_weights_from_labels(labels, num_classes):
     """
     counts = np.bincount(np.asarray(labels, "int64"), minlength=num_classes).astype("float64")
     total = counts.sum()
-    return {c: (total / (num_classes * counts[c]) if counts[c] else 0.0) for c in range(num_classes)}
+    return {c: (float(total / (num_classes * counts[c])) if counts[c] else 0.0) for c in range(num_classes)}
 
 
 def _with_sample_weights(dataset, weights):

@@ -17,9 +17,29 @@ def test_report_matrix_ablation_and_weights(tiny_run, tmp_path):
     assert abs(result["ablation"]["all"]["accuracy"] - result["report"]["accuracy"]) < 1e-9
     weights = result["modality_weights_per_class"]
     assert set(weights) == {"class0", "class1", "class2"} and abs(sum(weights["class0"].values()) - 1) < 1e-3
-    for name in ("metrics.json", "classification_report.txt", "confusion_matrix.png"):
+    assert set(result["robustness"]) == {"image_noise_0.1", "image_noise_0.3", "image_occlusion_0.5",
+                                         "audio_noise_snr_20db", "audio_noise_snr_10db", "audio_noise_snr_0db",
+                                         "text_drop_0.5_tokens"}
+    for name in ("metrics.json", "classification_report.txt", "confusion_matrix.png", "robustness.png"):
         assert os.path.getsize(tmp_path / name) > 0
     with open(tmp_path / "confusion_matrix.png", "rb") as f:
         assert f.read(4) == b"\x89PNG"
     saved = json.load(open(tmp_path / "metrics.json"))
     assert saved["ablation"] == result["ablation"]
+
+
+def test_corruptions_touch_only_present_examples(tiny_run):
+    import numpy as np
+
+    from mmkeras.evaluation import corruptions
+
+    _, preprocessor, _ = load_run(tiny_run[0])
+    rng = np.random.default_rng(0)
+    features = {"text": np.full((2, 5), 3, "int32"), "text_present": np.array([[1.0], [0.0]], "float32"),
+                "image": np.full((2, 8, 8, 1), 0.5, "float32"), "image_present": np.array([[1.0], [0.0]], "float32"),
+                "audio": np.ones((2, 4000), "float32"), "audio_present": np.array([[1.0], [0.0]], "float32")}
+    for name, corrupt in corruptions(preprocessor).items():
+        out = corrupt(features, rng)
+        m = name.split("_")[0]
+        assert not np.array_equal(out[m][0], features[m][0]), name
+        assert np.array_equal(out[m][1], features[m][1]), name

@@ -36,12 +36,16 @@ class BaseFusion(keras.layers.Layer):
         modalities: list of str. Names of the fused modalities, in input order.
         units: int. Common width every modality is projected to.
         activation: str. Activation of the projections.
+        missing_embeddings: bool. Put a learned vector per modality in place of an absent
+            modality's projection, instead of zeros (concat, gated and transformer fusions; the
+            weighting fusions give absent modalities weight 0 either way).
     """
 
     returns_weights = False
 
-    def __init__(self, modalities, units=64, activation="relu", **kwargs):
+    def __init__(self, modalities, units=64, activation="relu", missing_embeddings=False, **kwargs):
         super().__init__(**kwargs)
+        self.missing_embeddings = bool(missing_embeddings)
         if not modalities:
             raise ValueError("Expected at least one modality to fuse. Received: modalities=[]")
         self.modalities = list(modalities)
@@ -63,17 +67,32 @@ class BaseFusion(keras.layers.Layer):
         self._check_inputs(vectors_shape)
         for projection, shape in zip(self.projections, vectors_shape):
             projection.build(shape)
+        if self.missing_embeddings:
+            self.missing_embedding = self.add_weight(
+                name="missing_embedding", shape=(len(self.modalities), self.units), initializer="zeros"
+            )
         self.built = True
 
     def project(self, vectors, presence):
-        """Each modality projected to `units`, zeroed where absent: `(batch, modalities, units)`."""
-        projected = [
-            zero_absent(projection(v), presence[:, i : i + 1])
-            for i, (projection, v) in enumerate(zip(self.projections, vectors))
-        ]
+        """Each modality projected to `units`: `(batch, modalities, units)`.
+
+        Absent modalities get zeros, or their learned missing embedding.
+        """
+        projected = []
+        for i, (projection, v) in enumerate(zip(self.projections, vectors)):
+            vector = zero_absent(projection(v), presence[:, i : i + 1])
+            if self.missing_embeddings:
+                absent = 1.0 - ops.cast(presence[:, i : i + 1], vector.dtype)
+                vector = vector + absent * ops.cast(self.missing_embedding[i], vector.dtype)[None]
+            projected.append(vector)
         return ops.stack(projected, axis=1)
 
     def get_config(self):
         config = super().get_config()
-        config.update({"modalities": self.modalities, "units": self.units, "activation": self.activation})
+        config.update({
+            "modalities": self.modalities,
+            "units": self.units,
+            "activation": self.activation,
+            "missing_embeddings": self.missing_embeddings,
+        })
         return config

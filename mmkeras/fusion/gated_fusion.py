@@ -47,7 +47,8 @@ class GatedFusion(BaseFusion):
         present = [zero_absent(v, presence[:, i : i + 1]) for i, v in enumerate(vectors)]
         gate_input = ops.concatenate(present + [ops.cast(presence, present[0].dtype)], axis=-1)
         gates = ops.stack([gate(gate_input) for gate in self.gates], axis=1)  # (batch, modalities, units)
-        gates = gates * ops.cast(presence, gates.dtype)[..., None]
+        if not self.missing_embeddings:  # with them, an absent modality's embedding is gated like the rest
+            gates = gates * ops.cast(presence, gates.dtype)[..., None]
         fused = ops.sum(gates * projected, axis=1)  # (batch, units)
         mean_gate = ops.cast(ops.mean(gates, axis=-1), "float32")  # (batch, modalities)
         weights = mean_gate / ops.maximum(ops.sum(mean_gate, axis=-1, keepdims=True), 1e-9)

@@ -65,13 +65,14 @@ class TransformerFusion(BaseFusion):
         self._check_inputs(vectors)
         tokens = self.project(vectors, presence)  # (batch, modalities, units)
         tokens = tokens + ops.cast(self.modality_embedding, tokens.dtype)[None]
-        present = ops.cast(presence, "bool")
+        # With missing embeddings, an absent modality is a learned "missing" token that takes part.
+        present = ops.cast(ops.ones_like(presence) if self.missing_embeddings else presence, "bool")
         key_mask = ops.broadcast_to(present[:, None, :], (ops.shape(present)[0], len(self.modalities), len(self.modalities)))
         attended = self.attention(tokens, tokens, attention_mask=key_mask, training=training)
         tokens = self.attention_norm(tokens + attended)  # (batch, modalities, units)
         hidden = self.feedforward_output(self.feedforward_hidden(tokens))
         tokens = self.feedforward_norm(tokens + self.feedforward_dropout(hidden, training=training))
-        flags = ops.cast(presence, tokens.dtype)[..., None]  # (batch, modalities, 1)
+        flags = ops.cast(present, tokens.dtype)[..., None]  # (batch, modalities, 1)
         pooled = ops.sum(tokens * flags, axis=1) / ops.maximum(ops.sum(flags, axis=1), 1.0)  # (batch, units)
         return pooled
 

@@ -77,3 +77,22 @@ def test_wrong_number_of_inputs_is_reported():
     vectors, presence = _inputs()
     with pytest.raises(ValueError, match="expected 3 inputs"):
         layer(vectors[:2], presence)
+
+
+@pytest.mark.parametrize("name", ["concat", "gated", "transformer"])
+def test_missing_embeddings_stand_in_for_absent_modalities(name):
+    layer = get_fusion(name)(MODALITIES, missing_embeddings=True, **TINY_FUSION_OPTIONS[name])
+    vectors, presence = _inputs()
+    before = layer(vectors, presence)
+    before = before[0] if layer.returns_weights else before
+    layer.missing_embedding.assign(np.ones((3, 8), "float32"))
+    after = layer(vectors, presence)
+    after = after[0] if layer.returns_weights else after
+    complete = presence.sum(axis=1) == 3
+    np.testing.assert_allclose(np.asarray(before)[complete], np.asarray(after)[complete], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(np.asarray(before)[~complete], np.asarray(after)[~complete])
+    garbage = [np.where(presence[:, i : i + 1] > 0, v, 1e3) for i, v in enumerate(vectors)]
+    again = layer(garbage, presence)
+    np.testing.assert_allclose(np.asarray(again[0] if layer.returns_weights else again), np.asarray(after),
+                               rtol=1e-5, atol=1e-5)
+    assert run_serialization_test(layer).missing_embeddings is True
