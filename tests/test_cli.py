@@ -72,3 +72,13 @@ def test_predict_prints_json_lines_without_output(tiny_run, capsys):
     assert main(["predict", "--model", run_dir, "--data", manifest]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == len(rows) and json.loads(lines[0])["row"] == 1
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end_on_a_small_slice(tmp_path, capsys):
+    assert main(["demo", "--workdir", str(tmp_path), "--examples", "150", "--epochs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "fused model accuracy (test, all modalities)" in out and "with image alone" in out
+    assert "SavedModel:" in out and "→ label" in out
+    assert (tmp_path / "saved_models" / "digits" / "1" / "saved_model.pb").exists()
+    assert (tmp_path / "run" / "test_predictions.csv").exists()
