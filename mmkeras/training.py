@@ -119,8 +119,8 @@ def train(config, output_dir, callbacks=None):
         weights = class_weights_from_labels(labels, preprocessor.num_classes)
         train_ds = _with_sample_weights(train_ds, weights)
 
-    head_type = {"classification": "classification", "multilabel": "multilabel", "regression": "regression"}
-    heads = [{"name": constants.DEFAULT_HEAD, "type": head_type[preprocessor.label_type], "units": preprocessor.num_classes}]
+    # Label types and head types share their names.
+    heads = [{"name": constants.DEFAULT_HEAD, "type": preprocessor.label_type, "units": preprocessor.num_classes}]
     steps = int(train_ds.cardinality()) if int(train_ds.cardinality()) > 0 else None
     learning_rate = train_cfg["learning_rate"]
     if train_cfg["lr_schedule"] == "cosine" and steps:

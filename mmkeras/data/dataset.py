@@ -342,11 +342,7 @@ def write_tfrecords(source, output_dir, preprocessor, columns=None, num_shards=4
                        "label": _bytes_feature(labels[number].encode())}
             for m, spec in preprocessor.specs.items():
                 value = table[_value_key(m)][i]
-                if spec.kind == constants.TEXT:
-                    data = value.encode("utf-8")
-                else:
-                    with open(value, "rb") if value else _empty() as f:
-                        data = f.read()
+                data = value.encode("utf-8") if spec.kind == constants.TEXT else _file_bytes(value)
                 feature[m] = _bytes_feature(data)
                 feature[f"path_{m}"] = _bytes_feature(table[_path_key(m)][i].encode())
             example = tf.train.Example(features=tf.train.Features(feature=feature))
@@ -361,12 +357,9 @@ def _bytes_feature(data):
     return tf.train.Feature(bytes_list=tf.train.BytesList(value=[data]))
 
 
-class _empty:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def read(self):
+def _file_bytes(path):
+    """The file's bytes, or b"" for an empty cell (a missing modality)."""
+    if not path:
         return b""
+    with open(path, "rb") as f:
+        return f.read()
