@@ -8,6 +8,7 @@ label. The baseline is how notebooks usually do it: PIL and librosa in a Python 
 """
 
 import argparse
+import itertools
 import os
 import tempfile
 import time
@@ -82,16 +83,29 @@ def main():
     pipeline_pass(mmkeras.make_dataset(mmkeras.read_manifest(rows[:64], folder), pre, batch_size=args.batch_size))
 
     n_loop, loop_s = timed(python_loop, rows, folder, pre.vocabulary("text"), pre.label_names)
+    loop_rate = n_loop / loop_s
+    # Two epochs through one iterator, as mmkeras.train() runs them: the first pays the
+    # iterator's one-time start (instantiating the decoding graph), later ones do not.
     dataset = mmkeras.make_dataset(manifest, pre, batch_size=args.batch_size)
-    n_pipe, pipe_s = timed(pipeline_pass, dataset)
-    loop_rate, pipe_rate = n_loop / loop_s, n_pipe / pipe_s
-    print(f"python loop (PIL + librosa): {loop_rate:8.1f} examples/s")
-    print(f"mmkeras tf.data pipeline:    {pipe_rate:8.1f} examples/s")
-    print(f"pipeline / loop ratio:       {pipe_rate / loop_rate:8.2f}x  (target >= 3x)")
+    batches = int(dataset.cardinality())
+    start = time.perf_counter()
+    iterator = iter(dataset.repeat(2))
+    rates = []
+    for _ in range(2):
+        count = 0
+        for _, y in itertools.islice(iterator, batches):
+            count += int(y["label"].shape[0])
+        rates.append(count / (time.perf_counter() - start))
+        start = time.perf_counter()
+    print(f"python loop (PIL + librosa):       {loop_rate:8.1f} examples/s")
+    print(f"tf.data pipeline, first epoch:     {rates[0]:8.1f} examples/s  ({rates[0] / loop_rate:.2f}x the loop;"
+          " includes the iterator's start)")
+    print(f"tf.data pipeline, later epochs:    {rates[1]:8.1f} examples/s  ({rates[1] / loop_rate:.2f}x the loop;"
+          " decoding every file again)   (target >= 3x)")
     cached = mmkeras.make_dataset(manifest, pre, batch_size=args.batch_size, cache="memory")
     pipeline_pass(cached)  # first epoch fills the cache
     n_cached, cached_s = timed(pipeline_pass, cached)
-    print(f"pipeline, cached epochs:     {n_cached / cached_s:8.1f} examples/s "
+    print(f"pipeline, cached epochs:           {n_cached / cached_s:8.1f} examples/s "
           f"({n_cached / cached_s / loop_rate:.1f}x the loop)")
 
     # Training: fed by the pipeline (decoding on the fly) vs. the same tensors already in memory.
@@ -105,22 +119,39 @@ def main():
     in_memory_x = {k: np.concatenate(v) for k, v in in_memory_x.items()}
     in_memory_y = np.concatenate(in_memory_y)
 
-    def fit_rate(fit_args, fit_kwargs):
+    class EpochTimes(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.times = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.times.append(time.perf_counter() - self.start)
+
+    def fit_rate(fit_args, fit_kwargs, epochs=4):
+        """Examples/s of the epochs after the first (which traces the step and starts the pipeline)."""
         keras.utils.set_random_seed(0)
         model = mmkeras.build_model(MODALITIES, num_classes=pre.num_classes, fusion="attention")
-        model.fit(*fit_args, epochs=1, verbose=0, **fit_kwargs)  # tracing and warm-up
-        start = time.perf_counter()
-        model.fit(*fit_args, epochs=2, verbose=0, **fit_kwargs)
-        return 2 * len(fit_rows) / (time.perf_counter() - start)
+        timer = EpochTimes()
+        model.fit(*fit_args, epochs=epochs, verbose=0, callbacks=[timer], **fit_kwargs)
+        return len(fit_rows) / float(np.median(timer.times[1:]))
 
-    fed_rate = fit_rate((fed,), {})
+    # As mmkeras.train() feeds fit: one iterator for the whole run (repeat + steps_per_epoch), so
+    # the pipeline starts once and keeps prefetching across epoch boundaries.
+    steps = int(fed.cardinality())
+    fed_rate = fit_rate((fed.repeat(),), {"steps_per_epoch": steps})
+    fed_per_epoch_rate = fit_rate((fed,), {})
     fed_cached = mmkeras.make_dataset(fit_rows, pre, batch_size=args.batch_size, training=True, seed=0, cache="memory")
-    fed_cached_rate = fit_rate((fed_cached,), {})
+    fed_cached_rate = fit_rate((fed_cached.repeat(),), {"steps_per_epoch": steps})
     memory_rate = fit_rate((in_memory_x, in_memory_y), {"batch_size": args.batch_size, "shuffle": True})
     print(f"model.fit, in-memory tensors:          {memory_rate:7.1f} examples/s")
-    print(f"model.fit, pipeline-fed (decode/epoch): {fed_rate:7.1f} examples/s  ratio {fed_rate / memory_rate:.2f}")
+    print(f"model.fit, pipeline-fed (decode/epoch): {fed_rate:7.1f} examples/s  ratio {fed_rate / memory_rate:.2f}"
+          "   (target >= 0.9)")
+    print(f"  same, new iterator each epoch:        {fed_per_epoch_rate:7.1f} examples/s  ratio "
+          f"{fed_per_epoch_rate / memory_rate:.2f}   (plain model.fit(dataset))")
     print(f"model.fit, pipeline-fed, cache=memory: {fed_cached_rate:7.1f} examples/s  ratio "
-          f"{fed_cached_rate / memory_rate:.2f}   (target >= 0.9)")
+          f"{fed_cached_rate / memory_rate:.2f}")
     print(f"machine: {os.cpu_count()} CPU cores, TensorFlow {tf.__version__}, Keras {keras.__version__}")
 
 

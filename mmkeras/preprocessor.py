@@ -15,7 +15,6 @@ from mmkeras import constants
 from mmkeras import specs as specs_lib
 from mmkeras.data import audio as audio_lib
 from mmkeras.data import images as images_lib
-from mmkeras.data import wav as wav_lib
 
 STATE_FILE = "preprocessor.json"
 LABEL_TYPES = ("classification", "multilabel", "regression")
@@ -160,16 +159,21 @@ class Preprocessor:
         return hot
 
     # ----------------------------------------------------------------- decoding (TF ops)
-    def _text(self, name, text):
+    # Decoding runs in two stages. Images decode one at a time (TensorFlow's decoders take one
+    # file); text and audio decode a whole batch in vectorised ops, which in tf.data is several
+    # times faster than one small op graph per example. Every path (per example in
+    # `Dataset.map`, the training pipeline, the serving batch) goes through both stages, so they
+    # preprocess identically.
+    def _text_batch(self, name, texts):
         if name not in self._has_vocabulary:
             raise ValueError(
                 f"Text modality {name!r} has no vocabulary yet: call adapt() (or adapt_preprocessor()) on the "
                 "training data, or pass vocabularies= when constructing the Preprocessor."
             )
-        present = tf.strings.length(tf.strings.strip(text)) > 0
-        ids = self._vectorizers[name](tf.reshape(text, [1]))[0]  # (sequence_length,)
-        ids = tf.where(present, tf.cast(ids, tf.int32), tf.zeros_like(ids, tf.int32))
-        return ids, present, tf.constant("")
+        present = tf.strings.length(tf.strings.strip(texts)) > 0
+        ids = tf.cast(self._vectorizers[name](texts), tf.int32)  # (batch, sequence_length)
+        ids = tf.where(present[:, None], ids, tf.zeros_like(ids))
+        return ids, present, tf.fill(tf.shape(texts), "")
 
     def _image(self, spec, data):
         present = tf.strings.length(data) > 0
@@ -180,40 +184,45 @@ class Preprocessor:
         pixels = tf.where(usable, pixels, tf.zeros_like(pixels))
         return pixels, present, reason
 
-    def _audio(self, spec, data, training, allow_compressed):
-        present = tf.strings.length(data) > 0
-        zeros = tf.zeros([spec.num_samples])
+    def _image_signature(self, spec):
+        return (tf.TensorSpec([spec.height, spec.width, spec.channels], tf.float32),
+                tf.TensorSpec([], tf.bool), tf.TensorSpec([], tf.string))
 
-        def from_wav(header):
-            samples, rate = wav_lib.decode_checked_wav(data, header)
-            return audio_lib.to_clip(samples, rate, spec, training), tf.constant("")
+    def decode_images(self, raw):
+        """Stage one, for one example: decodes the image modalities; others pass through.
 
-        def from_pcm16():
-            samples, rate = tf.audio.decode_wav(data)  # TF's own kernel: 16-bit PCM only
-            return audio_lib.to_clip(samples, rate, spec, training), tf.constant("")
+        Args:
+            raw: dict. Modality name → scalar `tf.string`; a missing key means absent.
 
-        def from_compressed():
-            samples, rate, reason = audio_lib.decode_compressed(data)
-            clip = tf.cond(tf.equal(reason, ""), lambda: audio_lib.to_clip(samples, rate, spec, training), lambda: zeros)
-            return clip, reason
+        Returns:
+            dict. Image modality → (pixels, present, reason); other modality → its raw string.
+        """
+        staged = {}
+        for name, spec in self.specs.items():
+            value = tf.convert_to_tensor(raw.get(name, ""), tf.string)
+            staged[name] = self._image(spec, value) if spec.kind == constants.IMAGE else value
+        return staged
 
-        def wav_or_fail(header):
-            expected = "WAV bytes (compressed formats are decoded in the training pipeline only)"
-            if allow_compressed:
-                return tf.cond(audio_lib.is_compressed(data), from_compressed, lambda: (zeros, header["reason"]))
-            failure = tf.where(audio_lib.is_compressed(data), f"not WAV: expected {expected}", header["reason"])
-            return zeros, failure
+    def decode_staged_batch(self, staged, training=False, allow_compressed=False, seed=None):
+        """Stage two, for a batch of `decode_images` outputs: text and audio, vectorised.
 
-        def parse_header():
-            header = wav_lib.wav_header(data)
-            return tf.cond(header["ok"], lambda: from_wav(header), lambda: wav_or_fail(header))
-
-        # One conditional per clip (each costs as much as a decode in tf.data): canonical 16-bit
-        # WAVs, and absent clips through a placeholder, take TF's native decoder.
-        data = tf.where(present, data, wav_lib.PLACEHOLDER_WAV)
-        clip, reason = tf.cond(wav_lib.is_plain_pcm16(data), from_pcm16, parse_header)
-        clip = tf.where(present, clip, zeros)
-        return tf.ensure_shape(clip, [spec.num_samples]), present, reason
+        Returns:
+            features: batched model inputs, presence flags `(batch, 1)`.
+            reasons: modality name → `[batch]` strings, empty where that modality decoded fine.
+        """
+        features, reasons = {}, {}
+        for name, spec in self.specs.items():
+            value = staged[name]
+            if spec.kind == constants.TEXT:
+                tensor, present, reason = self._text_batch(name, value)
+            elif spec.kind == constants.IMAGE:
+                tensor, present, reason = value
+            else:
+                tensor, present, reason = audio_lib.decode_clips(value, spec, training, allow_compressed, seed)
+            features[name] = tensor
+            features[constants.presence_name(name)] = tf.reshape(tf.cast(present, tf.float32), [-1, 1])
+            reasons[name] = reason
+        return features, reasons
 
     def decode_example(self, raw, training=False, allow_compressed=False):
         """One example's raw values → (features dict, reasons dict). Never raises on bad bytes.
@@ -228,19 +237,9 @@ class Preprocessor:
             features: the model inputs for one example (no batch dimension).
             reasons: modality name → scalar string, empty where that modality decoded fine.
         """
-        features, reasons = {}, {}
-        for name, spec in self.specs.items():
-            value = raw.get(name, tf.constant(""))
-            if spec.kind == constants.TEXT:
-                tensor, present, reason = self._text(name, value)
-            elif spec.kind == constants.IMAGE:
-                tensor, present, reason = self._image(spec, value)
-            else:
-                tensor, present, reason = self._audio(spec, value, training, allow_compressed)
-            features[name] = tensor
-            features[constants.presence_name(name)] = tf.reshape(tf.cast(present, tf.float32), [1])
-            reasons[name] = reason
-        return features, reasons
+        one = tf.nest.map_structure(lambda tensor: tensor[None], self.decode_images(raw))
+        features, reasons = self.decode_staged_batch(one, training, allow_compressed)
+        return ({key: value[0] for key, value in features.items()}, {key: value[0] for key, value in reasons.items()})
 
     def preprocess_example(self, raw, training=False, allow_compressed=False):
         """Like `decode_example`, raising `InvalidArgumentError` naming the input for bad bytes."""
@@ -265,17 +264,40 @@ class Preprocessor:
             signature[constants.presence_name(name)] = tf.TensorSpec([1], tf.float32)
         return signature
 
+    def decode_batch(self, raw, training=False, allow_compressed=False):
+        """A batch of raw values (dict of `[batch]` strings) → (features, reasons), never raising.
+
+        A modality missing from `raw` is absent for the whole batch.
+        """
+        raw = {name: tf.convert_to_tensor(value, tf.string) for name, value in raw.items() if name in self.specs}
+        if not raw:
+            raise ValueError(f"Expected at least one of the inputs {self.modalities}. Received: {sorted(raw)}")
+        empty = tf.fill(tf.shape(next(iter(raw.values()))), "")
+        staged = {}
+        for name, spec in self.specs.items():
+            value = raw.get(name, empty)
+            if spec.kind == constants.IMAGE:
+                value = tf.map_fn(lambda data, spec=spec: self._image(spec, data), value,
+                                  fn_output_signature=self._image_signature(spec))
+            staged[name] = value
+        return self.decode_staged_batch(staged, training, allow_compressed)
+
     def preprocess_batch(self, raw):
         """A batch of raw values (dict of `[batch]` strings) → batched model inputs (serving path).
 
-        Core TensorFlow ops only; bad bytes raise `InvalidArgumentError` naming the input.
+        Core TensorFlow ops only; bad bytes raise `InvalidArgumentError` naming the input and
+        the example's position in the batch.
         """
-        raw = {name: tf.convert_to_tensor(value, tf.string) for name, value in raw.items() if name in self.specs}
-        return tf.map_fn(
-            lambda example: self.preprocess_example(example),
-            raw,
-            fn_output_signature=self.feature_signature(),
-        )
+        features, reasons = self.decode_batch(raw)
+        checks = []
+        for name, reason in reasons.items():
+            bad = tf.strings.length(reason) > 0
+            first = tf.strings.reduce_join(tf.boolean_mask(reason, bad)[:1])
+            where = tf.strings.as_string(tf.reduce_min(tf.boolean_mask(tf.range(tf.size(reason)), bad)[:1]))
+            message = tf.strings.join([f"Input {name}: ", first, " (example ", where, " of the batch)"])
+            checks.append(tf.debugging.Assert(tf.logical_not(tf.reduce_any(bad)), [message]))
+        with tf.control_dependencies(checks):
+            return {key: tf.identity(value) for key, value in features.items()}
 
     # ----------------------------------------------------------------- augmentation (training only)
     def augment_batch(self, features, seed=None):

@@ -158,9 +158,13 @@ def train(config, output_dir, callbacks=None):
     run_callbacks.extend(bad_records)
     run_callbacks.extend(callbacks or [])
 
+    # With a known length, one iterator serves every epoch (repeat + steps_per_epoch): the
+    # pipeline starts once and keeps prefetching across epoch boundaries, instead of Keras
+    # building a new iterator (and re-instantiating the decoding graph) each epoch.
+    fit_data, steps_per_epoch = (train_ds.repeat(), steps) if steps else (train_ds, None)
     # shuffle=False: the dataset shuffles itself (with the seed); Keras cannot shuffle a tf.data.Dataset.
-    history = model.fit(train_ds, validation_data=val_ds, epochs=train_cfg["epochs"], shuffle=False,
-                        callbacks=run_callbacks, verbose=train_cfg["verbose"])
+    history = model.fit(fit_data, validation_data=val_ds, epochs=train_cfg["epochs"], shuffle=False,
+                        steps_per_epoch=steps_per_epoch, callbacks=run_callbacks, verbose=train_cfg["verbose"])
     model.save(os.path.join(output_dir, MODEL_FILE))
     history_dict = _full_history(output_dir, history.history)
     with open(os.path.join(output_dir, HISTORY_FILE), "w") as f:

@@ -33,9 +33,10 @@ class BadRecordReport(keras.callbacks.Callback):
         with self._lock:
             self.records.setdefault(key, (path, reason))
 
-    def add_from_graph(self, row, column, path, reason):
-        """`tf.py_function` entry point: called from inside the pipeline for each failure."""
-        self.add(int(row.numpy()), column.numpy().decode(), path.numpy().decode(), reason.numpy().decode())
+    def add_many_from_graph(self, rows, columns, paths, reasons):
+        """`tf.py_function` entry point: called from inside the pipeline with a batch's failures."""
+        for row, column, path, reason in zip(rows.numpy(), columns.numpy(), paths.numpy(), reasons.numpy()):
+            self.add(int(row), column.decode(), path.decode(), reason.decode())
         return 0
 
     @property

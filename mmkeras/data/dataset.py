@@ -213,69 +213,92 @@ def make_dataset(
             elements = elements.shuffle(count, seed=seed, reshuffle_each_iteration=True)
     random_crops = training and not cache
 
-    def decode(element):
+    def read_and_decode_images(element):
+        """Per example: read the files, decode images (the decoders take one file at a time)."""
         raw = {}
         for m, spec in preprocessor.specs.items():
             value = element[_value_key(m)]
             if spec.kind != constants.TEXT and not from_tfrecords:
                 value = tf.cond(tf.strings.length(value) > 0, lambda v=value: tf.io.read_file(v), lambda: tf.constant(""))
             raw[m] = value
-        features, reasons = preprocessor.decode_example(raw, training=random_crops, allow_compressed=True)
-        problems = [(columns[m], element[_path_key(m)], reasons[m]) for m in preprocessor.specs]
-        label = tf.constant(0, tf.int64)  # placeholder, dropped below, when there are no labels
+        staged = preprocessor.decode_images(raw)
+        label, label_reason = tf.constant(0, tf.int64), tf.constant("")  # placeholder without labels
         if with_labels:
             label = element[_LABEL]
             if from_tfrecords:
                 label, label_reason = _graph_label(preprocessor, label)
-                problems.append((columns[constants.DEFAULT_HEAD], tf.constant(""), label_reason))
-        # The first problem of the example, as (column, file, reason); ok when there is none.
-        column, path, reason = tf.constant(""), tf.constant(""), tf.constant("")
-        for c, p, r in reversed(problems):
+        paths = {m: element[_path_key(m)] for m in preprocessor.specs}
+        return staged, label, {"row": element[_ROW], "paths": paths, "label_reason": label_reason}
+
+    def decode_batch(staged, label, info):
+        """Per batch: text and audio in vectorised ops; each example's first problem."""
+        features, reasons = preprocessor.decode_staged_batch(staged, training=random_crops, allow_compressed=True)
+        problems = [(columns[m], info["paths"][m], reasons[m]) for m in preprocessor.specs]
+        if with_labels and from_tfrecords:
+            problems.append((columns[constants.DEFAULT_HEAD], tf.fill(tf.shape(info["row"]), ""), info["label_reason"]))
+        empty = tf.fill(tf.shape(info["row"]), "")
+        column, path, reason = empty, empty, empty
+        for c, p, r in reversed(problems):  # the first problem of each example wins
             bad = tf.strings.length(r) > 0
             column, path, reason = tf.where(bad, c, column), tf.where(bad, p, path), tf.where(bad, r, reason)
-        status = {"row": element[_ROW], "column": column, "path": path, "reason": reason}
+        status = {"row": info["row"], "column": column, "path": path, "reason": reason}
         return features, label, status
 
-    ds = elements.map(decode, num_parallel_calls=AUTOTUNE, deterministic=not (training and shuffle))
+    ds = elements.map(read_and_decode_images, num_parallel_calls=AUTOTUNE, deterministic=not (training and shuffle))
+    # With skipping or caching the examples are re-batched below; the first batches are then
+    # only the unit of decoding.
+    rebatch = on_bad_record == "skip" or cache is not None
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder and not rebatch, num_parallel_calls=AUTOTUNE)
+    ds = ds.map(decode_batch, num_parallel_calls=AUTOTUNE)
 
     if on_bad_record == "raise":
         def check(features, label, status):
-            # The same text as record_location(); no quotes, which TF's Assert would print escaped.
-            file_part = tf.where(tf.strings.length(status["path"]) > 0, tf.strings.join([", file ", status["path"]]), "")
+            # Names the batch's first bad example, in the same text as record_location(); no
+            # quotes, which TF's Assert would print escaped.
+            bad = tf.strings.length(status["reason"]) > 0
+            first = {key: tf.boolean_mask(value, bad)[:1] for key, value in status.items()}
+            path = tf.strings.reduce_join(first["path"])
+            file_part = tf.where(tf.strings.length(path) > 0, tf.strings.join([", file ", path]), "")
             message = tf.strings.join([
-                f"{source_name}, row ", tf.strings.as_string(status["row"]), ", column ", status["column"],
-                file_part, ": ", status["reason"],
+                f"{source_name}, row ", tf.strings.reduce_join(tf.strings.as_string(first["row"])), ", column ",
+                tf.strings.reduce_join(first["column"]), file_part, ": ", tf.strings.reduce_join(first["reason"]),
             ])
-            assertion = tf.debugging.Assert(tf.equal(status["reason"], ""), [message])
+            assertion = tf.debugging.Assert(tf.logical_not(tf.reduce_any(bad)), [message])
             with tf.control_dependencies([assertion]):
                 return tf.nest.map_structure(tf.identity, (features, label))
         ds = ds.map(check, num_parallel_calls=AUTOTUNE)
     else:
         def note(features, label, status):
+            bad = tf.strings.length(status["reason"]) > 0
+
             def record():
-                with tf.control_dependencies([tf.py_function(
-                    report.add_from_graph, [status["row"], status["column"], status["path"], status["reason"]], tf.int32
-                )]):
-                    return tf.constant(False)
-            ok = tf.cond(tf.equal(status["reason"], ""), lambda: tf.constant(True), record)
+                failed = [tf.boolean_mask(status[key], bad) for key in ("row", "column", "path", "reason")]
+                with tf.control_dependencies([tf.py_function(report.add_many_from_graph, failed, tf.int32)]):
+                    return tf.logical_not(bad)
+
+            ok = tf.cond(tf.reduce_any(bad), record, lambda: tf.logical_not(bad))
             return features, label, ok
+
         def is_ok(features, label, ok):
             return ok
 
         def drop_flag(features, label, ok):
             return features, label
 
-        ds = ds.map(note, num_parallel_calls=AUTOTUNE).filter(is_ok).map(drop_flag)
+        ds = ds.map(note, num_parallel_calls=AUTOTUNE).unbatch().filter(is_ok).map(drop_flag)
+    if rebatch and on_bad_record == "raise":
+        ds = ds.unbatch()
 
     def to_inputs_and_targets(features, label):
         return (features, {constants.DEFAULT_HEAD: label}) if with_labels else features
 
-    ds = ds.map(to_inputs_and_targets)
     if cache is not None:
         ds = ds.cache("" if cache == "memory" else cache)
         if shuffle:
             ds = ds.shuffle(min(count, 10000), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
+    if rebatch:
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
+    ds = ds.map(to_inputs_and_targets)
     if training and any(getattr(s, "augment", None) for s in preprocessor.specs.values()):
         def augment(features, *targets):
             return (preprocessor.augment_batch(features, seed), *targets) if targets else preprocessor.augment_batch(features, seed)

@@ -72,8 +72,13 @@ def decode_image(data, spec):
     >>> pixels.shape.as_list(), float(pixels[0, 0, 0])
     ([2, 3, 1], 1.0)
     """
-    image = tf.io.decode_image(data, channels=0, dtype=tf.uint8, expand_animations=False)  # (h, w, native)
-    image = _to_channels(image, spec.channels)
+    if spec.channels == 3:
+        # The decoders convert grey, grey+alpha and RGBA to RGB themselves (grey repeated, alpha
+        # dropped), as `_to_channels` would, in one op instead of a per-image conditional.
+        image = tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False)
+    else:
+        image = tf.io.decode_image(data, channels=0, dtype=tf.uint8, expand_animations=False)  # (h, w, native)
+        image = _to_channels(image, spec.channels)
     image = tf.cast(image, tf.float32) / 255.0
     size = [spec.height, spec.width]
     if spec.preserve_aspect_ratio:

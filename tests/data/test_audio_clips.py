@@ -64,3 +64,43 @@ def test_compressed_formats_decode_through_the_available_backend(fmt, subtype):
 def test_corrupt_compressed_audio_gives_a_reason():
     _, _, reason = audio.decode_compressed(tf.constant(b"fLaC" + b"\x00" * 50))
     assert b"undecodable audio" in reason.numpy()
+
+
+def _pcm16(seconds, rate, channels=1, hz=440.0):
+    return wav_bytes(tone(rate, seconds=seconds, channels=channels, hz=hz), rate)
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+def test_a_uniform_batch_decodes_vectorised_to_the_same_clips_as_one_by_one(channels):
+    spec = AudioSpec(sample_rate=16000, duration=0.25)
+    batch = [_pcm16(0.5, 22050, channels), _pcm16(0.1, 22050, channels, hz=300.0), b"",
+             _pcm16(0.25, 22050, channels, hz=1000.0)]
+    clips, present, reasons = audio.decode_clips(tf.constant(batch), spec)
+    assert present.numpy().tolist() == [True, True, False, True] and reasons.numpy().tolist() == [b""] * 4
+    for i, data in enumerate(batch):
+        one, reason = audio.decode_clip(tf.constant(data), spec) if data else (tf.zeros([4000]), b"")
+        np.testing.assert_allclose(clips[i].numpy(), one.numpy(), atol=1e-6, err_msg=f"clip {i}")
+    # Short clip: silence first (up to the resampler's ringing), the sound at the end.
+    assert np.abs(clips[1].numpy()[:2000]).max() < 0.02 and np.abs(clips[1].numpy()[-1000:]).max() > 0.3
+
+
+def test_a_mixed_batch_decodes_clip_by_clip_with_the_same_values():
+    spec = AudioSpec(sample_rate=16000, duration=0.25)
+    plain = [_pcm16(0.3, 22050), _pcm16(0.2, 22050, hz=600.0)]
+    uniform, _, _ = audio.decode_clips(tf.constant(plain), spec)
+    mixed, _, reasons = audio.decode_clips(tf.constant(plain + [wav_bytes(tone(44100), 44100, "PCM_24"), b"junk"]), spec)
+    np.testing.assert_allclose(mixed[:2].numpy(), uniform.numpy(), atol=1e-6)
+    assert abs(_peak_hz(mixed[2].numpy(), 16000) - 440.0) < 8.0
+    assert reasons.numpy().tolist()[:3] == [b"", b"", b""] and b"not a WAV file" in reasons.numpy()[3]
+    assert not mixed[3].numpy().any()
+
+
+def test_random_crops_differ_between_the_clips_of_a_vectorised_batch():
+    ramp = (np.arange(1000) * 20).astype("int16")[:, None]
+    data = wav_bytes(ramp.astype("float32") / 32768.0, 1000)
+    spec = AudioSpec(sample_rate=1000, duration=0.4, crop="random")
+    clips, _, _ = audio.decode_clips(tf.constant([data] * 16), spec, training=True)
+    starts = np.round(clips.numpy()[:, 0] * 32768.0 / 20).astype(int)
+    assert len(set(starts.tolist())) > 5 and starts.min() >= 0 and starts.max() <= 600
+    centred, _, _ = audio.decode_clips(tf.constant([data] * 2), spec, training=False)
+    assert np.round(centred.numpy()[:, 0] * 32768.0 / 20).astype(int).tolist() == [300, 300]

@@ -51,3 +51,14 @@ def test_aspect_preserving_resize_pads():
 def test_non_images_are_reported(data):
     ok, reason = image_check(tf.constant(data))
     assert not bool(ok) and "not an image file" in reason.numpy().decode()
+
+
+@pytest.mark.parametrize("fmt, mode", [(f, m) for f in ["PNG", "GIF", "BMP"] for m in MODES[f]])
+def test_rgb_output_matches_pil_conversion_for_lossless_formats(fmt, mode):
+    import io
+    from PIL import Image
+
+    data = image_bytes(fmt, mode)
+    expected = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), "float32") / 255.0
+    pixels = decode_image(tf.constant(data), ImageSpec(height=12, width=10, channels=3)).numpy()
+    np.testing.assert_allclose(pixels, expected, atol=1e-6)
