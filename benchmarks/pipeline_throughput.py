@@ -5,6 +5,10 @@ Run: `.venv/bin/python benchmarks/pipeline_throughput.py [--examples 3000]` (nee
 Both sides do the same work per example: read a PNG, convert and resize it to 32x32x3 floats; read a
 22.05 kHz WAV, resample it to 16 kHz and pad/crop to 1 s; tokenise the text to 16 ids; look up the
 label. The baseline is how notebooks usually do it: PIL and librosa in a Python loop.
+
+The pipeline's first epoch includes starting the iterator; later epochs (the same iterator, as
+`mmkeras train` runs them) decode every file again. Training rates are the median epoch after
+the first.
 """
 
 import argparse
