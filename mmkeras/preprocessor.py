@@ -15,6 +15,7 @@ from mmkeras import constants
 from mmkeras import specs as specs_lib
 from mmkeras.data import audio as audio_lib
 from mmkeras.data import images as images_lib
+from mmkeras.data.bad_records import first_flagged
 
 STATE_FILE = "preprocessor.json"
 LABEL_TYPES = ("classification", "multilabel", "regression")
@@ -269,9 +270,10 @@ class Preprocessor:
 
         A modality missing from `raw` is absent for the whole batch.
         """
+        given = sorted(raw)
         raw = {name: tf.convert_to_tensor(value, tf.string) for name, value in raw.items() if name in self.specs}
         if not raw:
-            raise ValueError(f"Expected at least one of the inputs {self.modalities}. Received: {sorted(raw)}")
+            raise ValueError(f"Expected at least one of the inputs {self.modalities}. Received: {given}")
         empty = tf.fill(tf.shape(next(iter(raw.values()))), "")
         staged = {}
         for name, spec in self.specs.items():
@@ -292,9 +294,8 @@ class Preprocessor:
         checks = []
         for name, reason in reasons.items():
             bad = tf.strings.length(reason) > 0
-            first = tf.strings.reduce_join(tf.boolean_mask(reason, bad)[:1])
-            where = tf.strings.as_string(tf.reduce_min(tf.boolean_mask(tf.range(tf.size(reason)), bad)[:1]))
-            message = tf.strings.join([f"Input {name}: ", first, " (example ", where, " of the batch)"])
+            where = first_flagged(tf.range(tf.size(reason)), bad)
+            message = tf.strings.join([f"Input {name}: ", first_flagged(reason, bad), " (example ", where, " of the batch)"])
             checks.append(tf.debugging.Assert(tf.logical_not(tf.reduce_any(bad)), [message]))
         with tf.control_dependencies(checks):
             return {key: tf.identity(value) for key, value in features.items()}

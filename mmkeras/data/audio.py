@@ -144,11 +144,12 @@ def decode_clips(data, spec, training=False, allow_compressed=False, seed=None):
 
     def vectorised():
         frame_bytes = tf.cast(2 * width, tf.int64)
-        frames = tf.where(present, (tf.strings.length(data, unit="BYTE") - 44) // tf.cast(frame_bytes, tf.int32), 0)
+        frames = tf.where(present, (tf.cast(tf.strings.length(data), tf.int64) - 44) // frame_bytes, 0)
         needed = source_length(spec, rate)
         start = crop_start(frames, needed, spec, training, seed)
-        take = tf.minimum(tf.cast(frames, tf.int64) - start, needed)
+        take = tf.minimum(frames - start, needed)
         payload = tf.strings.substr(data, tf.where(present, 44 + start * frame_bytes, 0), take * frame_bytes)
+
         def silence_first():  # short clips: NUL bytes (zeros) before the sound, as `to_clip` pads
             silence = tf.strings.reduce_join(tf.fill([needed * frame_bytes], "\0"))
             fill = tf.strings.substr(tf.fill(tf.shape(data), silence), tf.zeros_like(take), (needed - take) * frame_bytes)
@@ -175,10 +176,6 @@ def decode_clips(data, spec, training=False, allow_compressed=False, seed=None):
     clips = clips * tf.cast(present, tf.float32)[:, None]
     reasons = tf.where(present, reasons, "")
     return tf.ensure_shape(clips, [None, spec.num_samples]), present, reasons
-
-
-def is_wav(data):
-    return tf.strings.substr(data, 0, 4) == "RIFF"
 
 
 def is_compressed(data):

@@ -4,6 +4,18 @@ import csv
 import threading
 
 import keras
+import tensorflow as tf
+
+
+def first_flagged(values, flagged):
+    """The first of `values` (a `[batch]` tensor) where `flagged` is True, as a scalar string.
+
+    "" when none is flagged (also for an empty batch).
+    """
+    first = tf.boolean_mask(values, flagged)[:1]
+    if first.dtype != tf.string:
+        first = tf.strings.as_string(first)
+    return tf.strings.reduce_join(first)
 
 
 class BadRecordReport(keras.callbacks.Callback):

@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from mmkeras import constants
 from mmkeras.data.bad_records import BadRecordReport
+from mmkeras.data.bad_records import first_flagged
 from mmkeras.data.manifest import BadRecordError
 from mmkeras.data.manifest import cell_text
 from mmkeras.data.manifest import default_columns
@@ -233,10 +234,10 @@ def make_dataset(
     def decode_batch(staged, label, info):
         """Per batch: text and audio in vectorised ops; each example's first problem."""
         features, reasons = preprocessor.decode_staged_batch(staged, training=random_crops, allow_compressed=True)
+        empty = tf.fill(tf.shape(info["row"]), "")
         problems = [(columns[m], info["paths"][m], reasons[m]) for m in preprocessor.specs]
         if with_labels and from_tfrecords:
-            problems.append((columns[constants.DEFAULT_HEAD], tf.fill(tf.shape(info["row"]), ""), info["label_reason"]))
-        empty = tf.fill(tf.shape(info["row"]), "")
+            problems.append((columns[constants.DEFAULT_HEAD], empty, info["label_reason"]))
         column, path, reason = empty, empty, empty
         for c, p, r in reversed(problems):  # the first problem of each example wins
             bad = tf.strings.length(r) > 0
@@ -256,12 +257,10 @@ def make_dataset(
             # Names the batch's first bad example, in the same text as record_location(); no
             # quotes, which TF's Assert would print escaped.
             bad = tf.strings.length(status["reason"]) > 0
-            first = {key: tf.boolean_mask(value, bad)[:1] for key, value in status.items()}
-            path = tf.strings.reduce_join(first["path"])
-            file_part = tf.where(tf.strings.length(path) > 0, tf.strings.join([", file ", path]), "")
+            first = {key: first_flagged(value, bad) for key, value in status.items()}
+            file_part = tf.where(tf.strings.length(first["path"]) > 0, tf.strings.join([", file ", first["path"]]), "")
             message = tf.strings.join([
-                f"{source_name}, row ", tf.strings.reduce_join(tf.strings.as_string(first["row"])), ", column ",
-                tf.strings.reduce_join(first["column"]), file_part, ": ", tf.strings.reduce_join(first["reason"]),
+                f"{source_name}, row ", first["row"], ", column ", first["column"], file_part, ": ", first["reason"],
             ])
             assertion = tf.debugging.Assert(tf.logical_not(tf.reduce_any(bad)), [message])
             with tf.control_dependencies([assertion]):

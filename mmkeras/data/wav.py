@@ -7,8 +7,6 @@ sample rate.
 
 import tensorflow as tf
 
-import struct
-
 _PCM = 1
 _FLOAT = 3
 _EXTENSIBLE = 0xFFFE
@@ -176,13 +174,6 @@ def decode_checked_wav(data, header):
     payload = tf.strings.substr(data, header["data_offset"], usable)
     samples = tf.reshape(_samples(payload, header), (-1, header["channels"]))  # (frames, channels)
     return samples, header["sample_rate"]
-
-
-#: A canonical 16-bit mono WAV holding one zero sample: decoded in place of absent audio.
-PLACEHOLDER_WAV = (
-    b"RIFF" + struct.pack("<I", 38) + b"WAVEfmt " + struct.pack("<IHHIIHH", 16, 1, 1, 8000, 16000, 2, 16)
-    + b"data" + struct.pack("<I", 2) + b"\0\0"
-)
 
 
 def is_plain_pcm16(data):
