@@ -204,7 +204,7 @@ class Preprocessor:
             staged[name] = self._image(spec, value) if spec.kind == constants.IMAGE else value
         return staged
 
-    def decode_staged_batch(self, staged, training=False, allow_compressed=False, seed=None):
+    def decode_staged_batch(self, staged, training=False, seed=None):
         """Stage two, for a batch of `decode_images` outputs: text and audio, vectorised.
 
         Returns:
@@ -219,32 +219,31 @@ class Preprocessor:
             elif spec.kind == constants.IMAGE:
                 tensor, present, reason = value
             else:
-                tensor, present, reason = audio_lib.decode_clips(value, spec, training, allow_compressed, seed)
+                tensor, present, reason = audio_lib.decode_clips(value, spec, training, seed)
             features[name] = tensor
             features[constants.presence_name(name)] = tf.reshape(tf.cast(present, tf.float32), [-1, 1])
             reasons[name] = reason
         return features, reasons
 
-    def decode_example(self, raw, training=False, allow_compressed=False):
+    def decode_example(self, raw, training=False):
         """One example's raw values → (features dict, reasons dict). Never raises on bad bytes.
 
         Args:
             raw: dict. Modality name → scalar `tf.string` (text, or the file's bytes); a
                 missing key or an empty string means the modality is absent.
             training: bool. Random crops where the spec asks for them.
-            allow_compressed: bool. Decode FLAC/OGG/MP3 (training pipeline; not servable).
 
         Returns:
             features: the model inputs for one example (no batch dimension).
             reasons: modality name → scalar string, empty where that modality decoded fine.
         """
         one = tf.nest.map_structure(lambda tensor: tensor[None], self.decode_images(raw))
-        features, reasons = self.decode_staged_batch(one, training, allow_compressed)
+        features, reasons = self.decode_staged_batch(one, training)
         return ({key: value[0] for key, value in features.items()}, {key: value[0] for key, value in reasons.items()})
 
-    def preprocess_example(self, raw, training=False, allow_compressed=False):
+    def preprocess_example(self, raw, training=False):
         """Like `decode_example`, raising `InvalidArgumentError` naming the input for bad bytes."""
-        features, reasons = self.decode_example(raw, training, allow_compressed)
+        features, reasons = self.decode_example(raw, training)
         checks = [
             tf.debugging.Assert(tf.equal(reason, ""), [tf.strings.join([f"Input {name}: ", reason])])
             for name, reason in reasons.items()
@@ -265,7 +264,7 @@ class Preprocessor:
             signature[constants.presence_name(name)] = tf.TensorSpec([1], tf.float32)
         return signature
 
-    def decode_batch(self, raw, training=False, allow_compressed=False):
+    def decode_batch(self, raw, training=False):
         """A batch of raw values (dict of `[batch]` strings) → (features, reasons), never raising.
 
         A modality missing from `raw` is absent for the whole batch.
@@ -282,7 +281,7 @@ class Preprocessor:
                 value = tf.map_fn(lambda data, spec=spec: self._image(spec, data), value,
                                   fn_output_signature=self._image_signature(spec))
             staged[name] = value
-        return self.decode_staged_batch(staged, training, allow_compressed)
+        return self.decode_staged_batch(staged, training)
 
     def preprocess_batch(self, raw):
         """A batch of raw values (dict of `[batch]` strings) → batched model inputs (serving path).

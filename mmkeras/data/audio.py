@@ -1,14 +1,21 @@
-"""Audio clips: downmix, resample and crop/pad in TensorFlow ops; compressed formats for training.
+"""Audio clips: downmix, resample and crop/pad in TensorFlow ops; compressed files for training.
 
 WAV decodes in-graph (see `wav.py`) and so works in stock TF Serving. FLAC, OGG/Vorbis and MP3
-need a decoder library and are for the training pipeline only: tensorflow-io where its ops load
-with the installed TensorFlow, else soundfile.
+need a decoder library: when a manifest is read, each compressed file is converted once to a WAV
+file in a cache folder (soundfile), and the pipeline reads that WAV. No Python runs inside the
+`tf.data` graph, so an exception during training unwinds at once (a `tf.py_function` step would
+wait for the Python lock that the unwinding thread holds).
 """
 
+import atexit
 import functools
+import hashlib
 import io
+import os
+import shutil
+import tempfile
+import threading
 
-import numpy as np
 import tensorflow as tf
 
 from mmkeras.data import wav
@@ -93,11 +100,12 @@ def to_clip(samples, rate, spec, training=False, seed=None):
     return window_to_clip(window, rate, spec)
 
 
-def decode_clip(data, spec, training=False, allow_compressed=False, seed=None):
+def decode_clip(data, spec, training=False, seed=None):
     """One audio file's bytes → (clip `(spec.num_samples,)`, reason); reason "" when it decoded.
 
-    Any WAV the in-graph parser reads; FLAC/OGG/MP3 too when `allow_compressed` (training
-    pipeline only: not servable). Bad bytes give zeros and a reason, never an error.
+    Any WAV the in-graph parser reads. Bad bytes give zeros and a reason, never an error;
+    FLAC/OGG/MP3 bytes are refused with a reason that says to send WAV (manifests convert them
+    with `transcode_to_wav` before they reach the graph).
     """
     zeros = tf.zeros([spec.num_samples])
 
@@ -105,16 +113,8 @@ def decode_clip(data, spec, training=False, allow_compressed=False, seed=None):
         samples, rate = wav.decode_checked_wav(data, header)
         return to_clip(samples, rate, spec, training, seed), tf.constant("")
 
-    def from_compressed():
-        samples, rate, reason = decode_compressed(data)
-        ok = tf.equal(reason, "")
-        clip = tf.cond(ok, lambda: to_clip(samples, rate, spec, training, seed), lambda: zeros)
-        return clip, reason
-
     def not_wav(header):
-        if allow_compressed:
-            return tf.cond(is_compressed(data), from_compressed, lambda: (zeros, header["reason"]))
-        expected = "WAV bytes (compressed formats are decoded in the training pipeline only)"
+        expected = "WAV bytes (FLAC/OGG/MP3 files in a manifest are converted to WAV when it is read)"
         return zeros, tf.where(is_compressed(data), f"not WAV: expected {expected}", header["reason"])
 
     header = wav.wav_header(data)
@@ -122,7 +122,7 @@ def decode_clip(data, spec, training=False, allow_compressed=False, seed=None):
     return tf.ensure_shape(clip, [spec.num_samples]), reason
 
 
-def decode_clips(data, spec, training=False, allow_compressed=False, seed=None):
+def decode_clips(data, spec, training=False, seed=None):
     """A batch of audio files' bytes `[batch]` → (clips `(batch, num_samples)`, present, reasons).
 
     An empty string is an absent clip: zeros, present False, reason "". When every clip of the
@@ -167,7 +167,7 @@ def decode_clips(data, spec, training=False, allow_compressed=False, seed=None):
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string)], experimental_attributes={"_noinline": True})
     def clip_by_clip(files):
         return tf.map_fn(
-            lambda one: decode_clip(one, spec, training, allow_compressed, seed),
+            lambda one: decode_clip(one, spec, training, seed),
             files,
             fn_output_signature=(tf.TensorSpec([spec.num_samples], tf.float32), tf.TensorSpec([], tf.string)),
         )
@@ -184,7 +184,7 @@ def is_compressed(data):
 
 @functools.lru_cache(maxsize=None)
 def compressed_audio_backend():
-    """("soundfile" | None, message): how the training pipeline decodes FLAC/OGG/MP3.
+    """("soundfile" | None, message): how FLAC/OGG/MP3 files are converted for training.
 
     soundfile (libsndfile) decodes all three and reports each file's sample rate. tensorflow-io's
     compiled ops load only with the TensorFlow they were built for (0.37.1 with TF 2.17; other
@@ -207,32 +207,80 @@ def compressed_audio_backend():
             "Install it with `pip install mmkeras[audio]`, or convert the files to WAV."
         )
     return "soundfile", (
-        f"FLAC/OGG/MP3 are decoded by soundfile for training (tensorflow-io {tfio_state}); "
+        f"FLAC/OGG/MP3 are converted to WAV by soundfile for training (tensorflow-io {tfio_state}); "
         "the exported model takes WAV only."
     )
 
 
-def _soundfile_decode(data):
-    import soundfile
-
-    try:
-        # .numpy() of a string tensor is the exact bytes (np.bytes_ would drop trailing NULs).
-        samples, rate = soundfile.read(io.BytesIO(data.numpy()), dtype="float32", always_2d=True)
-        if samples.shape[0] == 0:
-            raise ValueError("no audio samples")
-        return samples, np.int32(rate), np.bytes_(b"")
-    except Exception as error:  # noqa: BLE001 - every decoder failure becomes a reported reason
-        return np.zeros((1, 1), "float32"), np.int32(1), np.bytes_(f"undecodable audio ({error})".encode())
+def sniff_compressed(path):
+    """The compressed format name of the file at `path` ("FLAC", "OGG", "MP3"...), or None."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    for name, signature in COMPRESSED_SIGNATURES.items():
+        if head.startswith(signature):
+            return name
+    return None
 
 
-def decode_compressed(data):
-    """FLAC/OGG/MP3 bytes → (samples `(frames, channels)`, rate, reason); reason "" when ok.
+def transcode_to_wav(data):
+    """FLAC/OGG/MP3 bytes → WAV bytes (16-bit PCM for 16-bit or narrower sources, else 32-bit float).
 
-    Training pipeline only: it calls soundfile through `tf.py_function`, which stock TF
-    Serving cannot run.
+    Raises ValueError with the decoder's reason when the bytes do not decode.
     """
     backend, message = compressed_audio_backend()
     if backend is None:
-        return tf.zeros((1, 1)), tf.constant(1), tf.constant(message)
-    samples, rate, reason = tf.py_function(_soundfile_decode, [data], [tf.float32, tf.int32, tf.string])
-    return tf.ensure_shape(samples, [None, None]), tf.ensure_shape(rate, []), tf.ensure_shape(reason, [])
+        raise ValueError(message)
+    import soundfile
+
+    try:
+        with soundfile.SoundFile(io.BytesIO(data)) as source:
+            subtype = "PCM_16" if source.subtype in ("PCM_16", "PCM_S8", "PCM_U8") else "FLOAT"
+            samples = source.read(dtype="float32", always_2d=True)
+            rate = source.samplerate
+    except Exception as error:  # noqa: BLE001 - every decoder failure becomes a reported reason
+        raise ValueError(f"undecodable audio ({error})") from None
+    if samples.shape[0] == 0:
+        raise ValueError("undecodable audio (no audio samples)")
+    out = io.BytesIO()
+    soundfile.write(out, samples, rate, subtype=subtype, format="WAV")
+    return out.getvalue()
+
+
+class WavCache:
+    """Compressed audio files converted to WAV once per process, in a temporary folder.
+
+    Keyed by path, size and modification time, so a manifest read again (validation, evaluation)
+    reuses the conversions. The folder is removed when the process exits.
+    """
+
+    def __init__(self):
+        self._folder = None
+        self._done = {}
+        self._lock = threading.Lock()
+
+    def _root(self):
+        if self._folder is None:
+            self._folder = tempfile.mkdtemp(prefix="mmkeras-wav-")
+            atexit.register(shutil.rmtree, self._folder, True)
+        return self._folder
+
+    def wav_path(self, path):
+        """The path of a WAV with `path`'s audio. Raises ValueError when `path` does not decode."""
+        stat = os.stat(path)
+        key = (os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
+        with self._lock:
+            if key in self._done:
+                return self._done[key]
+        with open(path, "rb") as f:
+            data = transcode_to_wav(f.read())
+        name = hashlib.sha1(repr(key).encode()).hexdigest()[:20] + ".wav"
+        target = os.path.join(self._root(), name)
+        with open(target, "wb") as f:
+            f.write(data)
+        with self._lock:
+            self._done[key] = target
+        return target
+
+
+#: The process-wide cache that manifests use.
+WAV_CACHE = WavCache()

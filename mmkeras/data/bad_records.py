@@ -21,8 +21,8 @@ def first_flagged(values, flagged):
 class BadRecordReport(keras.callbacks.Callback):
     """Rows a dataset dropped under `on_bad_record="skip"`, with the column, file and reason.
 
-    It is also a Keras callback: passed to `model.fit(callbacks=[...])` it prints one summary
-    line after each epoch in which new records were skipped.
+    It is also a Keras callback: passed to `model.fit(callbacks=[...])` it prints the summary
+    when training starts, and again after an epoch if more records were added.
 
     Example:
 
@@ -44,12 +44,6 @@ class BadRecordReport(keras.callbacks.Callback):
         key = (int(row), column)
         with self._lock:
             self.records.setdefault(key, (path, reason))
-
-    def add_many_from_graph(self, rows, columns, paths, reasons):
-        """`tf.py_function` entry point: called from inside the pipeline with a batch's failures."""
-        for row, column, path, reason in zip(rows.numpy(), columns.numpy(), paths.numpy(), reasons.numpy()):
-            self.add(int(row), column.decode(), path.decode(), reason.decode())
-        return 0
 
     @property
     def rows(self):
@@ -76,8 +70,14 @@ class BadRecordReport(keras.callbacks.Callback):
             for (row, column), (file, reason) in sorted(self.records.items()):
                 writer.writerow([row, column, file, reason])
 
-    def on_epoch_end(self, epoch, logs=None):
+    def _print_new(self, when):
         if len(self.records) > self._reported:
             new = len(self.records) - self._reported
             self._reported = len(self.records)
-            print(f"mmkeras: {new} more bad record(s) skipped in epoch {epoch + 1}; " + self.summary(limit=5))
+            print(f"mmkeras: {new} bad record(s) skipped{when}; " + self.summary(limit=5))
+
+    def on_train_begin(self, logs=None):
+        self._print_new("")
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._print_new(f" in epoch {epoch + 1}")

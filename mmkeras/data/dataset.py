@@ -1,12 +1,14 @@
 """Manifest (or TFRecord shards) → `tf.data.Dataset` of `(features, labels)` for `model.fit`."""
 
 import glob
+import json
 import os
 
 import numpy as np
 import tensorflow as tf
 
 from mmkeras import constants
+from mmkeras.data import audio as audio_lib
 from mmkeras.data.bad_records import BadRecordReport
 from mmkeras.data.bad_records import first_flagged
 from mmkeras.data.manifest import BadRecordError
@@ -18,6 +20,8 @@ from mmkeras.data.manifest import resolve_path
 AUTOTUNE = tf.data.AUTOTUNE
 POLICIES = ("raise", "skip")
 _ROW, _LABEL = "__row", "__label"
+#: Written beside TFRecord shards: how many records they hold (so a dataset's length is known).
+COUNT_FILE = "records.json"
 
 
 def _value_key(m):
@@ -61,7 +65,9 @@ def _columns(preprocessor, columns):
 def validate_rows(manifest, preprocessor, columns, on_bad_record, report, with_labels=True):
     """Checks every row in Python (files exist and are non-empty, labels known).
 
-    Returns the table of valid rows as column lists. Under "raise" the first bad record raises a
+    Compressed audio files (FLAC/OGG/MP3) are converted to WAV here, once (see
+    `audio.WAV_CACHE`); the table's value column then points at the WAV, while messages keep
+    naming the user's file. Returns the table of valid rows as column lists. Under "raise" the first bad record raises a
     `BadRecordError` naming source, row, column and file; under "skip" it goes to `report`.
     """
     table = {_ROW: [], _LABEL: [], **{_value_key(m): [] for m in preprocessor.specs},
@@ -81,6 +87,11 @@ def validate_rows(manifest, preprocessor, columns, on_bad_record, report, with_l
                 problem = problem or (column, path, "file not found")
             elif path and os.path.getsize(path) == 0:
                 problem = problem or (column, path, "empty file")
+            elif path and spec.kind == constants.AUDIO and not problem and audio_lib.sniff_compressed(path):
+                try:
+                    values[_value_key(m)] = audio_lib.WAV_CACHE.wav_path(path)
+                except ValueError as error:
+                    problem = (column, path, str(error))
         if with_labels:
             try:
                 values[_LABEL] = preprocessor.encode_label(row.get(label_column))
@@ -104,23 +115,41 @@ def validate_rows(manifest, preprocessor, columns, on_bad_record, report, with_l
     return table
 
 
-def _tfrecord_elements(source, preprocessor, training, seed):
-    """Parsed TFRecord examples in the same element layout as a manifest's table."""
+def _tfrecord_files(source):
     source = os.fspath(source)
     pattern = os.path.join(source, "*.tfrecord*") if os.path.isdir(source) else source
     files = sorted(glob.glob(pattern))
     if not files:
         raise FileNotFoundError(f"No TFRecord files match {pattern!r}")
+    return files
+
+
+def count_records(files):
+    """Records in TFRecord `files`: from `records.json` beside them when it lists them all, else counted."""
+    folders = {os.path.dirname(os.path.abspath(f)) for f in files}
+    if len(folders) == 1:
+        path = os.path.join(folders.pop(), COUNT_FILE)
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                counts = json.load(f).get("shards", {})
+            names = [os.path.basename(f) for f in files]
+            if all(name in counts for name in names):
+                return sum(int(counts[name]) for name in names)
+    return int(tf.data.TFRecordDataset(files).reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
+
+
+def _tfrecord_elements(files, preprocessor, shuffle, seed):
+    """Parsed TFRecord examples in the same element layout as a manifest's table."""
     spec = {_ROW: tf.io.FixedLenFeature([], tf.int64), "label": tf.io.FixedLenFeature([], tf.string, "")}
     for m in preprocessor.specs:
         spec[m] = tf.io.FixedLenFeature([], tf.string, "")
         spec[f"path_{m}"] = tf.io.FixedLenFeature([], tf.string, "")
     file_ds = tf.data.Dataset.from_tensor_slices(files)
-    if training:
+    if shuffle:
         file_ds = file_ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
     records = file_ds.interleave(
         tf.data.TFRecordDataset, cycle_length=min(len(files), 8), num_parallel_calls=AUTOTUNE,
-        deterministic=not training,
+        deterministic=not shuffle,
     )
 
     def parse(record):
@@ -131,7 +160,7 @@ def _tfrecord_elements(source, preprocessor, training, seed):
             element[_path_key(m)] = example[f"path_{m}"]
         return element
 
-    return records.map(parse, num_parallel_calls=AUTOTUNE), len(files)
+    return records.map(parse, num_parallel_calls=AUTOTUNE)
 
 
 def _graph_label(preprocessor, raw):
@@ -172,7 +201,9 @@ def make_dataset(
     """A `tf.data.Dataset` of `(features, {"label": labels})` batches from a manifest or TFRecords.
 
     Files are read and decoded in parallel (`AUTOTUNE`) by the Preprocessor's TensorFlow ops;
-    relative paths resolve from the manifest's folder.
+    relative paths resolve from the manifest's folder. The dataset's length (`len(ds)`) is
+    always known, so `model.fit(ds.repeat(), steps_per_epoch=len(ds))` keeps one iterator for a
+    whole run.
 
     Args:
         source: manifest (CSV/JSONL path, DataFrame, list of dicts) or TFRecord shards (a file,
@@ -186,8 +217,9 @@ def make_dataset(
         cache: None, "memory", or a file path prefix: keep decoded examples after the first epoch
             (random crops then stay as first drawn).
         on_bad_record: str. "raise" (default): the first bad record raises, naming row, column,
-            file and reason. "skip": bad records are dropped, counted and listed in
-            `dataset.bad_records` (a `BadRecordReport`, also a Keras callback).
+            file and reason. "skip": every record is decoded once up front; bad ones are
+            dropped, counted and listed in `dataset.bad_records` (a `BadRecordReport`, also a
+            Keras callback), and the dataset holds the usable records only.
         report: `BadRecordReport` to add to (default: a new one).
         with_labels: bool. Yield labels (False for prediction manifests without a label column).
         drop_remainder: bool. Drop the last, smaller batch.
@@ -201,101 +233,75 @@ def make_dataset(
     from_tfrecords = is_tfrecord_source(source)
     if from_tfrecords:
         report = report or BadRecordReport(os.fspath(source))
-        elements, count = _tfrecord_elements(source, preprocessor, training and shuffle, seed)
+        files = _tfrecord_files(source)
+        count = count_records(files)
         source_name = os.path.basename(os.fspath(source).rstrip("/"))
+
+        def elements(shuffled, excluded=()):
+            ds = _tfrecord_elements(files, preprocessor, shuffled, seed)
+            if excluded:
+                bad = tf.constant(sorted(excluded), tf.int64)
+                ds = ds.filter(lambda e: tf.logical_not(tf.reduce_any(tf.equal(e[_ROW], bad))))
+            return ds
     else:
         manifest = read_manifest(source)
         report = report or BadRecordReport(manifest.source)
         table = validate_rows(manifest, preprocessor, columns, on_bad_record, report, with_labels)
-        count = len(table[_ROW])
-        elements = tf.data.Dataset.from_tensor_slices(table)
         source_name = manifest.source
-        if shuffle and not cache:
-            elements = elements.shuffle(count, seed=seed, reshuffle_each_iteration=True)
+
+        def elements(shuffled, excluded=()):
+            kept = table
+            if excluded:
+                keep = np.array([row not in excluded for row in table[_ROW]])
+                kept = {key: (np.asarray(value)[keep] if key == _LABEL else [v for v, k in zip(value, keep) if k])
+                        for key, value in table.items()}
+            ds = tf.data.Dataset.from_tensor_slices(kept)
+            if shuffled:
+                ds = ds.shuffle(len(kept[_ROW]), seed=seed, reshuffle_each_iteration=True)
+            return ds
+
+        count = len(table[_ROW])
     random_crops = training and not cache
+    decode = _decoder(preprocessor, columns, from_tfrecords, with_labels)
 
-    def read_and_decode_images(element):
-        """Per example: read the files, decode images (the decoders take one file at a time)."""
-        raw = {}
-        for m, spec in preprocessor.specs.items():
-            value = element[_value_key(m)]
-            if spec.kind != constants.TEXT and not from_tfrecords:
-                value = tf.cond(tf.strings.length(value) > 0, lambda v=value: tf.io.read_file(v), lambda: tf.constant(""))
-            raw[m] = value
-        staged = preprocessor.decode_images(raw)
-        label, label_reason = tf.constant(0, tf.int64), tf.constant("")  # placeholder without labels
-        if with_labels:
-            label = element[_LABEL]
-            if from_tfrecords:
-                label, label_reason = _graph_label(preprocessor, label)
-        paths = {m: element[_path_key(m)] for m in preprocessor.specs}
-        return staged, label, {"row": element[_ROW], "paths": paths, "label_reason": label_reason}
-
-    def decode_batch(staged, label, info):
-        """Per batch: text and audio in vectorised ops; each example's first problem."""
-        features, reasons = preprocessor.decode_staged_batch(staged, training=random_crops, allow_compressed=True)
-        empty = tf.fill(tf.shape(info["row"]), "")
-        problems = [(columns[m], info["paths"][m], reasons[m]) for m in preprocessor.specs]
-        if with_labels and from_tfrecords:
-            problems.append((columns[constants.DEFAULT_HEAD], empty, info["label_reason"]))
-        column, path, reason = empty, empty, empty
-        for c, p, r in reversed(problems):  # the first problem of each example wins
-            bad = tf.strings.length(r) > 0
-            column, path, reason = tf.where(bad, c, column), tf.where(bad, p, path), tf.where(bad, r, reason)
-        status = {"row": info["row"], "column": column, "path": path, "reason": reason}
-        return features, label, status
-
-    ds = elements.map(read_and_decode_images, num_parallel_calls=AUTOTUNE, deterministic=not (training and shuffle))
-    # With skipping or caching the examples are re-batched below; the first batches are then
-    # only the unit of decoding.
-    rebatch = on_bad_record == "skip" or cache is not None
+    excluded = ()
+    if on_bad_record == "skip":
+        # Decode every record once, before training: the bad ones are known and reported up front,
+        # and the training pipeline holds only usable records, with a known length.
+        excluded = _scan_bad_records(elements(False), decode, batch_size, report)
+        count -= len(excluded)
+        if count <= 0:
+            raise BadRecordError(f"{source_name}: no usable record. " + report.summary(limit=5))
+    ds = elements(shuffle and not cache, set(excluded))
+    ds = ds.map(decode.images, num_parallel_calls=AUTOTUNE, deterministic=not (training and shuffle))
+    # With caching the examples are re-batched below; the first batches are then only the unit
+    # of decoding.
+    rebatch = cache is not None
     ds = ds.batch(batch_size, drop_remainder=drop_remainder and not rebatch, num_parallel_calls=AUTOTUNE)
-    ds = ds.map(decode_batch, num_parallel_calls=AUTOTUNE)
+    ds = ds.map(lambda *e: decode.batch(*e, training=random_crops), num_parallel_calls=AUTOTUNE)
 
-    if on_bad_record == "raise":
-        def check(features, label, status):
-            # Names the batch's first bad example, in the same text as record_location(); no
-            # quotes, which TF's Assert would print escaped.
-            bad = tf.strings.length(status["reason"]) > 0
-            first = {key: first_flagged(value, bad) for key, value in status.items()}
-            file_part = tf.where(tf.strings.length(first["path"]) > 0, tf.strings.join([", file ", first["path"]]), "")
-            message = tf.strings.join([
-                f"{source_name}, row ", first["row"], ", column ", first["column"], file_part, ": ", first["reason"],
-            ])
-            assertion = tf.debugging.Assert(tf.logical_not(tf.reduce_any(bad)), [message])
-            with tf.control_dependencies([assertion]):
-                return tf.nest.map_structure(tf.identity, (features, label))
-        ds = ds.map(check, num_parallel_calls=AUTOTUNE)
-    else:
-        def note(features, label, status):
-            bad = tf.strings.length(status["reason"]) > 0
+    def check(features, label, status):
+        # Names the batch's first bad example, in the same text as record_location(); no quotes,
+        # which TF's Assert would print escaped.
+        bad = tf.strings.length(status["reason"]) > 0
+        first = {key: first_flagged(value, bad) for key, value in status.items()}
+        file_part = tf.where(tf.strings.length(first["path"]) > 0, tf.strings.join([", file ", first["path"]]), "")
+        message = tf.strings.join([
+            f"{source_name}, row ", first["row"], ", column ", first["column"], file_part, ": ", first["reason"],
+        ])
+        assertion = tf.debugging.Assert(tf.logical_not(tf.reduce_any(bad)), [message])
+        with tf.control_dependencies([assertion]):
+            return tf.nest.map_structure(tf.identity, (features, label))
 
-            def record():
-                failed = [tf.boolean_mask(status[key], bad) for key in ("row", "column", "path", "reason")]
-                with tf.control_dependencies([tf.py_function(report.add_many_from_graph, failed, tf.int32)]):
-                    return tf.logical_not(bad)
-
-            ok = tf.cond(tf.reduce_any(bad), record, lambda: tf.logical_not(bad))
-            return features, label, ok
-
-        def is_ok(features, label, ok):
-            return ok
-
-        def drop_flag(features, label, ok):
-            return features, label
-
-        ds = ds.map(note, num_parallel_calls=AUTOTUNE).unbatch().filter(is_ok).map(drop_flag)
-    if rebatch and on_bad_record == "raise":
-        ds = ds.unbatch()
+    ds = ds.map(check, num_parallel_calls=AUTOTUNE)
 
     def to_inputs_and_targets(features, label):
         return (features, {constants.DEFAULT_HEAD: label}) if with_labels else features
 
     if cache is not None:
-        ds = ds.cache("" if cache == "memory" else cache)
+        ds = ds.unbatch().cache("" if cache == "memory" else cache)
         if shuffle:
             ds = ds.shuffle(min(count, 10000), seed=seed, reshuffle_each_iteration=True)
-    if rebatch:
         ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
     ds = ds.map(to_inputs_and_targets)
     if training and any(getattr(s, "augment", None) for s in preprocessor.specs.values()):
@@ -310,11 +316,71 @@ def make_dataset(
     # 2x for per-example WAV decoding on 2 cores; with batch-level decoding, within noise alone.)
     options.threading.max_intra_op_parallelism = 1
     ds = ds.with_options(options)
-    if not from_tfrecords and on_bad_record == "raise":
-        batches = count // batch_size if drop_remainder else -(-count // batch_size)
-        ds = ds.apply(tf.data.experimental.assert_cardinality(batches))
+    batches = count // batch_size if drop_remainder else -(-count // batch_size)
+    ds = ds.apply(tf.data.experimental.assert_cardinality(batches))
     ds.bad_records = report
+    ds.num_examples = count
     return ds
+
+
+class _decoder:
+    """The two decoding stages of the pipeline, shared by the up-front scan and the dataset."""
+
+    def __init__(self, preprocessor, columns, from_tfrecords, with_labels):
+        self.preprocessor, self.columns = preprocessor, columns
+        self.from_tfrecords, self.with_labels = from_tfrecords, with_labels
+
+    def images(self, element):
+        """Per example: read the files, decode images (the decoders take one file at a time)."""
+        pre = self.preprocessor
+        raw = {}
+        for m, spec in pre.specs.items():
+            value = element[_value_key(m)]
+            if spec.kind != constants.TEXT and not self.from_tfrecords:
+                value = tf.cond(tf.strings.length(value) > 0, lambda v=value: tf.io.read_file(v), lambda: tf.constant(""))
+            raw[m] = value
+        staged = pre.decode_images(raw)
+        label, label_reason = tf.constant(0, tf.int64), tf.constant("")  # placeholder without labels
+        if self.with_labels:
+            label = element[_LABEL]
+            if self.from_tfrecords:
+                label, label_reason = _graph_label(pre, label)
+        paths = {m: element[_path_key(m)] for m in pre.specs}
+        return staged, label, {"row": element[_ROW], "paths": paths, "label_reason": label_reason}
+
+    def batch(self, staged, label, info, training=False):
+        """Per batch: text and audio in vectorised ops; each example's first problem."""
+        pre = self.preprocessor
+        features, reasons = pre.decode_staged_batch(staged, training=training)
+        empty = tf.fill(tf.shape(info["row"]), "")
+        problems = [(self.columns[m], info["paths"][m], reasons[m]) for m in pre.specs]
+        if self.with_labels and self.from_tfrecords:
+            problems.append((self.columns[constants.DEFAULT_HEAD], empty, info["label_reason"]))
+        column, path, reason = empty, empty, empty
+        for c, p, r in reversed(problems):  # the first problem of each example wins
+            bad = tf.strings.length(r) > 0
+            column, path, reason = tf.where(bad, c, column), tf.where(bad, p, path), tf.where(bad, r, reason)
+        status = {"row": info["row"], "column": column, "path": path, "reason": reason}
+        return features, label, status
+
+
+def _scan_bad_records(elements, decode, batch_size, report):
+    """Decodes every element once and adds the bad ones to `report`; returns their row numbers."""
+    ds = elements.map(decode.images, num_parallel_calls=AUTOTUNE)
+    ds = ds.batch(batch_size, num_parallel_calls=AUTOTUNE)
+
+    def statuses(*element):
+        status = decode.batch(*element)[2]
+        bad = tf.strings.length(status["reason"]) > 0
+        return {key: tf.boolean_mask(value, bad) for key, value in status.items()}
+
+    ds = ds.map(statuses, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+    rows = []
+    for status in ds.as_numpy_iterator():
+        for row, column, path, reason in zip(status["row"], status["column"], status["path"], status["reason"]):
+            report.add(int(row), column.decode(), path.decode(), reason.decode())
+            rows.append(int(row))
+    return rows
 
 
 def adapt_preprocessor(preprocessor, source, columns=None):
@@ -373,6 +439,9 @@ def write_tfrecords(source, output_dir, preprocessor, columns=None, num_shards=4
     finally:
         for writer in writers:
             writer.close()
+    counts = {os.path.basename(p): len(range(i, len(table[_ROW]), num_shards)) for i, p in enumerate(paths)}
+    with open(os.path.join(output_dir, COUNT_FILE), "w", encoding="utf-8") as f:
+        json.dump({"records": len(table[_ROW]), "shards": counts}, f, indent=1)
     return paths
 
 

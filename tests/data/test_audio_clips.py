@@ -51,19 +51,26 @@ def test_random_crop_varies_in_training_and_is_centred_otherwise():
 
 
 @pytest.mark.parametrize("fmt, subtype", [("FLAC", "PCM_16"), ("OGG", "VORBIS")])
-def test_compressed_formats_decode_through_the_available_backend(fmt, subtype):
+def test_compressed_formats_convert_to_wav_through_the_available_backend(fmt, subtype):
     backend, message = audio.compressed_audio_backend()
     assert backend == "soundfile" and "soundfile" in message and "tensorflow-io" in message
     data = wav_bytes(tone(22050, channels=2), 22050, subtype, fmt)
     assert bool(audio.is_compressed(tf.constant(data)))
-    samples, rate, reason = audio.decode_compressed(tf.constant(data))
-    assert reason.numpy() == b"" and int(rate) == 22050 and samples.shape[1] == 2
-    assert abs(_peak_hz(samples.numpy()[:, 0], 22050) - 440) < 10
+    converted = audio.transcode_to_wav(data)
+    assert converted[:4] == b"RIFF"
+    clip, reason = audio.decode_clip(tf.constant(converted), AudioSpec(sample_rate=22050, duration=0.25))
+    assert reason.numpy() == b"" and abs(_peak_hz(clip.numpy(), 22050) - 440) < 10
 
 
 def test_corrupt_compressed_audio_gives_a_reason():
-    _, _, reason = audio.decode_compressed(tf.constant(b"fLaC" + b"\x00" * 50))
-    assert b"undecodable audio" in reason.numpy()
+    with pytest.raises(ValueError, match="undecodable audio"):
+        audio.transcode_to_wav(b"fLaC" + b"\x00" * 50)
+
+
+def test_compressed_bytes_reaching_the_graph_are_refused_with_a_reason():
+    data = wav_bytes(tone(22050), 22050, "PCM_16", "FLAC")
+    _, reason = audio.decode_clip(tf.constant(data), AudioSpec(sample_rate=8000, duration=0.25))
+    assert b"not WAV: expected WAV bytes" in reason.numpy()
 
 
 def _pcm16(seconds, rate, channels=1, hz=440.0):
