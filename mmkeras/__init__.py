@@ -16,6 +16,7 @@ from mmkeras.export import export_saved_model  # noqa: E402
 from mmkeras.fusion import FUSIONS  # noqa: E402
 from mmkeras.fusion import get_fusion  # noqa: E402
 from mmkeras.heads import Head  # noqa: E402
+from mmkeras.model import adapt_model  # noqa: E402
 from mmkeras.model import build_audio_encoder  # noqa: E402
 from mmkeras.model import build_image_encoder  # noqa: E402
 from mmkeras.model import build_model  # noqa: E402
@@ -38,6 +39,7 @@ __all__ = [
     "ImageSpec",
     "Preprocessor",
     "TextSpec",
+    "adapt_model",
     "adapt_preprocessor",
     "build_audio_encoder",
     "build_image_encoder",

@@ -70,12 +70,54 @@ def resolve_config(config, base_dir=None):
         raise ValueError("The config needs a 'modalities' block, e.g. modalities: {text: {}, image: {}}")
     for name, options in resolved["modalities"].items():
         specs_lib.make_spec(name, options)  # fails early, naming the modality and the bad option
+    check_fusion(resolved["fusion"], list(resolved["modalities"]))
     base_dir = base_dir or os.getcwd()
     for key in ("train", "validation"):
         path = resolved["data"][key]
         if path and not os.path.isabs(str(path)):
             resolved["data"][key] = os.path.normpath(os.path.join(base_dir, str(path)))
     return resolved
+
+
+def check_fusion(fusion, modalities):
+    """Checks a config's `fusion` block by building the fusion layer it describes.
+
+    Raises ValueError naming the bad key, so a typo fails before any data is read.
+
+    Example:
+
+    >>> check_fusion({"type": "attention", "num_heads": 4}, ["text", "image"])
+    Traceback (most recent call last):
+    ...
+    ValueError: Unknown config key 'fusion.num_heads' for the attention fusion. Expected some of ['activation', 'attention_units', 'missing_embeddings', 'modality_dropout', 'type', 'units'].
+    """
+    import inspect
+
+    from mmkeras.fusion import get_fusion
+    from mmkeras.fusion.base_fusion import BaseFusion
+
+    options = dict(fusion)
+    name = options.pop("type")
+    try:
+        cls = get_fusion(name)
+    except ValueError as error:
+        raise ValueError(f"Config key 'fusion.type': {error}") from None
+    rate = options.pop("modality_dropout", 0.0)
+    if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not 0.0 <= rate < 1.0:
+        raise ValueError(f"Expected config key 'fusion.modality_dropout' to be a number in [0, 1). Received: {rate!r}")
+    accepted = set()
+    for klass in cls.__mro__:
+        if klass is BaseFusion or klass is cls:
+            accepted |= {p for p in inspect.signature(klass.__init__).parameters
+                         if p not in ("self", "modalities", "kwargs")}
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise ValueError(f"Unknown config key 'fusion.{unknown[0]}' for the {name} fusion. "
+                         f"Expected some of {sorted(accepted | {'type', 'modality_dropout'})}.")
+    try:
+        cls(modalities, **options)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"Config block 'fusion' ({name}): {error}") from None
 
 
 def load_config(path):

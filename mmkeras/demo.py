@@ -164,7 +164,7 @@ def run_demo(workdir="mmkeras_demo", epochs=None, examples=None):
     predict(version_dir, paths["test"], output=predictions_path)
     with open(paths["test"], newline="") as f:
         first = next(csv.DictReader(f))
-    restored, names = load_saved_model(version_dir)
+    restored, _ = load_saved_model(version_dir)
     import tensorflow as tf
 
     request = {

@@ -9,6 +9,8 @@ import numpy as np
 from mmkeras import constants
 from mmkeras.data import make_dataset
 from mmkeras.export import serving_model
+from mmkeras.postprocess import model_heads
+from mmkeras.postprocess import postprocess
 
 
 def collect(dataset):
@@ -148,27 +150,29 @@ def evaluate(model, preprocessor, source, output_dir=None, columns=None, batch_s
     dataset = make_dataset(source, preprocessor, columns=columns, batch_size=batch_size, on_bad_record=on_bad_record)
     features, y_true = collect(dataset)
     served = serving_model(model)
+    head = next(h for h in model_heads(model, preprocessor) if h.name == constants.DEFAULT_HEAD)
     names = preprocessor.label_names
     labels = list(range(len(names)))
 
     def run(x):
         return served.predict(x, batch_size=batch_size, verbose=0)
 
+    def predicted(outputs):  # the same post-processing as the served model and `predict`
+        return postprocess({head.name: outputs[head.name]}, [head])["class_id"].numpy()
+
     outputs = run(features)
-    y_pred = outputs[constants.DEFAULT_HEAD].argmax(axis=-1)
+    y_pred = predicted(outputs)
     report = classification_report(y_true, y_pred, labels=labels, target_names=names, output_dict=True, zero_division=0)
     report_text = classification_report(y_true, y_pred, labels=labels, target_names=names, zero_division=0)
     matrix = confusion_matrix(y_true, y_pred, labels=labels)
     ablation = {"all": _scores(y_true, y_pred)}
     for name, missing in scenarios(preprocessor.modalities).items():
         if missing:
-            predicted = run(mark_absent(features, missing))[constants.DEFAULT_HEAD].argmax(axis=-1)
-            ablation[name] = _scores(y_true, predicted)
+            ablation[name] = _scores(y_true, predicted(run(mark_absent(features, missing))))
     rng = np.random.default_rng(seed)
     robustness = {}
     for name, corrupt in corruptions(preprocessor).items():
-        predicted = run(corrupt(features, rng))[constants.DEFAULT_HEAD].argmax(axis=-1)
-        robustness[name] = _scores(y_true, predicted)
+        robustness[name] = _scores(y_true, predicted(run(corrupt(features, rng))))
     result = {
         "examples": int(len(y_true)),
         "robustness": robustness,

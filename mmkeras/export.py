@@ -4,6 +4,7 @@ Layout: `<export_base>/<version>/saved_model.pb` + `variables/`, written to a te
 renamed into place (a watching model server never sees half a model), then reloaded and checked.
 """
 
+import json
 import os
 import shutil
 import tempfile
@@ -14,11 +15,16 @@ import tensorflow as tf
 
 from mmkeras import constants
 from mmkeras.model import with_modality_weights
+from mmkeras.postprocess import HeadInfo
+from mmkeras.postprocess import model_heads
+from mmkeras.postprocess import postprocess
 
 #: Name of the second signature, for clients that send decoded tensors.
 TENSORS_SIGNATURE = "serving_tensors"
 #: Class names, one per line in class-id order, under `<version>/assets.extra/`.
 LABELS_FILE = "labels.txt"
+#: Every head's name, type, width and class names, under `<version>/assets.extra/`.
+HEADS_FILE = "heads.json"
 
 
 def next_version(export_base):
@@ -35,28 +41,6 @@ def next_version(export_base):
     return max(versions, default=0) + 1
 
 
-def _postprocess(model, preprocessor, features):
-    """Model outputs → the serving contract's named outputs."""
-    outputs = model(features, training=False)
-    result = {}
-    scores = tf.cast(outputs[constants.DEFAULT_HEAD], tf.float32)
-    if preprocessor.label_type == "regression":
-        result["value"] = scores[:, 0]
-    else:
-        names = tf.constant(preprocessor.label_names)
-        class_id = tf.argmax(scores, axis=-1)
-        result["probabilities"] = scores
-        result["class_id"] = class_id
-        if preprocessor.label_type == "classification":
-            result["label"] = tf.gather(names, class_id)
-        else:  # multi-label: every name scoring at least 0.5, joined by "|"
-            chosen = tf.ragged.boolean_mask(tf.broadcast_to(names, tf.shape(scores)), scores >= 0.5)
-            result["label"] = tf.strings.reduce_join(chosen, axis=-1, separator="|")
-    if constants.MODALITY_WEIGHTS in outputs:
-        result[constants.MODALITY_WEIGHTS] = tf.cast(outputs[constants.MODALITY_WEIGHTS], tf.float32)
-    return result
-
-
 def serving_model(model):
     """`model` with modality weights as an extra output where its fusion has them."""
     try:
@@ -65,8 +49,11 @@ def serving_model(model):
         return model
 
 
-def export_saved_model(model, preprocessor, export_base, version=None, check_inputs=None):
+def export_saved_model(model, preprocessor, export_base, version=None, check_inputs=None, label_names=None):
     """Writes a TF-Serving SavedModel and checks that it loads and answers.
+
+    Every output head is served (see `postprocess`); with several heads each output name is
+    prefixed by the head's name (`digit_label`, `size_value`, ...).
 
     Args:
         model: keras.Model from `build_model` (or a run's `model.keras`).
@@ -75,6 +62,8 @@ def export_saved_model(model, preprocessor, export_base, version=None, check_inp
         version: int. Version folder; default: highest existing + 1.
         check_inputs: dict of raw `[batch]` strings. If given, the reloaded SavedModel's answers
             must equal the Keras model's on them (else a RuntimeError).
+        label_names: dict. Head name → class names, for heads other than the Preprocessor's own
+            (multi-task models); default "0", "1", ...
 
     Returns:
         str. The path of the version folder.
@@ -87,6 +76,7 @@ def export_saved_model(model, preprocessor, export_base, version=None, check_inp
         raise FileExistsError(f"{final} exists already; choose another --version or leave it out")
     os.makedirs(export_base, exist_ok=True)
     served = serving_model(model)
+    heads = model_heads(model, preprocessor, label_names)
 
     raw_signature = {m: tf.TensorSpec([None], tf.string, name=m) for m in preprocessor.modalities}
     tensor_signature = {
@@ -95,10 +85,10 @@ def export_saved_model(model, preprocessor, export_base, version=None, check_inp
     }
 
     def serve_raw(inputs):
-        return _postprocess(served, preprocessor, preprocessor.preprocess_batch(inputs))
+        return postprocess(served(preprocessor.preprocess_batch(inputs), training=False), heads)
 
     def serve_tensors(inputs):
-        return _postprocess(served, preprocessor, inputs)
+        return postprocess(served(inputs, training=False), heads)
 
     # Run the Preprocessor once so that its Keras layers are built before they are tracked.
     preprocessor.preprocess_batch({m: tf.constant([""]) for m in preprocessor.modalities})
@@ -112,12 +102,14 @@ def export_saved_model(model, preprocessor, export_base, version=None, check_inp
     temporary = tempfile.mkdtemp(prefix=f".{version}-", dir=export_base)
     try:
         archive.write_out(temporary, verbose=False)
-        if preprocessor.label_names:
-            # assets.extra/ is where TF Serving expects files it does not read itself.
-            os.makedirs(os.path.join(temporary, "assets.extra"))
+        # assets.extra/ is where TF Serving expects files it does not read itself.
+        os.makedirs(os.path.join(temporary, "assets.extra"))
+        with open(os.path.join(temporary, "assets.extra", HEADS_FILE), "w", encoding="utf-8") as f:
+            json.dump([h.to_dict() for h in heads], f, indent=1, ensure_ascii=False)
+        if heads[0].label_names:
             with open(os.path.join(temporary, "assets.extra", LABELS_FILE), "w", encoding="utf-8") as f:
-                f.write("\n".join(preprocessor.label_names) + "\n")
-        _check(temporary, served, preprocessor, check_inputs)
+                f.write("\n".join(heads[0].label_names) + "\n")
+        _check(temporary, served, preprocessor, heads, check_inputs)
         os.rename(temporary, final)  # atomic on one file system
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
@@ -125,7 +117,7 @@ def export_saved_model(model, preprocessor, export_base, version=None, check_inp
     return final
 
 
-def _check(path, model, preprocessor, check_inputs):
+def _check(path, model, preprocessor, heads, check_inputs):
     """Reloads the SavedModel and compares it with the Keras model (or sanity-checks it)."""
     restored = tf.saved_model.load(path)
     signature = restored.signatures["serving_default"]
@@ -134,7 +126,7 @@ def _check(path, model, preprocessor, check_inputs):
         check_inputs = {m: tf.constant([""]) for m in preprocessor.modalities}
     inputs = {m: tf.constant(v, tf.string) for m, v in check_inputs.items()}
     got = signature(**inputs)
-    expected = _postprocess(model, preprocessor, preprocessor.preprocess_batch(inputs))
+    expected = postprocess(model(preprocessor.preprocess_batch(inputs), training=False), heads)
     for key, value in expected.items():
         a, b = np.asarray(value), got[key].numpy()
         same = np.array_equal(a, b) if a.dtype.kind in "OSU" or a.dtype.kind in "iu" else np.allclose(a, b, atol=1e-5)
@@ -153,11 +145,21 @@ def resolve_version(path):
 
 
 def load_saved_model(path):
-    """(loaded SavedModel, class names or None) of a version folder or an export base."""
+    """(loaded SavedModel, list of `HeadInfo`) of a version folder or an export base."""
     path = resolve_version(path)
-    labels_path = os.path.join(path, "assets.extra", LABELS_FILE)
+    restored = tf.saved_model.load(path)
+    heads_path = os.path.join(path, "assets.extra", HEADS_FILE)
+    if os.path.exists(heads_path):
+        with open(heads_path, encoding="utf-8") as f:
+            return restored, [HeadInfo(**h) for h in json.load(f)]
+    # Exports written before heads.json: one head, told apart by its outputs.
+    outputs = restored.signatures["serving_default"].structured_outputs
+    if "value" in outputs:
+        return restored, [HeadInfo(constants.DEFAULT_HEAD, "regression", 1)]
     names = None
+    labels_path = os.path.join(path, "assets.extra", LABELS_FILE)
     if os.path.exists(labels_path):
         with open(labels_path, encoding="utf-8") as f:
             names = [line.rstrip("\n") for line in f if line.rstrip("\n")]
-    return tf.saved_model.load(path), names
+    units = int(outputs["probabilities"].shape[-1])
+    return restored, [HeadInfo(constants.DEFAULT_HEAD, "classification", units, names or [str(i) for i in range(units)])]

@@ -242,6 +242,59 @@ def build_model(
     return model
 
 
+def _layers(model):
+    """Every layer of `model`, looking inside nested models (the encoders)."""
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _layers(layer)
+
+
+def adapt_model(model, dataset, max_batches=100):
+    """Learns the statistics that layers of `model` take from data, before training.
+
+    Today: every `LogMelSpectrogram` with `normalization="bin"` (layer `<modality>_mel`) learns
+    per-mel-bin mean and variance from the real (non-silent) frames of its modality's waveforms.
+    `mmkeras train` calls it; call it yourself after `build_model` when you train with
+    `model.fit`. Layers that need nothing are left alone.
+
+    Args:
+        model: keras.Model from `build_model`.
+        dataset: `tf.data.Dataset` of `(features, labels)` or `features` batches (from
+            `make_dataset`).
+        max_batches: int. Batches read at most (statistics settle long before).
+
+    Returns:
+        list of str. Names of the layers adapted.
+
+    Example:
+
+    >>> import numpy as np, tensorflow as tf
+    >>> model = build_model({"audio": {"sample_rate": 8000, "duration": 0.25, "num_mel_bins": 8,
+    ...                                "conv_filters": (), "lstm_units": 2, "normalization": "bin"}},
+    ...                     num_classes=2, compile=False)
+    >>> waves = np.sin(np.arange(2000) * 0.3).astype("float32")[None].repeat(4, 0)
+    >>> adapt_model(model, tf.data.Dataset.from_tensors({"audio": waves}))
+    ['audio_mel']
+    """
+    wanted = {}
+    for layer in _layers(model):
+        if isinstance(layer, LogMelSpectrogram) and layer.normalization == "bin" and layer.name.endswith("_mel"):
+            wanted[layer.name[: -len("_mel")]] = layer
+    if not wanted:
+        return []
+    batches = dataset.take(max_batches) if max_batches else dataset
+
+    def waveforms(name):
+        for element in batches:
+            features = element[0] if isinstance(element, tuple) else element
+            yield features[name]
+
+    for name, layer in wanted.items():
+        layer.adapt(waveforms(name))
+    return [layer.name for layer in wanted.values()]
+
+
 def compile_model(model, heads, learning_rate=1e-3, optimizer=None, **compile_kwargs):
     """Compiles `model` with each head's loss, metrics and loss weight.
 

@@ -3,10 +3,8 @@
 import csv
 import os
 
-import numpy as np
 import tensorflow as tf
 
-from mmkeras import constants
 from mmkeras.data import make_dataset
 from mmkeras.data import read_manifest
 from mmkeras.data.manifest import cell_text
@@ -14,6 +12,9 @@ from mmkeras.data.manifest import resolve_path
 from mmkeras.export import TENSORS_SIGNATURE
 from mmkeras.export import load_saved_model
 from mmkeras.export import serving_model
+from mmkeras.postprocess import model_heads
+from mmkeras.postprocess import postprocess
+from mmkeras.postprocess import result_rows
 
 
 def is_saved_model(path):
@@ -48,11 +49,16 @@ def _raw_batches(manifest, modalities, text_modalities, columns, batch_size):
 def predict(model_path, source, output=None, columns=None, batch_size=64):
     """Predicts every row of a manifest.
 
+    Both paths post-process with the same code (`mmkeras.postprocess`), so they give the same
+    labels and columns.
+
     Args:
         model_path: a run directory (uses `model.keras` and the Preprocessor), or a SavedModel
             folder / export base (uses `serving_default` on raw bytes, as TF Serving does).
         source: manifest (CSV/JSONL path, DataFrame, list of dicts); labels are not needed.
-        output: CSV path to write (row, label, then one probability column per class).
+        output: CSV path to write: `row`, then per head `label` and one `prob_<class>` column
+            per class, or `value` for regression (prefixed by the head's name when there are
+            several heads).
         columns: dict. Modality → column name where they differ.
 
     Returns:
@@ -62,40 +68,26 @@ def predict(model_path, source, output=None, columns=None, batch_size=64):
     manifest = read_manifest(source)
     results = []
     if is_saved_model(model_path):
-        restored, label_names = load_saved_model(model_path)
+        restored, heads = load_saved_model(model_path)
         signature = restored.signatures["serving_default"]
         modalities = list(signature.structured_input_signature[1])
         tensor_inputs = restored.signatures[TENSORS_SIGNATURE].structured_input_signature[1]
         text_modalities = {m for m in modalities if tensor_inputs[m].dtype == tf.int32}
         for numbers, raw in _raw_batches(manifest, modalities, text_modalities, columns, batch_size):
             out = signature(**{m: tf.constant(v, tf.string) for m, v in raw.items()})
-            results.extend(_rows(numbers, {k: v.numpy() for k, v in out.items()}, label_names))
+            results.extend(result_rows(numbers, {k: v.numpy() for k, v in out.items()}, heads))
     else:
         from mmkeras.training import load_run
 
         model, preprocessor, _ = load_run(model_path)
+        heads = model_heads(model, preprocessor)
         dataset = make_dataset(manifest, preprocessor, columns=columns, batch_size=batch_size, with_labels=False)
         outputs = serving_model(model).predict(dataset, verbose=0)
-        scores = outputs[constants.DEFAULT_HEAD]
-        names = np.array(preprocessor.label_names or ["value"], dtype=object)
-        out = {"probabilities": scores, "label": names[scores.argmax(axis=-1)] if preprocessor.label_names else scores[:, 0]}
-        results.extend(_rows(manifest.row_numbers, out, preprocessor.label_names))
+        out = {k: v.numpy() for k, v in postprocess(outputs, heads).items()}
+        results.extend(result_rows(manifest.row_numbers, out, heads))
     if output:
         _write_csv(output, results)
     return results
-
-
-def _rows(numbers, out, label_names):
-    rows = []
-    for i, number in enumerate(numbers):
-        label = out.get("label", out.get("value"))[i]
-        row = {"row": int(number), "label": label.decode() if isinstance(label, bytes) else label}
-        if "probabilities" in out:
-            probabilities = out["probabilities"][i]
-            names = label_names or [str(c) for c in range(len(probabilities))]
-            row.update({f"prob_{n}": float(p) for n, p in zip(names, probabilities)})
-        rows.append(row)
-    return rows
 
 
 def _write_csv(path, rows):

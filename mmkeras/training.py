@@ -4,6 +4,7 @@ A run directory holds everything `evaluate`, `export` and `predict` need: `model
 Preprocessor's state, the resolved config, the history and the metrics.
 """
 
+import importlib.util
 import json
 import os
 
@@ -19,6 +20,7 @@ from mmkeras.data import read_manifest
 from mmkeras.data import stratified_split
 from mmkeras.data.manifest import LABEL_COLUMN
 from mmkeras.heads import make_heads
+from mmkeras.model import adapt_model
 from mmkeras.model import build_model
 from mmkeras.model import compile_model
 from mmkeras.preprocessor import Preprocessor
@@ -99,6 +101,7 @@ def train(config, output_dir, callbacks=None):
     else:
         config = config_lib.resolve_config(config)
     data_cfg, train_cfg, fusion_cfg = config["data"], config["training"], dict(config["fusion"])
+    check_environment(config)
     os.makedirs(output_dir, exist_ok=True)
     keras.utils.set_random_seed(train_cfg["seed"])
     mixed = use_mixed_precision(train_cfg["mixed_precision"])
@@ -113,7 +116,9 @@ def train(config, output_dir, callbacks=None):
                   on_bad_record=data_cfg["on_bad_record"], cache=data_cfg["cache"])
     train_ds = make_dataset(train_manifest, preprocessor, training=True, **common)
     val_ds = make_dataset(val_source, preprocessor, **common) if val_source is not None else None
-    bad_records = [train_ds.bad_records] + ([val_ds.bad_records] if val_ds is not None else [])
+    bad_records = {"train": train_ds.bad_records}
+    if val_ds is not None:
+        bad_records["validation"] = val_ds.bad_records
     if train_cfg["class_weights"] and preprocessor.label_type == "classification":
         labels = np.concatenate([y[constants.DEFAULT_HEAD].numpy() for _, y in train_ds])
         weights = class_weights_from_labels(labels, preprocessor.num_classes)
@@ -121,9 +126,11 @@ def train(config, output_dir, callbacks=None):
 
     # Label types and head types share their names.
     heads = [{"name": constants.DEFAULT_HEAD, "type": preprocessor.label_type, "units": preprocessor.num_classes}]
-    steps = int(train_ds.cardinality()) if int(train_ds.cardinality()) > 0 else None
+    steps = int(train_ds.cardinality())
+    if steps <= 0:
+        raise RuntimeError(f"The training dataset's length is unknown ({steps}); make_dataset always sets it.")
     learning_rate = train_cfg["learning_rate"]
-    if train_cfg["lr_schedule"] == "cosine" and steps:
+    if train_cfg["lr_schedule"] == "cosine":
         learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps * train_cfg["epochs"])
 
     strategy = choose_strategy(train_cfg["strategy"])
@@ -140,6 +147,7 @@ def train(config, output_dir, callbacks=None):
         )
         compile_model(model, make_heads(heads=heads), learning_rate=learning_rate,
                       jit_compile=bool(train_cfg["jit_compile"]))
+    adapted = adapt_model(model, train_ds)  # e.g. per-mel-bin statistics for normalization: bin
 
     monitor = "val_loss" if val_ds is not None else "loss"
     run_callbacks = [keras.callbacks.CSVLogger(os.path.join(output_dir, "training.csv"), append=True)]
@@ -155,35 +163,44 @@ def train(config, output_dir, callbacks=None):
         run_callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=2))
     if train_cfg["tensorboard"]:
         run_callbacks.append(keras.callbacks.TensorBoard(os.path.join(output_dir, "logs")))
-    run_callbacks.extend(bad_records)
+    run_callbacks.extend(bad_records.values())
     run_callbacks.extend(callbacks or [])
 
-    # With a known length, one iterator serves every epoch (repeat + steps_per_epoch): the
-    # pipeline starts once and keeps prefetching across epoch boundaries, instead of Keras
-    # building a new iterator (and re-instantiating the decoding graph) each epoch.
-    fit_data, steps_per_epoch = (train_ds.repeat(), steps) if steps else (train_ds, None)
+    # The length is known (make_dataset counts usable records, under either bad-record policy),
+    # so one iterator serves every epoch (repeat + steps_per_epoch): the pipeline starts once and
+    # keeps prefetching across epoch boundaries, instead of Keras building a new iterator (and
+    # re-instantiating the decoding graph) each epoch.
     # shuffle=False: the dataset shuffles itself (with the seed); Keras cannot shuffle a tf.data.Dataset.
-    history = model.fit(fit_data, validation_data=val_ds, epochs=train_cfg["epochs"], shuffle=False,
-                        steps_per_epoch=steps_per_epoch, callbacks=run_callbacks, verbose=train_cfg["verbose"])
+    history = model.fit(train_ds.repeat(), validation_data=val_ds, epochs=train_cfg["epochs"], shuffle=False,
+                        steps_per_epoch=steps, callbacks=run_callbacks, verbose=train_cfg["verbose"])
     model.save(os.path.join(output_dir, MODEL_FILE))
     history_dict = _full_history(output_dir, history.history)
     with open(os.path.join(output_dir, HISTORY_FILE), "w") as f:
         json.dump(history_dict, f, indent=1)
     metrics = {"mixed_precision": mixed, "strategy": type(strategy).__name__,
-               "replicas": strategy.num_replicas_in_sync, "epochs_run": len(history_dict.get("loss", []))}
+               "replicas": strategy.num_replicas_in_sync, "epochs_run": len(history_dict.get("loss", [])),
+               "adapted_layers": adapted}
     if val_ds is not None:
         metrics["validation"] = {k: float(v) for k, v in model.evaluate(val_ds, verbose=0, return_dict=True).items()}
-    skipped = {r.source: len(r) for r in bad_records if len(r)}
+    skipped = {role: len(report) for role, report in bad_records.items() if len(report)}
     if skipped:
         metrics["skipped_records"] = skipped
-        for report in bad_records:
-            if len(report):
-                report.to_csv(os.path.join(output_dir, f"skipped_{os.path.basename(report.source) or 'records'}.csv"))
+        for role in skipped:
+            bad_records[role].to_csv(os.path.join(output_dir, f"skipped_{role}.csv"))
     with open(os.path.join(output_dir, METRICS_FILE), "w") as f:
         json.dump(metrics, f, indent=1)
     config_lib.save_config(config, os.path.join(output_dir, CONFIG_FILE))
     keras.mixed_precision.set_global_policy("float32")
     return model, preprocessor, history_dict
+
+
+def check_environment(config):
+    """Fails at start-up, with what to do, when a setting needs a package that is not installed."""
+    if config["training"]["tensorboard"] and importlib.util.find_spec("tensorboard") is None:
+        raise ValueError(
+            "training.tensorboard is true (the default) but TensorBoard is not installed: "
+            "`pip install tensorboard`, or set `training: {tensorboard: false}` in the config."
+        )
 
 
 def _full_history(output_dir, history):

@@ -39,8 +39,10 @@ def test_layout_is_a_tf_serving_version_folder(exported):
     path, _, preprocessor, _ = exported
     assert os.path.basename(path) == "1" and os.path.exists(os.path.join(path, "saved_model.pb"))
     assert os.listdir(os.path.dirname(path)) == ["1"], "no temporary folder is left behind"
-    _, names = load_saved_model(os.path.dirname(path))
-    assert names == preprocessor.label_names
+    _, heads = load_saved_model(os.path.dirname(path))
+    assert [(h.name, h.type, h.label_names) for h in heads] == [("label", "classification", preprocessor.label_names)]
+    with open(os.path.join(path, "assets.extra", "labels.txt")) as f:
+        assert f.read().split() == preprocessor.label_names
 
 
 def test_next_export_gets_the_next_version_and_refuses_to_overwrite(exported):

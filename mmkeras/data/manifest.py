@@ -4,6 +4,7 @@ import csv
 import dataclasses
 import json
 import os
+import warnings
 
 import numpy as np
 
@@ -113,8 +114,8 @@ def default_columns(modalities):
 def stratified_split(source, validation_fraction=0.2, label_column=LABEL_COLUMN, seed=0):
     """Splits one manifest into train and validation manifests with the same label proportions.
 
-    Uses scikit-learn's `train_test_split(stratify=...)`; classes too small to stratify fall back
-    to a plain random split.
+    Uses scikit-learn's `train_test_split(stratify=...)`. When a class is too small to stratify
+    it falls back to a plain random split and warns, naming the classes.
 
     Example:
 
@@ -130,6 +131,16 @@ def stratified_split(source, validation_fraction=0.2, label_column=LABEL_COLUMN,
     labels = [cell_text(row.get(label_column)) for row in manifest.rows]
     try:
         train, val = train_test_split(indices, test_size=validation_fraction, random_state=seed, stratify=labels)
-    except ValueError:  # a class with a single example cannot be stratified
+    except ValueError as error:  # e.g. a class with a single example cannot be stratified
+        counts = {}
+        for label in labels:
+            counts[label] = counts.get(label, 0) + 1
+        small = sorted(label for label, n in counts.items() if n < 2)
+        warnings.warn(
+            f"{manifest.source}: could not stratify the validation split ({error}); classes with fewer than "
+            f"2 examples: {small[:10]}{' ...' if len(small) > 10 else ''}. Falling back to a random split, "
+            "so validation may miss some classes.",
+            stacklevel=2,
+        )
         train, val = train_test_split(indices, test_size=validation_fraction, random_state=seed)
     return manifest.subset(sorted(train)), manifest.subset(sorted(val))
