@@ -213,7 +213,9 @@ def _full_history(output_dir, history):
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     keys = [k for k in (rows[0] if rows else {}) if k != "epoch"]
-    return {k: [float(r[k]) for r in rows if r.get(k) not in (None, "")] for k in keys}
+    # CSVLogger writes "NA" where an epoch has no value for a key.
+    history = {k: [float(r[k]) for r in rows if r.get(k) not in (None, "", "NA")] for k in keys}
+    return {k: v for k, v in history.items() if v}
 
 
 def load_run(run_dir):

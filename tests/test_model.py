@@ -95,8 +95,12 @@ def test_multitask_heads_each_get_a_loss_and_metrics():
 def test_late_fusion_multitask_has_a_fusion_per_head():
     heads = [{"name": "a", "units": 2}, {"name": "b", "type": "regression", "units": 1}]
     model = tiny_model("late", heads=heads)
-    assert model.get_layer("fusion") is not model.get_layer("b_fusion")
-    model.fit(random_inputs(model, n=4), random_labels(model, n=4), epochs=1, verbose=0)
+    first, second = model.get_layer("fusion"), model.get_layer("b_fusion")
+    assert first is not second
+    model.fit(random_inputs(model, n=8), random_labels(model, n=8), epochs=3, batch_size=2, verbose=0)
+    a, b = (keras.ops.convert_to_numpy(f.modality_logits) for f in (first, second))
+    assert np.abs(a).max() > 0 and np.abs(b).max() > 0, "each head's fusion weights were trained"
+    assert not np.allclose(a, b), "the heads learn their own modality weights"
 
 
 def test_a_keras_model_can_be_a_branch():
@@ -109,7 +113,13 @@ def test_a_keras_model_can_be_a_branch():
     assert tuple(model.input["photo"].shape) == (None, 10, 10, 3)
     assert model.get_layer("my_image_encoder") is custom
     x = random_inputs(model, n=4)
+    before = [w.copy() for w in custom.get_weights()]
     model.fit(x, random_labels(model, n=4), epochs=1, verbose=0)
+    assert any(not np.allclose(a, b) for a, b in zip(before, custom.get_weights())), "the custom branch trains"
+    x["photo_present"][:] = 0.0
+    flipped = dict(x, photo=x["photo"] * -5)
+    np.testing.assert_allclose(model.predict(x, verbose=0)["label"], model.predict(flipped, verbose=0)["label"],
+                               rtol=1e-5, atol=1e-6)
 
 
 def test_a_second_image_modality_takes_its_kind_from_options():

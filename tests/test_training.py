@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import yaml
 from media import tiny_config
+from media import write_manifest
 from media import write_tiny_dataset
 
 from mmkeras import config as config_lib
@@ -59,11 +60,101 @@ def test_a_killed_run_resumes_from_the_next_epoch(tmp_path):
     assert len(history["loss"]) == 3
 
 
-def test_class_weights_and_cosine_schedule_train(tmp_path):
-    manifest, rows = write_tiny_dataset(str(tmp_path), count=20)
-    config = tiny_config(manifest, epochs=1, class_weights=True, lr_schedule="cosine", checkpoint=False)
-    _, _, history = train(config, str(tmp_path / "run"))
-    assert np.isfinite(history["loss"][0])
+def test_class_weights_weight_each_example_by_its_class(tmp_path):
+    import tensorflow as tf
+
+    from mmkeras.training import _with_sample_weights
+
+    ds = tf.data.Dataset.from_tensors(({"x": tf.zeros((4, 1))}, {"label": tf.constant([0, 0, 0, 1])}))
+    _, _, weights = next(iter(_with_sample_weights(ds, {0: 0.5, 1: 2.0})))
+    assert weights["label"].numpy().tolist() == [0.5, 0.5, 0.5, 2.0]
+    manifest, rows = write_tiny_dataset(str(tmp_path), count=24)
+    for i, row in enumerate(rows):  # imbalanced: 20 of class0
+        row["label"] = "class0" if i < 20 else "class1"
+    manifest = write_manifest(str(tmp_path), rows)
+    losses = {}
+    for weighted in (False, True):
+        keras.utils.set_random_seed(3)
+        config = tiny_config(manifest, epochs=1, class_weights=weighted, checkpoint=False)
+        config["data"]["validation_split"] = 0.0
+        losses[weighted] = train(config, str(tmp_path / f"run_{weighted}"))[2]["loss"][0]
+    assert abs(losses[True] - losses[False]) > 1e-3, "class weights changed nothing"
+
+
+class RecordLearningRate(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        self.rates = [float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))]
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.rates.append(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+
+
+def test_cosine_schedule_decays_under_the_skip_policy_and_skips_are_reported(tmp_path):
+    manifest, rows = write_tiny_dataset(str(tmp_path), count=24)
+    (tmp_path / "broken.png").write_bytes(b"not a png at all")
+    rows[3]["image"] = "broken.png"
+    manifest = write_manifest(str(tmp_path), rows)
+    config = tiny_config(manifest, epochs=3, lr_schedule="cosine", learning_rate=0.01, early_stopping_patience=0)
+    config["data"]["on_bad_record"] = "skip"
+    run_dir = tmp_path / "run"
+    recorder = RecordLearningRate()
+    train(config, str(run_dir), callbacks=[recorder])
+    assert recorder.rates[0] == pytest.approx(0.01)
+    assert recorder.rates[1] < recorder.rates[0] and recorder.rates[-1] < 1e-4, recorder.rates
+    skipped = sorted(p.name for p in run_dir.iterdir() if p.name.startswith("skipped_"))
+    assert skipped == ["skipped_train.csv"] or skipped == ["skipped_train.csv", "skipped_validation.csv"]
+    text = "".join((run_dir / name).read_text() for name in skipped)
+    assert "broken.png" in text and "not an image file" in text
+    assert sum(json.load(open(run_dir / "metrics.json"))["skipped_records"].values()) == 1
+
+
+def test_bin_normalization_learns_statistics_from_the_training_audio(tmp_path):
+    manifest, _ = write_tiny_dataset(str(tmp_path), count=18)
+    config = tiny_config(manifest, epochs=1)
+    config["modalities"]["audio"]["normalization"] = "bin"
+    model, _, _ = train(config, str(tmp_path / "run"))
+    mel = model.get_layer("audio_encoder").get_layer("audio_mel")
+    mean = keras.ops.convert_to_numpy(mel.bin_mean)
+    assert np.abs(mean).max() > 1.0, "per-bin means are still the initial zeros"
+    assert json.load(open(tmp_path / "run" / "metrics.json"))["adapted_layers"] == ["audio_mel"]
+    reloaded, _, _ = load_run(str(tmp_path / "run"))
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(reloaded.get_layer("audio_encoder").get_layer("audio_mel").bin_mean), mean)
+
+
+@pytest.mark.parametrize("fusion, message", [
+    ({"type": "attention", "num_heads": 4}, r"Unknown config key 'fusion.num_heads' for the attention fusion"),
+    ({"type": "transformer", "units": 10, "num_heads": 4}, r"divisible by num_heads"),
+    ({"type": "sum"}, r"fusion.type.*Received: fusion='sum'"),
+    ({"type": "gated", "modality_dropout": 1.5}, r"fusion.modality_dropout"),
+])
+def test_fusion_options_are_checked_before_any_data_is_read(tmp_path, fusion, message):
+    config = {"data": {"train": str(tmp_path / "does_not_exist.csv")}, "modalities": {"text": {}, "image": {}},
+              "fusion": fusion}
+    with pytest.raises(ValueError, match=message):
+        config_lib.resolve_config(config)
+    with pytest.raises(ValueError, match=message):  # not FileNotFoundError: checked first
+        train(config, str(tmp_path / "run"))
+
+
+def test_a_split_that_cannot_be_stratified_warns():
+    from mmkeras.data import stratified_split
+
+    rows = [{"label": "a"}] * 8 + [{"label": "lonely"}]
+    with pytest.warns(UserWarning, match=r"could not stratify.*\['lonely'\]"):
+        train_rows, val_rows = stratified_split(rows, 0.25)
+    assert len(train_rows) + len(val_rows) == 9
+
+
+def test_tensorboard_missing_is_a_start_up_error(tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name, *a))
+    manifest, _ = write_tiny_dataset(str(tmp_path), count=6)
+    with pytest.raises(ValueError, match=r"TensorBoard is not installed: `pip install tensorboard`"):
+        train(tiny_config(manifest, tensorboard=True), str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists(), "nothing was started"
 
 
 def test_config_rejects_unknown_keys_and_resolves_paths(tmp_path):

@@ -215,3 +215,36 @@ def test_unknown_policy_is_rejected(dataset_folder):
     with pytest.raises(ValueError, match="Received: on_bad_record='ignore'"):
         mmkeras.make_dataset(write_manifest(folder, rows), _preprocessor(write_manifest(folder, rows)),
                              on_bad_record="ignore")
+
+
+def _graph_ops(ds):
+    graph = tf.compat.v1.GraphDef()
+    graph.ParseFromString(ds._as_serialized_graph().numpy())
+    return {n.op for n in graph.node} | {n.op for f in graph.library.function for n in f.node_def}
+
+
+def test_no_python_runs_inside_the_pipeline_with_compressed_audio_and_skip(dataset_folder):
+    """A Python step in tf.data waits for the lock a failing training thread holds: exit would hang."""
+    folder, rows = dataset_folder
+    (folder / "clip.flac").write_bytes(wav_bytes(tone(16000), 16000, "PCM_16", "FLAC"))
+    (folder / "broken.flac").write_bytes(b"fLaC" + b"\1" * 60)
+    rows[0]["audio"], rows[3]["audio"] = "clip.flac", "broken.flac"
+    manifest = write_manifest(folder, rows)
+    pre = _preprocessor(manifest)
+    ds = mmkeras.make_dataset(manifest, pre, batch_size=4, training=True, on_bad_record="skip")
+    assert not _graph_ops(ds) & {"EagerPyFunc", "PyFunc", "PyFuncStateless"}
+    assert ds.bad_records.rows == [4] and len(ds) == 3 and ds.num_examples == 11
+    assert len(_collect(ds)[1]) == 11
+
+
+def test_skip_policy_keeps_a_known_length_for_manifests_and_shards(dataset_folder):
+    folder, rows = dataset_folder
+    pre = _preprocessor(write_manifest(folder, rows))
+    bad = _bad_folder(folder, rows, "image", "garbage.png")
+    ds = mmkeras.make_dataset(bad, pre, batch_size=4, on_bad_record="skip")
+    assert int(ds.cardinality()) == 3 and ds.num_examples == 11
+    mmkeras.write_tfrecords(write_manifest(folder, rows, "all.csv"), folder / "shards", pre, num_shards=2,
+                            on_bad_record="raise")
+    shards = mmkeras.make_dataset(folder / "shards", pre, batch_size=4, on_bad_record="skip")
+    assert int(shards.cardinality()) == 3 and shards.bad_records.rows == [5]
+    assert sum(int(x["image"].shape[0]) for x, _ in shards) == 11

@@ -1,0 +1,125 @@
+"""What a new user meets first: a plain `pip install .`, the documented defaults, a failing run.
+
+The plain-install test builds its own virtual environment with no extras (pip's wheel cache
+keeps it quick) and runs the command line with a config that holds only `data` and
+`modalities`, so every other key is at its documented default (TensorBoard logging included).
+"""
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import yaml
+from media import tone
+from media import wav_bytes
+from media import write_manifest
+from media import write_tiny_dataset
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _copy_source(target):
+    """The package's source as a clean clone would hold it (no venv, no build leftovers)."""
+    ignore = shutil.ignore_patterns(".venv", ".git", "build", "dist", "*.egg-info", "__pycache__", "demo_run",
+                                    "saved_models", "runs", ".ipynb_checkpoints")
+    shutil.copytree(REPO, target, ignore=ignore)
+    return target
+
+
+@pytest.mark.slow
+def test_a_plain_install_trains_evaluates_exports_and_predicts_with_the_defaults(tmp_path):
+    source = _copy_source(str(tmp_path / "src"))
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python, mmkeras = str(venv / "bin" / "python"), str(venv / "bin" / "mmkeras")
+    install = subprocess.run([python, "-m", "pip", "install", "--quiet", source], capture_output=True, text=True)
+    assert install.returncode == 0, install.stderr[-3000:]
+    listed = subprocess.run([python, "-m", "pip", "list", "--format=json"], capture_output=True, text=True, check=True)
+    installed = {p["name"].lower() for p in json.loads(listed.stdout)}
+    assert "pytest" not in installed and "soundfile" not in installed, "no extras: a plain install"
+
+    manifest, rows = write_tiny_dataset(str(tmp_path / "data"), count=30)
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"data": {"train": manifest}, "modalities": {"text": {}, "image": {}, "audio": {}}}))
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("PYTHONPATH", None)
+
+    def run(*args):
+        result = subprocess.run([mmkeras, *args], capture_output=True, text=True, env=env, cwd=str(tmp_path))
+        assert result.returncode == 0, f"mmkeras {args[0]} failed:\n{result.stderr[-4000:]}"
+        return result
+
+    run_dir = tmp_path / "run"
+    run("train", "--config", str(config), "--output", str(run_dir))
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert saved["training"]["tensorboard"] is True and saved["fusion"]["type"] == "attention"
+    events = [f for _, _, files in os.walk(run_dir / "logs") for f in files if "tfevents" in f]
+    assert events, "the default TensorBoard callback wrote its logs"
+    assert len(json.loads((run_dir / "history.json").read_text())["loss"]) >= 1
+
+    result = run("evaluate", "--run", str(run_dir), "--data", manifest)
+    assert "macro avg" in result.stdout and (run_dir / "evaluation" / "confusion_matrix.png").exists()
+    run("export", "--run", str(run_dir), "--output", str(tmp_path / "saved_models" / "plain"))
+    run("predict", "--model", str(run_dir), "--data", manifest, "--output", str(tmp_path / "keras.csv"))
+    run("predict", "--model", str(tmp_path / "saved_models" / "plain"), "--data", manifest,
+        "--output", str(tmp_path / "served.csv"))
+    keras_rows, served_rows = (list(csv.DictReader(open(tmp_path / n))) for n in ("keras.csv", "served.csv"))
+    assert len(served_rows) == len(rows)
+    assert [r["label"] for r in keras_rows] == [r["label"] for r in served_rows]
+
+
+_FAILING_RUN = textwrap.dedent(
+    """
+    import sys, keras
+    from mmkeras.training import train
+
+    class Boom(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 1:
+                print("raising", flush=True)
+                raise RuntimeError("simulated failure inside fit")
+
+    config = {"data": {"train": sys.argv[1], "on_bad_record": "skip", "validation_split": 0.25},
+              "modalities": {"text": {"max_tokens": 20, "sequence_length": 5},
+                             "audio": {"sample_rate": 8000, "duration": 0.5, "num_mel_bins": 16,
+                                       "conv_filters": [8], "lstm_units": 4}},
+              "fusion": {"type": "concat", "units": 8},
+              "training": {"epochs": 3, "batch_size": 4, "tensorboard": False, "verbose": 0}}
+    train(config, sys.argv[2], callbacks=[Boom()])
+    """
+)
+
+
+@pytest.mark.slow
+def test_a_run_that_fails_inside_fit_exits_at_once_with_compressed_audio_and_skip(tmp_path):
+    """Used to hang: the pipeline's Python steps waited for the lock the failing thread held."""
+    rows = []
+    for i in range(24):
+        name = f"clip{i}.{'flac' if i % 2 else 'ogg'}"
+        fmt, subtype = ("FLAC", "PCM_16") if i % 2 else ("OGG", "VORBIS")
+        (tmp_path / name).write_bytes(wav_bytes(tone(8000, seconds=0.5, hz=300 + 200 * (i % 3)), 8000, subtype, fmt))
+        rows.append({"text": f"word{i % 3}", "image": "", "audio": name, "label": f"c{i % 3}"})
+    (tmp_path / "broken.flac").write_bytes(b"fLaC" + b"\0" * 64)
+    rows[5]["audio"] = "broken.flac"
+    manifest = write_manifest(str(tmp_path), rows)
+    script = tmp_path / "fail.py"
+    script.write_text(_FAILING_RUN)
+    for attempt in range(3):
+        started = time.monotonic()
+        process = subprocess.Popen([sys.executable, str(script), manifest, str(tmp_path / f"run{attempt}")],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            out, err = process.communicate(timeout=90)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+            pytest.fail(f"attempt {attempt}: the failing run was still alive after 90 s")
+        assert "raising" in out, err[-3000:]
+        assert process.returncode != 0 and "simulated failure inside fit" in err
+        assert time.monotonic() - started < 90
