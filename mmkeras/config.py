@@ -19,16 +19,19 @@ DEFAULTS = {
         "cache": None,  # None, "memory" or a file prefix
     },
     "modalities": {},
-    "fusion": {"type": "attention", "modality_dropout": 0.0},
-    "model": {"hidden_units": 64, "dropout": 0.1},
+    "fusion": {"type": "attention", "modality_dropout": 0.25},
+    "model": {"hidden_units": 64, "dropout": 0.1, "modality_logits": True},
     "training": {
         "epochs": 20,
         "batch_size": 32,
         "learning_rate": 0.001,
+        "weight_decay": 0.0001,  # AdamW's decoupled weight decay; 0 = plain Adam
+        "label_smoothing": 0.1,  # classification and multi-label losses; 0 = off
         "lr_schedule": None,  # None, "cosine" or "plateau"
         "early_stopping_patience": 5,  # 0 turns early stopping off
         "class_weights": False,  # weight classes by inverse frequency
         "seed": 42,
+        "deterministic": False,  # true: fixed pipeline order and op determinism, so a run repeats exactly
         "mixed_precision": "auto",  # "auto" (on with a GPU), true, false
         "jit_compile": False,
         "strategy": "auto",  # "auto" (mirrored with several GPUs), "mirrored", "default"
@@ -89,7 +92,7 @@ def check_fusion(fusion, modalities):
     >>> check_fusion({"type": "attention", "num_heads": 4}, ["text", "image"])
     Traceback (most recent call last):
     ...
-    ValueError: Unknown config key 'fusion.num_heads' for the attention fusion. Expected some of ['activation', 'attention_units', 'missing_embeddings', 'modality_dropout', 'type', 'units'].
+    ValueError: Unknown config key 'fusion.num_heads' for the attention fusion. Expected some of ['activation', 'attention_units', 'balance', 'missing_embeddings', 'modality_dropout', 'mode', 'type', 'units'].
     """
     import inspect
 

@@ -30,11 +30,8 @@ DEMO_CONFIG = {
         "audio": {"sample_rate": SAMPLE_RATE, "duration": CLIP_SECONDS, "num_mel_bins": 32,
                   "conv_filters": [32, 32], "lstm_units": 32},
     },
-    # Gated fusion with modality dropout: in benchmarks/fusion_comparison.py (README) one of the
-    # two fusions that stay within 5 points of the reference models with a modality missing,
-    # and it reports per-modality weights.
-    "fusion": {"type": "gated", "units": 64, "modality_dropout": 0.25},
-    "model": {"hidden_units": 64, "dropout": 0.1},
+    # The library's default fusion (attention, modality dropout 0.25), as a user gets it.
+    "fusion": {"type": "attention"},
     "training": {"epochs": 30, "batch_size": 32, "learning_rate": 0.001, "early_stopping_patience": 6,
                  "seed": 7, "tensorboard": False, "verbose": 2},
 }

@@ -140,7 +140,9 @@ def evaluate(model, preprocessor, source, output_dir=None, columns=None, batch_s
         (accuracy and F1 with each modality, and each pair, missing), "robustness" (the same with
         each modality's input corrupted: image noise and occlusion, audio noise at 20/10/0 dB
         SNR, half the text tokens dropped), "modality_weights_per_class" where the fusion has
-        weights, "confusion_matrix", "examples", "skipped_records".
+        weights, "modality_weights_under_corruption" (the mean weight of each modality with clean
+        inputs and under each corruption: a modality the fusion stops trusting loses weight),
+        "confusion_matrix", "examples", "skipped_records".
     """
     from sklearn.metrics import classification_report
     from sklearn.metrics import confusion_matrix
@@ -171,8 +173,17 @@ def evaluate(model, preprocessor, source, output_dir=None, columns=None, batch_s
             ablation[name] = _scores(y_true, predicted(run(mark_absent(features, missing))))
     rng = np.random.default_rng(seed)
     robustness = {}
+    has_weights = constants.MODALITY_WEIGHTS in outputs
+
+    def mean_weights(out):
+        return dict(zip(preprocessor.modalities, out[constants.MODALITY_WEIGHTS].mean(axis=0).round(4).tolist()))
+
+    weights_under = {"all": mean_weights(outputs)} if has_weights else {}
     for name, corrupt in corruptions(preprocessor).items():
-        robustness[name] = _scores(y_true, predicted(run(corrupt(features, rng))))
+        corrupted = run(corrupt(features, rng))
+        robustness[name] = _scores(y_true, predicted(corrupted))
+        if has_weights:
+            weights_under[name] = mean_weights(corrupted)
     result = {
         "examples": int(len(y_true)),
         "robustness": robustness,
@@ -182,7 +193,8 @@ def evaluate(model, preprocessor, source, output_dir=None, columns=None, batch_s
         "confusion_matrix": matrix.tolist(),
         "labels": names,
     }
-    if constants.MODALITY_WEIGHTS in outputs:
+    if has_weights:
+        result["modality_weights_under_corruption"] = weights_under
         weights = outputs[constants.MODALITY_WEIGHTS]
         result["modality_weights_per_class"] = {
             names[c]: dict(zip(preprocessor.modalities, weights[y_true == c].mean(axis=0).round(4).tolist()))

@@ -3,10 +3,45 @@
 import dataclasses
 
 import keras
+from keras import ops
 
 from mmkeras import constants
 
 HEAD_TYPES = ("classification", "multilabel", "regression")
+
+
+@keras.saving.register_keras_serializable(package="mmkeras")
+class SparseCategoricalCrossentropyWithSmoothing(keras.losses.Loss):
+    """Cross-entropy of integer class ids against probabilities, with label smoothing.
+
+    Keras' `SparseCategoricalCrossentropy` has no `label_smoothing`; this one-hot encodes the
+    ids and uses `categorical_crossentropy(label_smoothing=...)`: the target puts
+    `1 - label_smoothing + label_smoothing / classes` on the true class.
+
+    Args:
+        label_smoothing: float. In [0, 1).
+
+    Example:
+
+    >>> import numpy as np
+    >>> loss = SparseCategoricalCrossentropyWithSmoothing(0.0)
+    >>> round(float(loss(np.array([1]), np.array([[0.5, 0.5]], "float32"))), 4)
+    0.6931
+    """
+
+    def __init__(self, label_smoothing=0.1, name="sparse_categorical_crossentropy_with_smoothing", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.label_smoothing = float(label_smoothing)
+
+    def call(self, y_true, y_pred):
+        ids = ops.reshape(ops.cast(y_true, "int32"), (-1,))
+        one_hot = ops.one_hot(ids, ops.shape(y_pred)[-1], dtype=y_pred.dtype)
+        return keras.losses.categorical_crossentropy(one_hot, y_pred, label_smoothing=self.label_smoothing)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"label_smoothing": self.label_smoothing})
+        return config
 
 
 @dataclasses.dataclass
@@ -19,6 +54,7 @@ class Head:
             multi-hot labels) or "regression" (linear).
         units: int. Classes, labels, or regression targets.
         loss_weight: float. Weight of this head's loss in the total.
+        label_smoothing: float. Label smoothing of classification and multi-label losses.
 
     Example:
 
@@ -30,6 +66,7 @@ class Head:
     type: str = "classification"
     units: int = 2
     loss_weight: float = 1.0
+    label_smoothing: float = 0.0
 
     def __post_init__(self):
         if self.type not in HEAD_TYPES:
@@ -47,11 +84,13 @@ class Head:
         return {"classification": "probs", "multilabel": "scores", "regression": "values"}[self.type]
 
     def loss(self):
-        return {
-            "classification": keras.losses.SparseCategoricalCrossentropy(),
-            "multilabel": keras.losses.BinaryCrossentropy(),
-            "regression": keras.losses.MeanSquaredError(),
-        }[self.type]
+        if self.type == "classification":
+            if self.label_smoothing:
+                return SparseCategoricalCrossentropyWithSmoothing(self.label_smoothing)
+            return keras.losses.SparseCategoricalCrossentropy()
+        if self.type == "multilabel":
+            return keras.losses.BinaryCrossentropy(label_smoothing=self.label_smoothing)
+        return keras.losses.MeanSquaredError()
 
     def metrics(self):
         if self.type == "classification":

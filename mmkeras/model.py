@@ -14,6 +14,8 @@ from mmkeras.fusion import get_fusion
 from mmkeras.heads import make_heads
 from mmkeras.layers import LogMelSpectrogram
 from mmkeras.layers import ModalityDropout
+from mmkeras.layers import ModalityLogits
+from mmkeras.layers import SpecAugment
 
 
 def _spec(spec, options, kind):
@@ -80,7 +82,7 @@ def build_image_encoder(spec=None, **options):
 
 
 def build_audio_encoder(spec=None, **options):
-    """Audio encoder: waveform → per-example log-mel → optional Conv1D front end → (Bi)LSTM.
+    """Audio encoder: waveform → log-mel → SpecAugment → Conv1D front end → (Bi)LSTM → pooling.
 
     Args:
         spec: `AudioSpec`. Settings; alternatively pass AudioSpec's fields as keyword options.
@@ -90,8 +92,8 @@ def build_audio_encoder(spec=None, **options):
 
     >>> encoder = build_audio_encoder(sample_rate=8000, duration=0.5, num_mel_bins=16,
     ...                               conv_filters=(8,), lstm_units=4)
-    >>> tuple(encoder.output.shape)
-    (None, 4)
+    >>> tuple(encoder.output.shape)  # mean and max of the LSTM's outputs over time
+    (None, 8)
     """
     spec, p = _spec(spec, options, constants.AUDIO)
     waveform = keras.Input((spec.num_samples,), name=p)  # (batch, samples)
@@ -106,15 +108,23 @@ def build_audio_encoder(spec=None, **options):
         normalization=spec.normalization,
         name=f"{p}_mel",
     )(waveform)  # (batch, frames, mels)
+    if spec.spec_augment:
+        x = SpecAugment(**spec.spec_augment, name=f"{p}_spec_augment")(x)  # training only
     for i, filters in enumerate(spec.conv_filters, start=1):
         x = keras.layers.Conv1D(filters, 5, padding="same", use_bias=False, name=f"{p}_conv_{i}")(x)
         x = keras.layers.BatchNormalization(momentum=0.9, name=f"{p}_bn_{i}")(x)
         x = keras.layers.Activation("relu", name=f"{p}_relu_{i}")(x)
         x = keras.layers.MaxPooling1D(2, name=f"{p}_pool_{i}")(x)  # (batch, frames / 2**i, filters)
-    lstm = keras.layers.LSTM(spec.lstm_units, name=f"{p}_lstm")
+    sequences = spec.pooling != "last"
+    lstm = keras.layers.LSTM(spec.lstm_units, return_sequences=sequences, name=f"{p}_lstm")
     if spec.bidirectional:
         lstm = keras.layers.Bidirectional(lstm, name=f"{p}_bilstm")
-    x = lstm(x)  # (batch, lstm_units [* 2])
+    x = lstm(x)  # (batch, [frames,] lstm_units [* 2])
+    if sequences:
+        x = keras.layers.Concatenate(name=f"{p}_pool")([
+            keras.layers.GlobalAveragePooling1D(name=f"{p}_mean_pool")(x),
+            keras.layers.GlobalMaxPooling1D(name=f"{p}_max_pool")(x),
+        ])  # (batch, 2 * lstm_units [* 2])
     x = keras.layers.Dropout(spec.dropout, name=f"{p}_dropout")(x)
     return keras.Model(waveform, x, name=f"{p}_encoder")
 
@@ -149,9 +159,11 @@ def build_model(
     fusion_options=None,
     hidden_units=64,
     dropout=0.1,
-    modality_dropout=0.0,
+    modality_logits=True,
+    modality_dropout=0.25,
     compile=True,
     learning_rate=1e-3,
+    weight_decay=0.0,
     name="mmkeras_model",
 ):
     """Builds one multi-input Keras model: an encoder per modality, a fusion layer, output heads.
@@ -166,13 +178,19 @@ def build_model(
             settings' "kind" key.
         num_classes: int. One softmax head named "label" with this many classes.
         heads: list of `Head` or dicts (name, type, units, loss_weight), instead of num_classes.
-        fusion: str. One of "concat", "attention", "weighted", "gated", "transformer", "late".
+        fusion: str. One of "concat", "attention", "weighted", "gated", "transformer", "late",
+            "low_rank".
         fusion_options: dict. Arguments of the fusion layer (units, num_heads, mode, ...).
         hidden_units: int. Width of the dense layer between fusion and heads (0 for none).
         dropout: float. Dropout after that layer.
-        modality_dropout: float. Training-only probability of marking each modality absent.
-        compile: bool. Compile with Adam and each head's loss and metrics.
-        learning_rate: float. Adam's learning rate when compiling.
+        modality_logits: bool. Add a linear map of each present modality's vector to every
+            head's logits (`ModalityLogits`), beside the fused path, so every encoder learns
+            from the labels directly (feature-level fusions only).
+        modality_dropout: float. Training-only probability of marking each modality absent (never
+            all of an example's); it keeps every branch useful on its own. 0 turns it off.
+        compile: bool. Compile with Adam (AdamW with `weight_decay`) and each head's loss and metrics.
+        learning_rate: float. The optimizer's learning rate when compiling.
+        weight_decay: float. AdamW's decoupled weight decay when compiling (0: plain Adam).
         name: str. The model's name.
 
     Example:
@@ -220,8 +238,8 @@ def build_model(
                         name=f"{m}_{head.name}_{head.output_suffix}",
                     )(x)
                 )  # (batch, head.units)
-            late = LateFusion(names, name=constants.FUSION_LAYER if k == 0 else f"{head.name}_fusion",
-                              **(fusion_options or {}))
+            options = {"activation": head.activation, **(fusion_options or {})}
+            late = LateFusion(names, name=constants.FUSION_LAYER if k == 0 else f"{head.name}_fusion", **options)
             outputs[head.name], _ = late(per_modality, presence)  # (batch, head.units), (batch, M)
     else:
         fused = fusion_cls(names, name=constants.FUSION_LAYER, **(fusion_options or {}))(vectors, presence)
@@ -232,13 +250,21 @@ def build_model(
             x = keras.layers.Dense(hidden_units, activation="relu", name="fusion_hidden")(x)  # (batch, hidden)
             x = keras.layers.Dropout(dropout, name="fusion_dropout")(x)
         for head in head_list:
-            outputs[head.name] = keras.layers.Dense(
-                head.units, activation=head.activation, dtype="float32", name=f"{head.name}_{head.output_suffix}"
-            )(x)  # (batch, head.units)
+            if not modality_logits:
+                outputs[head.name] = keras.layers.Dense(
+                    head.units, activation=head.activation, dtype="float32", name=f"{head.name}_{head.output_suffix}"
+                )(x)  # (batch, head.units)
+                continue
+            logits = keras.layers.Dense(head.units, dtype="float32", name=f"{head.name}_fused_logits")(x)
+            direct = ModalityLogits(names, head.units, dtype="float32", name=f"{head.name}_modality_logits")(
+                vectors, presence)  # (batch, head.units)
+            logits = keras.layers.Add(dtype="float32", name=f"{head.name}_logits")([logits, direct])
+            outputs[head.name] = keras.layers.Activation(
+                head.activation or "linear", dtype="float32", name=f"{head.name}_{head.output_suffix}")(logits)
 
     model = keras.Model(inputs, outputs, name=name)
     if compile:
-        compile_model(model, head_list, learning_rate=learning_rate)
+        compile_model(model, head_list, learning_rate=learning_rate, weight_decay=weight_decay)
     return model
 
 
@@ -295,16 +321,22 @@ def adapt_model(model, dataset, max_batches=100):
     return [layer.name for layer in wanted.values()]
 
 
-def compile_model(model, heads, learning_rate=1e-3, optimizer=None, **compile_kwargs):
+def compile_model(model, heads, learning_rate=1e-3, optimizer=None, weight_decay=0.0, **compile_kwargs):
     """Compiles `model` with each head's loss, metrics and loss weight.
 
     Args:
         model: keras.Model. A model from `build_model`.
         heads: list of `Head`. The model's heads.
-        learning_rate: float or a `keras.optimizers.schedules` schedule. Adam's learning rate.
-        optimizer: keras optimizer. Overrides Adam.
+        learning_rate: float or a `keras.optimizers.schedules` schedule. The learning rate.
+        optimizer: keras optimizer. Overrides the default one.
+        weight_decay: float. With a positive value the default optimizer is AdamW with this
+            decoupled weight decay (biases, normalisation and embedding tables excluded), else Adam.
         **compile_kwargs: passed to `model.compile` (e.g. `jit_compile`).
     """
+    if optimizer is None and weight_decay:
+        optimizer = keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay)
+        # Decay weight matrices only: biases, normalisation scales and lookup tables are left alone.
+        optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta", "embeddings", "missing_embedding"])
     model.compile(
         optimizer=optimizer or keras.optimizers.Adam(learning_rate),
         loss={h.name: h.loss() for h in heads},

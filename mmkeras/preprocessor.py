@@ -322,6 +322,9 @@ class Preprocessor:
         options = spec.augment
         if name not in self._image_augmenters:
             steps = []
+            if options.get("shift"):
+                shift = options["shift"]
+                steps.append(keras.layers.RandomTranslation(shift, shift, fill_mode="constant", seed=seed))
             if options.get("flip"):
                 steps.append(keras.layers.RandomFlip(options["flip"], seed=seed))
             if options.get("rotation"):

@@ -8,6 +8,12 @@ import dataclasses
 
 from mmkeras import constants
 
+#: Training-time augmentation that is on unless a config says otherwise (safe for most data:
+#: no flips or rotations, which change the meaning of digits, text or arrows).
+DEFAULT_IMAGE_AUGMENT = {"shift": 0.1}
+DEFAULT_AUDIO_AUGMENT = {"gain_db": 6.0}
+DEFAULT_SPEC_AUGMENT = {"time_masks": 2, "time_width": 0.1, "freq_masks": 2, "freq_width": 0.1}
+
 
 @dataclasses.dataclass
 class TextSpec:
@@ -54,7 +60,8 @@ class ImageSpec:
         batchnorm_momentum: float. BatchNormalization momentum (0.9 makes early validation
             scores meaningful on small data sets).
         dropout: float. Dropout on the encoder's output vector.
-        augment: dict. Training-only augmentation, off when empty: "flip" ("horizontal",
+        augment: dict. Training-only augmentation (default: small shifts; `{}` turns it off):
+            "shift" (random translation, as a fraction of height and width), "flip" ("horizontal",
             "vertical" or "horizontal_and_vertical"), "rotation" (fraction of a full turn),
             "zoom" (fraction), "contrast" (factor), "noise" (std of added Gaussian noise),
             "occlusion" (side of a random blanked square, as a fraction of the image).
@@ -75,11 +82,12 @@ class ImageSpec:
     kernel_size: int = 3
     batchnorm_momentum: float = 0.9
     dropout: float = 0.1
-    augment: dict = dataclasses.field(default_factory=dict)
+    augment: dict = dataclasses.field(default_factory=lambda: dict(DEFAULT_IMAGE_AUGMENT))
 
     def __post_init__(self):
         self.filters = tuple(self.filters)
-        _check_keys("image augment", self.augment, ("flip", "rotation", "zoom", "contrast", "noise", "occlusion"))
+        _check_keys("image augment", self.augment,
+                    ("shift", "flip", "rotation", "zoom", "contrast", "noise", "occlusion"))
 
 
 @dataclasses.dataclass
@@ -102,9 +110,14 @@ class AudioSpec:
         conv_filters: tuple of int. Conv1D layers over the mel frames before the LSTM (a CRNN);
             `()` feeds the log-mel straight to the LSTM.
         lstm_units: int. Width of the LSTM (per direction).
+        pooling: str. How the LSTM's outputs become one vector: "mean_max" (mean and max over
+            the frames, concatenated: a sound anywhere in the clip counts) or "last" (the
+            final state).
+        spec_augment: dict. Training-only SpecAugment masking of the log-mel (empty: off):
+            "time_masks", "time_width", "freq_masks", "freq_width" (see `SpecAugment`).
         bidirectional: bool. Read the frames both ways.
         dropout: float. Dropout on the encoder's output vector.
-        augment: dict. Training-only augmentation, off when empty: "gain_db" (random gain up to
+        augment: dict. Training-only augmentation (default: gain; `{}` turns it off): "gain_db" (random gain up to
             +/- this), "noise_snr_db" (white noise at this signal-to-noise ratio), "shift"
             (random circular shift up to this fraction of the clip).
 
@@ -128,12 +141,16 @@ class AudioSpec:
     normalization: str = "example"
     conv_filters: tuple = (64, 64)
     lstm_units: int = 64
+    pooling: str = "mean_max"
     bidirectional: bool = False
     dropout: float = 0.1
-    augment: dict = dataclasses.field(default_factory=dict)
+    spec_augment: dict = dataclasses.field(default_factory=lambda: dict(DEFAULT_SPEC_AUGMENT))
+    augment: dict = dataclasses.field(default_factory=lambda: dict(DEFAULT_AUDIO_AUGMENT))
 
     def __post_init__(self):
         _check_keys("audio augment", self.augment, ("gain_db", "noise_snr_db", "shift"))
+        _check_keys("audio spec_augment", self.spec_augment, ("time_masks", "time_width", "freq_masks", "freq_width"))
+        _check_choice("pooling", self.pooling, ("mean_max", "last"))
         if self.frame_length is None:
             self.frame_length = int(round(0.025 * self.sample_rate))
         if self.frame_step is None:

@@ -104,6 +104,9 @@ def train(config, output_dir, callbacks=None):
     check_environment(config)
     os.makedirs(output_dir, exist_ok=True)
     keras.utils.set_random_seed(train_cfg["seed"])
+    if train_cfg["deterministic"]:
+        # Process-wide and irreversible: every op picks a deterministic kernel (slower on GPU).
+        tf.config.experimental.enable_op_determinism()
     mixed = use_mixed_precision(train_cfg["mixed_precision"])
 
     train_source, val_source = _split_data(config)
@@ -113,7 +116,8 @@ def train(config, output_dir, callbacks=None):
     preprocessor.save(os.path.join(output_dir, PREPROCESSOR_DIR))
 
     common = dict(columns=data_cfg["columns"], batch_size=train_cfg["batch_size"], seed=train_cfg["seed"],
-                  on_bad_record=data_cfg["on_bad_record"], cache=data_cfg["cache"])
+                  on_bad_record=data_cfg["on_bad_record"], cache=data_cfg["cache"],
+                  deterministic=bool(train_cfg["deterministic"]))
     train_ds = make_dataset(train_manifest, preprocessor, training=True, **common)
     val_ds = make_dataset(val_source, preprocessor, **common) if val_source is not None else None
     bad_records = {"train": train_ds.bad_records}
@@ -125,7 +129,8 @@ def train(config, output_dir, callbacks=None):
         train_ds = _with_sample_weights(train_ds, weights)
 
     # Label types and head types share their names.
-    heads = [{"name": constants.DEFAULT_HEAD, "type": preprocessor.label_type, "units": preprocessor.num_classes}]
+    heads = [{"name": constants.DEFAULT_HEAD, "type": preprocessor.label_type, "units": preprocessor.num_classes,
+              "label_smoothing": train_cfg["label_smoothing"] if preprocessor.label_type != "regression" else 0.0}]
     steps = int(train_ds.cardinality())
     if steps <= 0:
         raise RuntimeError(f"The training dataset's length is unknown ({steps}); make_dataset always sets it.")
@@ -143,10 +148,11 @@ def train(config, output_dir, callbacks=None):
             fusion_options=fusion_cfg or None,
             hidden_units=config["model"]["hidden_units"],
             dropout=config["model"]["dropout"],
+            modality_logits=config["model"]["modality_logits"],
             compile=False,
         )
         compile_model(model, make_heads(heads=heads), learning_rate=learning_rate,
-                      jit_compile=bool(train_cfg["jit_compile"]))
+                      weight_decay=train_cfg["weight_decay"], jit_compile=bool(train_cfg["jit_compile"]))
     adapted = adapt_model(model, train_ds)  # e.g. per-mel-bin statistics for normalization: bin
 
     monitor = "val_loss" if val_ds is not None else "loss"

@@ -27,6 +27,7 @@ TINY_FUSION_OPTIONS = {
     "gated": {"units": 8},
     "transformer": {"units": 8, "num_heads": 2, "feedforward_units": 8},
     "late": {"mode": "learned"},
+    "low_rank": {"units": 8, "rank": 2},
 }
 
 

@@ -24,6 +24,9 @@ def test_report_matrix_ablation_and_weights(tiny_run, tmp_path):
         assert os.path.getsize(tmp_path / name) > 0
     with open(tmp_path / "confusion_matrix.png", "rb") as f:
         assert f.read(4) == b"\x89PNG"
+    under = result["modality_weights_under_corruption"]
+    assert set(under) == {"all"} | set(result["robustness"])
+    assert all(abs(sum(w.values()) - 1) < 1e-3 for w in under.values())
     saved = json.load(open(tmp_path / "metrics.json"))
     assert saved["ablation"] == result["ablation"]
 

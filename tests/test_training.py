@@ -186,3 +186,28 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-1] == "2"
+
+
+_REPEAT = """
+import json, sys
+from media import tiny_config
+from mmkeras.training import train
+config = tiny_config(sys.argv[1], epochs=2, deterministic=True, seed=5)
+config["modalities"]["image"]["augment"] = {"shift": 0.1, "noise": 0.05}
+config["modalities"]["audio"]["crop"] = "random"
+_, _, history = train(config, sys.argv[2])
+print("HISTORY", json.dumps(history))
+"""
+
+
+@pytest.mark.slow
+def test_deterministic_runs_repeat_exactly(tmp_path):
+    manifest, _ = write_tiny_dataset(str(tmp_path), count=24)
+    histories = []
+    for attempt in range(2):
+        env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.abspath(__file__))}
+        result = subprocess.run([sys.executable, "-c", _REPEAT, manifest, str(tmp_path / f"run{attempt}")],
+                                capture_output=True, text=True, env=env)
+        assert result.returncode == 0, result.stderr[-3000:]
+        histories.append(json.loads(result.stdout.split("HISTORY", 1)[1]))
+    assert histories[0] == histories[1]

@@ -138,7 +138,7 @@ def count_records(files):
     return int(tf.data.TFRecordDataset(files).reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
 
 
-def _tfrecord_elements(files, preprocessor, shuffle, seed):
+def _tfrecord_elements(files, preprocessor, shuffle, seed, deterministic=False):
     """Parsed TFRecord examples in the same element layout as a manifest's table."""
     spec = {_ROW: tf.io.FixedLenFeature([], tf.int64), "label": tf.io.FixedLenFeature([], tf.string, "")}
     for m in preprocessor.specs:
@@ -149,7 +149,7 @@ def _tfrecord_elements(files, preprocessor, shuffle, seed):
         file_ds = file_ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
     records = file_ds.interleave(
         tf.data.TFRecordDataset, cycle_length=min(len(files), 8), num_parallel_calls=AUTOTUNE,
-        deterministic=not shuffle,
+        deterministic=deterministic or not shuffle,
     )
 
     def parse(record):
@@ -197,6 +197,7 @@ def make_dataset(
     report=None,
     with_labels=True,
     drop_remainder=False,
+    deterministic=False,
 ):
     """A `tf.data.Dataset` of `(features, {"label": labels})` batches from a manifest or TFRecords.
 
@@ -223,6 +224,9 @@ def make_dataset(
         report: `BadRecordReport` to add to (default: a new one).
         with_labels: bool. Yield labels (False for prediction manifests without a label column).
         drop_remainder: bool. Drop the last, smaller batch.
+        deterministic: bool. Keep the element order fixed for a given seed even while files
+            are read in parallel (training otherwise lets the fastest file go first). With
+            `tf.config.experimental.enable_op_determinism()` a run then repeats exactly.
 
     Returns:
         The dataset; its `bad_records` attribute holds the report.
@@ -238,7 +242,7 @@ def make_dataset(
         source_name = os.path.basename(os.fspath(source).rstrip("/"))
 
         def elements(shuffled, excluded=()):
-            ds = _tfrecord_elements(files, preprocessor, shuffled, seed)
+            ds = _tfrecord_elements(files, preprocessor, shuffled, seed, deterministic)
             if excluded:
                 bad = tf.constant(sorted(excluded), tf.int64)
                 ds = ds.filter(lambda e: tf.logical_not(tf.reduce_any(tf.equal(e[_ROW], bad))))
@@ -273,7 +277,7 @@ def make_dataset(
         if count <= 0:
             raise BadRecordError(f"{source_name}: no usable record. " + report.summary(limit=5))
     ds = elements(shuffle and not cache, set(excluded))
-    ds = ds.map(decode.images, num_parallel_calls=AUTOTUNE, deterministic=not (training and shuffle))
+    ds = ds.map(decode.images, num_parallel_calls=AUTOTUNE, deterministic=deterministic or not (training and shuffle))
     # With caching the examples are re-batched below; the first batches are then only the unit
     # of decoding.
     rebatch = cache is not None

@@ -4,6 +4,7 @@ from mmkeras.fusion.attention_fusion import AttentionFusion
 from mmkeras.fusion.concat_fusion import ConcatFusion
 from mmkeras.fusion.gated_fusion import GatedFusion
 from mmkeras.fusion.late_fusion import LateFusion
+from mmkeras.fusion.low_rank_fusion import LowRankFusion
 from mmkeras.fusion.transformer_fusion import TransformerFusion
 from mmkeras.fusion.weighted_fusion import WeightedFusion
 
@@ -14,6 +15,7 @@ FUSIONS = {
     "gated": GatedFusion,
     "transformer": TransformerFusion,
     "late": LateFusion,
+    "low_rank": LowRankFusion,
 }
 
 
@@ -36,6 +38,7 @@ __all__ = [
     "FUSIONS",
     "GatedFusion",
     "LateFusion",
+    "LowRankFusion",
     "TransformerFusion",
     "WeightedFusion",
     "get_fusion",

@@ -1,14 +1,18 @@
 """Decision-level fusion: combine the predictions of one head per modality."""
 
 import keras
+import numpy as np
 from keras import ops
 
 from mmkeras.fusion.base_fusion import masked_softmax
 
 
+MODES = ("stacking", "learned", "average")
+
+
 @keras.saving.register_keras_serializable(package="mmkeras")
 class LateFusion(keras.layers.Layer):
-    """Weighted average of per-modality predictions, over the modalities present.
+    """Decision-level fusion of per-modality predictions, over the modalities present.
 
     Called as `fusion(predictions, presence)` where `predictions` holds one `(batch, outputs)`
     tensor per modality (probabilities, sigmoid scores or regression values). Returns
@@ -16,8 +20,15 @@ class LateFusion(keras.layers.Layer):
 
     Args:
         modalities: list of str. Names of the modalities, in input order.
-        mode: str. "learned": one learned weight per modality (softmax over present ones);
+        mode: str. "stacking" (default): a learned layer over every modality's log-probabilities
+            (values, for regression) and the presence flags, then the head's activation; it
+            starts as the normalised product of the modalities' probabilities (a product of
+            experts) and learns how far to trust each modality for each class. Its weights are
+            each modality's share of the layer's absolute weights. "learned": a weighted
+            average with one learned weight per modality (softmax over present ones);
             "average": equal weights over present modalities.
+        activation: str. The head's activation ("softmax", "sigmoid" or None), used by
+            "stacking".
 
     Example:
 
@@ -31,22 +42,50 @@ class LateFusion(keras.layers.Layer):
 
     returns_weights = True
 
-    def __init__(self, modalities, mode="learned", **kwargs):
+    def __init__(self, modalities, mode="stacking", activation="softmax", **kwargs):
         super().__init__(**kwargs)
-        if mode not in ("learned", "average"):
-            raise ValueError(f"Expected mode to be one of ['average', 'learned']. Received: mode={mode!r}")
+        if mode not in MODES:
+            raise ValueError(f"Expected mode to be one of {list(MODES)}. Received: mode={mode!r}")
+        if activation not in ("softmax", "sigmoid", None):
+            raise ValueError(f"Expected activation to be 'softmax', 'sigmoid' or None. Received: activation={activation!r}")
         self.modalities = list(modalities)
         self.mode = mode
+        self.activation = activation
 
     def build(self, predictions_shape, presence_shape=None):
+        count = len(self.modalities)
         if self.mode == "learned":
-            self.modality_logits = self.add_weight(
-                name="modality_logits", shape=(len(self.modalities),), initializer="zeros"
-            )
+            self.modality_logits = self.add_weight(name="modality_logits", shape=(count,), initializer="zeros")
+        if self.mode == "stacking":
+            outputs = int(predictions_shape[0][-1])
+            start = np.concatenate([np.eye(outputs) / count] * count + [np.zeros((count, outputs))]).astype("float32")
+            self.stacking_kernel = self.add_weight(name="stacking_kernel", shape=start.shape,
+                                                   initializer=keras.initializers.Constant(start))
+            self.stacking_bias = self.add_weight(name="stacking_bias", shape=(outputs,), initializer="zeros")
         self.built = True
+
+    def _stack(self, predictions, presence):
+        """The "stacking" mode: a learned layer over log-probabilities (or values) and flags."""
+        blocks = []
+        for i, p in enumerate(predictions):
+            p = ops.cast(p, "float32")
+            if self.activation is not None:
+                p = ops.log(ops.clip(p, 1e-7, 1.0))
+            blocks.append(ops.where(presence[:, i : i + 1] > 0, p, ops.zeros_like(p)))
+        features = ops.concatenate(blocks + [presence], axis=-1)  # (batch, modalities * outputs + modalities)
+        z = ops.matmul(features, ops.cast(self.stacking_kernel, "float32")) + ops.cast(self.stacking_bias, "float32")
+        combined = {"softmax": ops.softmax, "sigmoid": ops.sigmoid}.get(self.activation, lambda x: x)(z)
+        outputs = int(predictions[0].shape[-1])
+        share = ops.stack([ops.sum(ops.abs(self.stacking_kernel[i * outputs : (i + 1) * outputs])) for i in
+                           range(len(self.modalities))])  # (modalities,)
+        weights = presence * ops.cast(share, "float32")[None]
+        weights = weights / ops.maximum(ops.sum(weights, axis=-1, keepdims=True), 1e-9)
+        return combined, weights
 
     def call(self, predictions, presence):
         presence = ops.cast(presence, "float32")
+        if self.mode == "stacking":
+            return self._stack(predictions, presence)
         logits = ops.zeros_like(presence)
         if self.mode == "learned":
             logits = logits + ops.cast(self.modality_logits, "float32")
@@ -63,5 +102,5 @@ class LateFusion(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"modalities": self.modalities, "mode": self.mode})
+        config.update({"modalities": self.modalities, "mode": self.mode, "activation": self.activation})
         return config

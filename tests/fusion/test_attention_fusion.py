@@ -1,21 +1,72 @@
+import keras
 import numpy as np
+import pytest
 
 from mmkeras.fusion import AttentionFusion
+from mmkeras.fusion.attention_fusion import _balance_loss
 
 
-def test_weights_follow_the_scores_and_fused_vector_is_their_weighted_sum():
-    layer = AttentionFusion(["a", "b"], units=4, attention_units=3)
-    vectors = [np.ones((2, 3), "float32"), -np.ones((2, 3), "float32")]
-    presence = np.ones((2, 2), "float32")
-    fused, weights = layer(vectors, presence)
+def _scores_to_weights(layer, vectors):
     projected = np.stack([np.asarray(p(v)) for p, v in zip(layer.projections, vectors)], axis=1)
     scores = np.asarray(layer.attention_score(layer.attention_hidden(projected)))[..., 0]
-    expected_weights = np.exp(scores) / np.exp(scores).sum(axis=1, keepdims=True)
-    np.testing.assert_allclose(np.asarray(weights), expected_weights, rtol=1e-5)
-    np.testing.assert_allclose(np.asarray(fused), (projected * expected_weights[..., None]).sum(1), rtol=1e-5)
+    return projected, np.exp(scores) / np.exp(scores).sum(axis=1, keepdims=True)
+
+
+def test_sum_mode_is_the_weighted_sum_of_the_projections():
+    layer = AttentionFusion(["a", "b"], units=4, attention_units=3, mode="sum")
+    vectors = [np.ones((2, 3), "float32"), -np.ones((2, 3), "float32")]
+    fused, weights = layer(vectors, np.ones((2, 2), "float32"))
+    projected, expected = _scores_to_weights(layer, vectors)
+    np.testing.assert_allclose(np.asarray(weights), expected, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(fused), (projected * expected[..., None]).sum(1), rtol=1e-5)
+
+
+def test_scale_mode_concatenates_projections_scaled_by_present_count_times_weight():
+    layer = AttentionFusion(["a", "b", "c"], units=4, attention_units=3)
+    rng = np.random.default_rng(0)
+    vectors = [rng.normal(size=(2, 3)).astype("float32") for _ in range(3)]
+    presence = np.array([[1, 1, 1], [1, 0, 1]], "float32")
+    fused, weights = layer(vectors, presence)
+    projected, _ = _scores_to_weights(layer, vectors)
+    weights = np.asarray(weights)
+    projected[1, 1] = 0.0  # absent
+    expected = projected * (weights * presence.sum(1, keepdims=True))[..., None]
+    np.testing.assert_allclose(np.asarray(fused)[:, :12], expected.reshape(2, 12), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(fused)[:, 12:], presence)
+    assert weights[1, 1] == 0.0
+
+
+def test_balance_loss_is_zero_at_uniform_weights_and_grows_with_collapse():
+    flags = np.ones((4, 3), "float32")
+    uniform = np.full((4, 3), 1 / 3, "float32")
+    collapsed = np.array([[0.98, 0.01, 0.01]] * 4, "float32")
+    assert abs(float(_balance_loss(uniform, flags))) < 1e-5
+    assert float(_balance_loss(collapsed, flags)) > 1.0
+    # the target follows presence: a modality missing everywhere is expected to get no weight
+    missing = np.array([[1, 1, 0]] * 4, "float32")
+    assert abs(float(_balance_loss(np.array([[0.5, 0.5, 0.0]] * 4, "float32"), missing))) < 1e-5
+
+
+def test_the_balance_loss_is_added_in_training_only():
+    layer = AttentionFusion(["a", "b"], units=4, balance=0.5)
+    vectors, presence = [np.ones((3, 2), "float32")] * 2, np.ones((3, 2), "float32")
+    inputs = [keras.Input((2,)), keras.Input((2,))], keras.Input((2,))
+    model = keras.Model(inputs, layer(*inputs)[0])
+    model([vectors, presence], training=False)
+    assert not model.losses
+    model([vectors, presence], training=True)
+    assert len(model.losses) == 1
 
 
 def test_an_example_with_no_modality_gives_zeros_not_nan():
-    layer = AttentionFusion(["a", "b"], units=4)
-    fused, weights = layer([np.ones((1, 3), "float32")] * 2, np.zeros((1, 2), "float32"))
-    assert np.all(np.asarray(fused) == 0) and np.all(np.asarray(weights) == 0)
+    for mode in ("scale", "sum"):
+        layer = AttentionFusion(["a", "b"], units=4, mode=mode)
+        fused, weights = layer([np.ones((1, 3), "float32")] * 2, np.zeros((1, 2), "float32"))
+        assert np.all(np.asarray(fused) == 0) and np.all(np.asarray(weights) == 0)
+
+
+def test_bad_options_say_what_was_expected():
+    with pytest.raises(ValueError, match="Received: mode='max'"):
+        AttentionFusion(["a"], mode="max")
+    with pytest.raises(ValueError, match="Received: balance=-1"):
+        AttentionFusion(["a"], balance=-1)

@@ -29,7 +29,7 @@ def test_layer_builds_calls_and_trains(name):
 
 
 def _expected_shapes(layer, name):
-    width = {"concat": 3 * (8 + 1), "late": 3}.get(name, 8)
+    width = {"concat": 3 * (8 + 1), "attention": 3 * (8 + 1), "late": 3}.get(name, 8)
     return [(4, width), (4, 3)] if layer.returns_weights else [(4, width)]
 
 

@@ -21,3 +21,20 @@ def test_learned_mode_has_one_trainable_weight_per_modality():
 def test_unknown_mode_is_rejected():
     with pytest.raises(ValueError, match="Received: mode='max'"):
         LateFusion(["a"], mode="max")
+
+
+def test_stacking_starts_as_a_product_of_experts_and_renormalises():
+    import numpy as np
+
+    from mmkeras.fusion import LateFusion
+
+    layer = LateFusion(["a", "b"], mode="stacking", activation="softmax")
+    p = np.array([[0.7, 0.2, 0.1]], "float32")
+    q = np.array([[0.2, 0.5, 0.3]], "float32")
+    combined, weights = layer([p, q], np.ones((1, 2), "float32"))
+    geometric = np.sqrt(p * q)
+    np.testing.assert_allclose(np.asarray(combined), geometric / geometric.sum(), rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(weights), [[0.5, 0.5]], rtol=1e-6)
+    alone, weights = layer([p, q], np.array([[1.0, 0.0]], "float32"))
+    assert np.asarray(weights).tolist() == [[1.0, 0.0]]
+    np.testing.assert_allclose(np.asarray(alone), (np.sqrt(p) / np.sqrt(p).sum()), rtol=1e-5)
