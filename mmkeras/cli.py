@@ -120,12 +120,35 @@ def build_parser():
     return parser
 
 
+def _expected_errors():
+    """Failures that come from the user's input or files: one message, exit status 2."""
+    import tensorflow as tf
+    import yaml
+
+    return (FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError, ValueError, yaml.YAMLError,
+            tf.errors.InvalidArgumentError, tf.errors.NotFoundError)
+
+
+def _message(error):
+    """The located part of an error: TensorFlow wraps a pipeline's assertion in graph context."""
+    import tensorflow as tf
+
+    if not isinstance(error, tf.errors.OpError):
+        return str(error)
+    text = error.message or str(error)
+    for marker in ("assertion failed: [", "Assertion failed: ["):
+        if marker in text:
+            line = text.split(marker, 1)[1].split("\n", 1)[0].rstrip()
+            return line[:-1] if line.endswith("]") else line
+    return text.strip().splitlines()[0]
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (FileNotFoundError, FileExistsError, ValueError) as error:
-        print(f"mmkeras {args.command}: error: {error}", file=sys.stderr)
+    except _expected_errors() as error:
+        print(f"mmkeras {args.command}: error: {_message(error)}", file=sys.stderr)
         return 2
 
 

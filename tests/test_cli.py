@@ -82,3 +82,45 @@ def test_demo_runs_end_to_end_on_a_small_slice(tmp_path, capsys):
     assert "SavedModel:" in out and "→ label" in out
     assert (tmp_path / "saved_models" / "digits" / "1" / "saved_model.pb").exists()
     assert (tmp_path / "run" / "test_predictions.csv").exists()
+
+
+def test_a_misspelled_column_is_an_error_naming_it(tiny_run, tmp_path, capsys):
+    _, manifest, _ = tiny_run
+    config = tiny_config(manifest, epochs=1)
+    config["data"]["columns"] = {"image": "imgae"}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["train", "--config", str(path), "--output", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "no column 'imgae' for modality 'image'" in err and "'audio'" in err
+
+
+def test_a_bad_file_inside_the_pipeline_is_one_located_line(tiny_run, tmp_path, capsys):
+    _, manifest, rows = tiny_run
+    folder = os.path.dirname(manifest)
+    with open(os.path.join(folder, "broken.png"), "wb") as f:
+        f.write(b"this is not a picture")
+    rows = [dict(r) for r in rows]
+    rows[2]["image"] = "broken.png"
+    bad = os.path.join(folder, "with_broken.csv")
+    with open(bad, "w", newline="") as f:
+        writer = csv.DictWriter(f, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    assert main(["predict", "--model", tiny_run[0], "--data", bad]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("mmkeras predict: error: with_broken.csv, row 3, column image, file ")
+    assert "not an image file" in err and len(err.splitlines()) == 1
+
+
+def test_manifests_that_are_not_utf8_or_have_ragged_rows_name_the_line(tmp_path, capsys):
+    from mmkeras.data import read_manifest
+
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("text,label\nfine,a\ncaf\xe9,b\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin.csv, line 3, column 4: byte 0xe9 is not UTF-8"):
+        read_manifest(str(latin))
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("text,label\nfine,a\none, two,b\n")
+    with pytest.raises(ValueError, match=r"ragged.csv, row 2: 3 cells but the header has 2"):
+        read_manifest(str(ragged))

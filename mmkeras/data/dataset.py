@@ -62,6 +62,27 @@ def _columns(preprocessor, columns):
     return {**default_columns(preprocessor.modalities), **(columns or {})}
 
 
+def check_columns(manifest, preprocessor, columns, with_labels=True):
+    """Raises BadRecordError when a configured modality's (or the label's) column is in no row.
+
+    A misspelled column would otherwise mark that modality missing in every example, silently.
+    """
+    seen = set()
+    for row in manifest.rows:
+        seen.update(row)
+    wanted = {m: columns[m] for m in preprocessor.specs}
+    if with_labels:
+        wanted["label"] = columns[constants.DEFAULT_HEAD]
+    for what, column in wanted.items():
+        if column not in seen:
+            kind = "the label" if what == "label" else f"modality {what!r}"
+            raise BadRecordError(
+                f"{manifest.source}: no column {column!r} for {kind}. The manifest's columns are {sorted(seen)}; "
+                f"name the right one with columns: {{{what}: ...}} (an empty cell marks a modality missing for "
+                "one row, a missing column is an error)."
+            )
+
+
 def validate_rows(manifest, preprocessor, columns, on_bad_record, report, with_labels=True):
     """Checks every row in Python (files exist and are non-empty, labels known).
 
@@ -73,6 +94,7 @@ def validate_rows(manifest, preprocessor, columns, on_bad_record, report, with_l
     table = {_ROW: [], _LABEL: [], **{_value_key(m): [] for m in preprocessor.specs},
              **{_path_key(m): [] for m in preprocessor.specs}}
     label_column = columns[constants.DEFAULT_HEAD]
+    check_columns(manifest, preprocessor, columns, with_labels)
     for row, number in zip(manifest.rows, manifest.row_numbers):
         values, problem = {}, None
         for m, spec in preprocessor.specs.items():
@@ -400,6 +422,7 @@ def adapt_preprocessor(preprocessor, source, columns=None):
     """
     manifest = read_manifest(source)
     columns = _columns(preprocessor, columns)
+    check_columns(manifest, preprocessor, columns)
     texts = {
         m: [cell_text(row.get(columns[m])) for row in manifest.rows]
         for m, spec in preprocessor.specs.items()

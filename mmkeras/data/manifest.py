@@ -69,10 +69,10 @@ def read_manifest(source, base_dir=None):
     base = base_dir or os.path.dirname(os.path.abspath(path))
     name = os.path.basename(path)
     if path.endswith(".csv") or path.endswith(".tsv"):
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.DictReader(f, delimiter="\t" if path.endswith(".tsv") else ","))
+        rows = _read_csv(path, name, "\t" if path.endswith(".tsv") else ",")
         return Manifest(rows, base, name, list(range(1, len(rows) + 1)))
     if path.endswith(".jsonl") or path.endswith(".json"):
+        _check_utf8(path, name)
         with open(path, encoding="utf-8") as f:
             if path.endswith(".json"):
                 rows = json.load(f)
@@ -89,6 +89,37 @@ def read_manifest(source, base_dir=None):
                 raise BadRecordError(f"{name}, row {i}: expected a JSON object, got {type(row).__name__}")
         return Manifest(rows, base, name, list(range(1, len(rows) + 1)))
     raise ValueError(f"Expected a .csv, .tsv, .jsonl or .json manifest. Received: {path!r}")
+
+
+def _check_utf8(path, name):
+    """Raises BadRecordError naming the line and column of the first byte that is not UTF-8."""
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        column = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
+        raise BadRecordError(
+            f"{name}, line {line}, column {column}: byte 0x{data[error.start]:02x} is not UTF-8; save the manifest "
+            "as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+        ) from None
+
+
+def _read_csv(path, name, delimiter):
+    """A CSV's rows as dicts; a row with more cells than the header is an error naming the row."""
+    _check_utf8(path, name)
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f, delimiter=delimiter)
+        rows = []
+        for number, row in enumerate(reader, start=1):
+            if None in row:  # DictReader puts surplus cells under the key None
+                raise BadRecordError(
+                    f"{name}, row {number}: {len(reader.fieldnames) + len(row[None])} cells but the header has "
+                    f"{len(reader.fieldnames)} ({reader.fieldnames}); quote cells that contain '{delimiter}'"
+                )
+            rows.append(row)
+    return rows
 
 
 def cell_text(value):
