@@ -74,12 +74,92 @@ def resolve_config(config, base_dir=None):
     for name, options in resolved["modalities"].items():
         specs_lib.make_spec(name, options)  # fails early, naming the modality and the bad option
     check_fusion(resolved["fusion"], list(resolved["modalities"]))
+    check_values(resolved)
     base_dir = base_dir or os.getcwd()
     for key in ("train", "validation"):
         path = resolved["data"][key]
         if path and not os.path.isabs(str(path)):
             resolved["data"][key] = os.path.normpath(os.path.join(base_dir, str(path)))
     return resolved
+
+
+def _integer(minimum):
+    def check(value):
+        return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+    return check, f"an integer >= {minimum}"
+
+
+def _number(low, high=None, high_open=True):
+    def check(value):
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            return False
+        return value >= low and (high is None or (value < high if high_open else value <= high))
+    bound = "" if high is None else (f", < {high}" if high_open else f", <= {high}")
+    return check, f"a number >= {low}{bound}"
+
+
+def _boolean():
+    return (lambda value: isinstance(value, bool)), "true or false"
+
+
+def _choice(*choices):
+    return (lambda value: value in choices), f"one of {list(choices)}"
+
+
+def _text(optional=False):
+    return (lambda value: isinstance(value, str) or (optional and value is None)), "a string" + (" or null" if optional else "")
+
+
+#: key -> (check, what is expected), for every key whose default is not a block.
+CHECKS = {
+    "data.train": _text(optional=True),  # required by `train`, not by `prepare`
+    "data.validation": _text(optional=True),
+    "data.validation_split": _number(0.0, 1.0),
+    "data.columns": ((lambda v: isinstance(v, dict) and all(isinstance(c, str) for c in v.values())),
+                     "a mapping of modality (or label) to column name"),
+    "data.label_type": _choice("classification", "multilabel", "regression"),
+    "data.on_bad_record": _choice("raise", "skip"),
+    "data.cache": _text(optional=True),
+    "model.hidden_units": _integer(0),
+    "model.dropout": _number(0.0, 1.0),
+    "model.modality_logits": _boolean(),
+    "training.epochs": _integer(1),
+    "training.batch_size": _integer(1),
+    "training.learning_rate": ((lambda v: _number(0.0)[0](v) and v > 0), "a number > 0"),
+    "training.weight_decay": _number(0.0),
+    "training.label_smoothing": _number(0.0, 1.0),
+    "training.lr_schedule": _choice(None, "cosine", "plateau"),
+    "training.early_stopping_patience": _integer(0),
+    "training.class_weights": _boolean(),
+    "training.seed": _integer(0),
+    "training.deterministic": _boolean(),
+    "training.mixed_precision": _choice("auto", True, False),
+    "training.jit_compile": _boolean(),
+    "training.strategy": _choice("auto", "default", "mirrored"),
+    "training.checkpoint": _boolean(),
+    "training.backup": _boolean(),
+    "training.tensorboard": _boolean(),
+    "training.verbose": _choice("auto", 0, 1, 2),
+}
+
+
+def check_values(config):
+    """Checks the type and range of every data/model/training key, naming the key when wrong.
+
+    Example:
+
+    >>> check_values({"data": {"train": "t.csv"}, "model": {}, "training": {"epochs": "ten"}})
+    Traceback (most recent call last):
+    ...
+    ValueError: Config key 'training.epochs': expected an integer >= 1. Received: 'ten'
+    """
+    for key, (check, expected) in CHECKS.items():
+        block, name = key.split(".")
+        if name not in (config.get(block) or {}):
+            continue
+        value = config[block][name]
+        if not check(value):
+            raise ValueError(f"Config key {key!r}: expected {expected}. Received: {value!r}")
 
 
 def check_fusion(fusion, modalities):

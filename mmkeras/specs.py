@@ -214,10 +214,37 @@ def make_spec(name, options):
         raise ValueError(
             f"Unknown option(s) {unknown} for {kind} modality {name!r}. Expected some of {sorted(fields)}."
         )
+    for key, value in options.items():
+        _check_type(name, key, value, cls.__dataclass_fields__[key].type)
     for key in ("filters", "conv_filters"):
         if key in options:
             options[key] = tuple(options[key])
     return cls(**options)
+
+
+#: Spec fields that may be null (computed from others when they are).
+_OPTIONAL = {"frame_length", "frame_step", "fft_length", "fmax", "standardize"}
+
+
+def _check_type(modality, key, value, kind):
+    """Raises ValueError naming `modalities.<modality>.<key>` when `value` is not of type `kind`."""
+    if value is None and key in _OPTIONAL:
+        return
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    checks = {
+        int: (is_int and value >= (0 if key in ("dropout",) else 1), "an integer >= 1"),
+        float: ((is_int or isinstance(value, float)) and value >= 0, "a number >= 0"),
+        bool: (isinstance(value, bool), "true or false"),
+        str: (isinstance(value, str), "a string"),
+        dict: (isinstance(value, dict), "a mapping"),
+        tuple: (isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1
+                                                         for v in value), "a list of integers >= 1"),
+    }
+    ok, expected = checks.get(kind, (True, ""))
+    if key == "dropout" and ok and not value < 1:
+        ok, expected = False, "a number >= 0, < 1"
+    if not ok:
+        raise ValueError(f"Config key 'modalities.{modality}.{key}': expected {expected}. Received: {value!r}")
 
 
 def spec_to_dict(spec):

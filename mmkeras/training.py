@@ -101,6 +101,8 @@ def train(config, output_dir, callbacks=None):
     else:
         config = config_lib.resolve_config(config)
     data_cfg, train_cfg, fusion_cfg = config["data"], config["training"], dict(config["fusion"])
+    if not data_cfg["train"]:
+        raise ValueError("The config needs data.train: the training manifest (CSV/JSONL) or TFRecord shards.")
     check_environment(config)
     os.makedirs(output_dir, exist_ok=True)
     keras.utils.set_random_seed(train_cfg["seed"])

@@ -124,3 +124,21 @@ def test_manifests_that_are_not_utf8_or_have_ragged_rows_name_the_line(tmp_path,
     ragged.write_text("text,label\nfine,a\none, two,b\n")
     with pytest.raises(ValueError, match=r"ragged.csv, row 2: 3 cells but the header has 2"):
         read_manifest(str(ragged))
+
+
+@pytest.mark.parametrize("text, message", [
+    ("data: {train: t.csv}\nmodalities: {text: {}}\ntraining: {epochs: ten}\n",
+     "Config key 'training.epochs': expected an integer >= 1. Received: 'ten'"),
+    ("data: {train: t.csv}\nmodalities: {image: {height: big}}\n",
+     "Config key 'modalities.image.height': expected an integer >= 1. Received: 'big'"),
+    ("data: {train: t.csv}\nmodalities: {text: {}}\ntraining: {batch_size: -4}\n",
+     "Config key 'training.batch_size': expected an integer >= 1. Received: -4"),
+    ("data: {train: t.csv\nmodalities: [\n", "line 2"),
+])
+def test_config_values_of_the_wrong_type_or_syntax_name_the_key(tmp_path, capsys, text, message):
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    assert main(["train", "--config", str(path), "--output", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mmkeras train: error:") and message in err
+    assert not (tmp_path / "run").exists()
