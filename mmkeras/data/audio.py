@@ -133,7 +133,7 @@ def decode_clips(data, spec, training=False, seed=None):
     """
     data = tf.convert_to_tensor(data, tf.string)
     present = tf.strings.length(data) > 0
-    plain = tf.logical_and(present, wav.is_plain_pcm16(data))
+    plain = present & wav.is_plain_pcm16(data) & wav.plain_pcm16_in_bounds(data)
     channels, rates = wav.plain_pcm16_format(data)
     rate = tf.reduce_max(tf.where(plain, rates, 0))
     rate = tf.where(rate > 0, rate, spec.sample_rate)

@@ -9,6 +9,10 @@ import tensorflow as tf
 
 _PCM = 1
 _FLOAT = 3
+#: Headers beyond these are refused before any sample is decoded or resampled (a 2 KB file
+#: claiming 2 GHz would otherwise make the resampler allocate gigabytes).
+MAX_SAMPLE_RATE = 384000
+MAX_CHANNELS = 64
 _EXTENSIBLE = 0xFFFE
 
 
@@ -72,10 +76,16 @@ def wav_header(data):
         lambda: fmt_tag,
     )
     channels = _u16(data, safe_fmt + 2)
-    sample_rate = tf.cast(_u32(data, safe_fmt + 4), tf.int32)
+    sample_rate = _u32(data, safe_fmt + 4)  # int64: a hostile header can claim 4 GHz
     bits = _u16(data, safe_fmt + 14)
-    # A data chunk that claims more than the file holds (streamed WAVs do): read what is there.
-    data_size = tf.clip_by_value(data_size, 0, tf.maximum(size - data_offset, 0))
+    available = tf.maximum(size - data_offset, 0)
+    # Streamed WAVs leave the size 0 or 0xFFFFFFFF and may hold anything: read what is there.
+    # Any other size larger than what the file holds means the file was cut short.
+    streamed = tf.logical_or(tf.equal(data_size, 0), data_size >= 0xFFFFFFFE)
+    truncated = tf.logical_and(tf.logical_not(streamed), data_size > available)
+    claimed = data_size
+    data_size = tf.clip_by_value(data_size, 0, available)
+    frame_bytes = tf.cast(tf.maximum(channels * tf.maximum(bits // 8, 1), 1), tf.int64)
     supported = tf.logical_or(
         tf.logical_and(tf.equal(sub_tag, _PCM), tf.reduce_any(tf.equal(bits, [8, 16, 24, 32]))),
         tf.logical_and(tf.equal(sub_tag, _FLOAT), tf.reduce_any(tf.equal(bits, [32, 64]))),
@@ -86,16 +96,23 @@ def wav_header(data):
         (data_offset < 0, "WAV file has no data chunk"),
         (tf.logical_not(supported), "unsupported WAV encoding (expected 8/16/24/32-bit PCM or 32/64-bit float)"),
         (tf.logical_or(channels < 1, sample_rate < 1), "WAV header has zero channels or sample rate"),
+        (sample_rate > MAX_SAMPLE_RATE, tf.strings.join([
+            "WAV sample rate ", tf.strings.as_string(sample_rate), f" Hz is out of range (1 to {MAX_SAMPLE_RATE})"])),
+        (channels > MAX_CHANNELS, tf.strings.join([
+            "WAV header claims ", tf.strings.as_string(channels), f" channels (at most {MAX_CHANNELS})"])),
+        (truncated, tf.strings.join(["WAV data chunk claims ", tf.strings.as_string(claimed), " bytes but the file "
+                                     "holds ", tf.strings.as_string(available), " (truncated file)"])),
+        (data_size < frame_bytes, "WAV file has no audio samples (empty data chunk)"),
     ]
     reason = tf.constant("")
     for failed, message in reversed(checks):  # the first failing check wins
-        reason = tf.where(failed, tf.constant(message), reason)
+        reason = tf.where(failed, message, reason)
     return {
         "ok": tf.equal(reason, ""),
         "reason": reason,
         "format": sub_tag,
         "channels": tf.maximum(channels, 1),
-        "sample_rate": tf.maximum(sample_rate, 1),
+        "sample_rate": tf.cast(tf.clip_by_value(sample_rate, 1, MAX_SAMPLE_RATE), tf.int32),
         "bits": bits,
         "data_offset": tf.maximum(data_offset, 0),
         "data_size": data_size,
@@ -174,6 +191,13 @@ def decode_checked_wav(data, header):
     payload = tf.strings.substr(data, header["data_offset"], usable)
     samples = tf.reshape(_samples(payload, header), (-1, header["channels"]))  # (frames, channels)
     return samples, header["sample_rate"]
+
+
+def plain_pcm16_in_bounds(data):
+    """Elementwise: a canonical header's rate and channels are in range and it holds a frame."""
+    channels, rate = plain_pcm16_format(data)
+    frames = (tf.cast(tf.strings.length(data), tf.int64) - 44) // tf.cast(2 * tf.maximum(channels, 1), tf.int64)
+    return (rate >= 1) & (rate <= MAX_SAMPLE_RATE) & (channels >= 1) & (channels <= MAX_CHANNELS) & (frames >= 1)
 
 
 def is_plain_pcm16(data):
