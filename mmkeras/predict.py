@@ -7,6 +7,8 @@ import tensorflow as tf
 
 from mmkeras.data import make_dataset
 from mmkeras.data import read_manifest
+from mmkeras.data.dataset import locate_decode_error
+from mmkeras.data.manifest import BadRecordError
 from mmkeras.data.manifest import cell_text
 from mmkeras.data.manifest import resolve_path
 from mmkeras.export import TENSORS_SIGNATURE
@@ -74,7 +76,10 @@ def predict(model_path, source, output=None, columns=None, batch_size=64):
         tensor_inputs = restored.signatures[TENSORS_SIGNATURE].structured_input_signature[1]
         text_modalities = {m for m in modalities if tensor_inputs[m].dtype == tf.int32}
         for numbers, raw in _raw_batches(manifest, modalities, text_modalities, columns, batch_size):
-            out = signature(**{m: tf.constant(v, tf.string) for m, v in raw.items()})
+            try:
+                out = signature(**{m: tf.constant(v, tf.string) for m, v in raw.items()})
+            except tf.errors.InvalidArgumentError as error:
+                raise _locate_served_error(signature, numbers, raw, manifest, columns) from error
             results.extend(result_rows(numbers, {k: v.numpy() for k, v in out.items()}, heads))
     else:
         from mmkeras.training import load_run
@@ -82,12 +87,60 @@ def predict(model_path, source, output=None, columns=None, batch_size=64):
         model, preprocessor, _ = load_run(model_path)
         heads = model_heads(model, preprocessor)
         dataset = make_dataset(manifest, preprocessor, columns=columns, batch_size=batch_size, with_labels=False)
-        outputs = serving_model(model).predict(dataset, verbose=0)
+        try:
+            outputs = serving_model(model).predict(dataset, verbose=0)
+        except tf.errors.InvalidArgumentError as error:
+            located = locate_decode_error(dataset, error)
+            if located is error:
+                raise
+            raise located from error
         out = {k: v.numpy() for k, v in postprocess(outputs, heads).items()}
         results.extend(result_rows(manifest.row_numbers, out, heads))
     if output:
         _write_csv(output, results)
     return results
+
+
+def _decoder_text(error):
+    """The line of a TensorFlow error that says what failed (not the graph context around it)."""
+    lines = [line.strip() for line in (error.message or str(error)).splitlines() if line.strip()]
+    for line in lines:
+        if "assertion failed: [" in line:
+            return line.split("assertion failed: [", 1)[1].rsplit("]", 1)[0]
+    for line in lines:
+        if not line.startswith(("Graph execution error", "Detected at node", "[[", "File ", "{{")):
+            return line.split(" [[")[0]
+    return lines[0] if lines else type(error).__name__
+
+
+def _locate_served_error(signature, numbers, raw, manifest, columns):
+    """The served model refused a batch: ask it about each example to name the manifest row.
+
+    A corrupt image body fails inside TensorFlow's decoder, which names no input; the example is
+    then asked again with one modality left out at a time to tell which one fails.
+    """
+    def call(inputs):
+        signature(**{m: tf.constant(v, tf.string) for m, v in inputs.items()})
+
+    for i, number in enumerate(numbers):
+        one = {m: v[i : i + 1] for m, v in raw.items()}
+        try:
+            call(one)
+            continue
+        except tf.errors.InvalidArgumentError as error:
+            message = _decoder_text(error).replace(" (example 0 of the batch)", "")
+        name = message.split(":", 1)[0][len("Input "):] if message.startswith("Input ") else None
+        if name is None:
+            for m in one:
+                try:
+                    call({**one, m: [b""]})
+                except tf.errors.InvalidArgumentError:
+                    continue
+                name, message = m, f"Input {m}: could not be decoded ({message})"
+                break
+        where = f"{manifest.source}, row {number}" + (f", column {columns.get(name, name)}" if name else "")
+        return BadRecordError(f"{where}: {message}")
+    return BadRecordError(f"{manifest.source}, rows {numbers[0]}-{numbers[-1]}: the served model refused the batch")
 
 
 def _write_csv(path, rows):

@@ -18,6 +18,7 @@ from mmkeras.data import adapt_preprocessor
 from mmkeras.data import make_dataset
 from mmkeras.data import read_manifest
 from mmkeras.data import stratified_split
+from mmkeras.data.dataset import locate_decode_error
 from mmkeras.data.manifest import LABEL_COLUMN
 from mmkeras.heads import make_heads
 from mmkeras.model import adapt_model
@@ -179,8 +180,16 @@ def train(config, output_dir, callbacks=None):
     # keeps prefetching across epoch boundaries, instead of Keras building a new iterator (and
     # re-instantiating the decoding graph) each epoch.
     # shuffle=False: the dataset shuffles itself (with the seed); Keras cannot shuffle a tf.data.Dataset.
-    history = model.fit(train_ds.repeat(), validation_data=val_ds, epochs=train_cfg["epochs"], shuffle=False,
-                        steps_per_epoch=steps, callbacks=run_callbacks, verbose=train_cfg["verbose"])
+    try:
+        history = model.fit(train_ds.repeat(), validation_data=val_ds, epochs=train_cfg["epochs"], shuffle=False,
+                            steps_per_epoch=steps, callbacks=run_callbacks, verbose=train_cfg["verbose"])
+    except tf.errors.InvalidArgumentError as error:
+        # An image decoder's own error ("Invalid PNG") names no record: find it and say where it is.
+        for dataset in [train_ds] + ([val_ds] if val_ds is not None else []):
+            located = locate_decode_error(dataset, error)
+            if located is not error:
+                raise located from error
+        raise
     model.save(os.path.join(output_dir, MODEL_FILE))
     history_dict = _full_history(output_dir, history.history)
     with open(os.path.join(output_dir, HISTORY_FILE), "w") as f:

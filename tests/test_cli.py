@@ -142,3 +142,31 @@ def test_config_values_of_the_wrong_type_or_syntax_name_the_key(tmp_path, capsys
     err = capsys.readouterr().err
     assert err.startswith("mmkeras train: error:") and message in err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_corrupt_image_bodies_are_located_in_train_and_in_served_predictions(tiny_run, tmp_path, capsys):
+    from media import image_bytes
+    from media import write_manifest
+
+    run_dir, manifest, rows = tiny_run
+    folder = os.path.dirname(manifest)
+    good = image_bytes("PNG", size=(16, 16), seed=3)
+    with open(os.path.join(folder, "corrupt.png"), "wb") as f:
+        f.write(good[:60] + b"\x00" * 40 + good[100:])
+    rows = [dict(r) for r in rows]
+    rows[4]["image"] = "corrupt.png"
+    bad = write_manifest(folder, rows, "corrupt_body.csv")
+    config = tiny_config(bad, epochs=1)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["train", "--config", str(path), "--output", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "row 5, column image, file " in err and "corrupt or truncated" in err and len(err.splitlines()) == 1
+
+    export = str(tmp_path / "saved_models" / "tiny")
+    assert main(["export", "--run", run_dir, "--output", export]) == 0
+    capsys.readouterr()
+    assert main(["predict", "--model", export, "--data", bad]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("mmkeras predict: error: corrupt_body.csv, row 5, column image: Input image:"), err

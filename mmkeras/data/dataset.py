@@ -346,6 +346,13 @@ def make_dataset(
     ds = ds.apply(tf.data.experimental.assert_cardinality(batches))
     ds.bad_records = report
     ds.num_examples = count
+
+    def locate_bad_records():
+        found = BadRecordReport(source_name)
+        _scan_bad_records(elements(False, set(excluded)), decode, batch_size, found)
+        return found
+
+    ds.locate_bad_records = locate_bad_records
     return ds
 
 
@@ -390,23 +397,60 @@ class _decoder:
         return features, label, status
 
 
+#: Reason given for a record whose image decoder raised (a valid signature, a corrupt body).
+UNDECODABLE_IMAGE = "image could not be decoded (corrupt or truncated file)"
+
+
 def _scan_bad_records(elements, decode, batch_size, report):
-    """Decodes every element once and adds the bad ones to `report`; returns their row numbers."""
-    ds = elements.map(decode.images, num_parallel_calls=AUTOTUNE)
+    """Decodes every element once and adds the bad ones to `report`; returns their row numbers.
+
+    Most problems come back as reasons; an image decoder that raises on a corrupt body drops its
+    element instead (`ignore_errors`), and the rows that never came back are reported too.
+    """
+    ds = elements.map(decode.images, num_parallel_calls=AUTOTUNE).ignore_errors()
     ds = ds.batch(batch_size, num_parallel_calls=AUTOTUNE)
 
     def statuses(*element):
         status = decode.batch(*element)[2]
         bad = tf.strings.length(status["reason"]) > 0
-        return {key: tf.boolean_mask(value, bad) for key, value in status.items()}
+        return {"seen": status["row"], **{key: tf.boolean_mask(value, bad) for key, value in status.items()}}
 
     ds = ds.map(statuses, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
-    rows = []
+    rows, seen = [], set()
     for status in ds.as_numpy_iterator():
+        seen.update(int(r) for r in status["seen"])
         for row, column, path, reason in zip(status["row"], status["column"], status["path"], status["reason"]):
             report.add(int(row), column.decode(), path.decode(), reason.decode())
             rows.append(int(row))
+    images = [m for m, spec in decode.preprocessor.specs.items() if spec.kind == constants.IMAGE]
+    for element in elements.as_numpy_iterator():
+        row = int(element[_ROW])
+        if row in seen:
+            continue
+        paths = [(m, element[_path_key(m)].decode()) for m in images if element[_path_key(m)]]
+        column = "/".join(decode.columns[m] for m, _ in paths) or "image"
+        report.add(row, column, ", ".join(p for _, p in paths), UNDECODABLE_IMAGE)
+        rows.append(row)
     return rows
+
+
+def locate_decode_error(dataset, error):
+    """A `BadRecordError` naming the record behind a decoder `error` raised while reading `dataset`.
+
+    TensorFlow's image decoders raise inside the pipeline with their own text only ("Invalid
+    PNG"); this decodes the dataset's records once more to find the first that fails. Returns
+    `error` itself when it is not such an error or no record fails.
+    """
+    locate = getattr(dataset, "locate_bad_records", None)
+    if locate is None or not isinstance(error, tf.errors.InvalidArgumentError) or ", row " in str(error):
+        return error
+    report = locate()
+    if not len(report):
+        return error
+    (row, column), (path, reason) = sorted(report.records.items())[0]
+    detail = (error.message or "").strip().splitlines()[0] if error.message else ""
+    return BadRecordError(f"{record_location(report.source, row, column, path)}: {reason}"
+                          + (f" ({detail})" if detail else ""))
 
 
 def adapt_preprocessor(preprocessor, source, columns=None):

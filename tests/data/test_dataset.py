@@ -248,3 +248,28 @@ def test_skip_policy_keeps_a_known_length_for_manifests_and_shards(dataset_folde
     shards = mmkeras.make_dataset(folder / "shards", pre, batch_size=4, on_bad_record="skip")
     assert int(shards.cardinality()) == 3 and shards.bad_records.rows == [5]
     assert sum(int(x["image"].shape[0]) for x, _ in shards) == 11
+
+
+def _corrupt_png(folder):
+    good = image_bytes("PNG", size=(16, 16), seed=3)
+    (folder / "corrupt.png").write_bytes(good[:60] + b"\x00" * 40 + good[100:])  # valid signature, broken body
+    return "corrupt.png"
+
+
+@pytest.mark.parametrize("policy", ["raise", "skip"])
+def test_an_image_with_a_valid_signature_but_a_corrupt_body_is_located(dataset_folder, policy):
+    from mmkeras.data.dataset import locate_decode_error
+
+    folder, rows = dataset_folder
+    pre = _preprocessor(write_manifest(folder, rows))
+    rows[6]["image"] = _corrupt_png(folder)
+    ds = mmkeras.make_dataset(write_manifest(folder, rows, "corrupt.csv"), pre, batch_size=4, on_bad_record=policy)
+    if policy == "skip":
+        assert ds.bad_records.rows == [7] and "corrupt or truncated" in ds.bad_records.summary()
+        assert ds.num_examples == 11 and len(_collect(ds)[1]) == 11
+        return
+    with pytest.raises(tf.errors.InvalidArgumentError) as caught:
+        _collect(ds)
+    located = locate_decode_error(ds, caught.value)
+    assert isinstance(located, mmkeras.BadRecordError)
+    assert str(located).startswith("corrupt.csv, row 7, column image, file ") and "corrupt.png" in str(located)
