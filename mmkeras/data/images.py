@@ -15,15 +15,91 @@ PLACEHOLDER_PNG = base64.b64decode(
 )
 
 
+#: Images claiming more pixels than this in their header are refused before decoding (a
+#: 12000 x 12000 PNG would otherwise take about 0.6 GB to decode, whatever size it is resized to).
+MAX_PIXELS = 40_000_000
+
+
+def _bytes_at(data, offset, length):
+    """`length` bytes at `offset` as int64 values, zero past the end."""
+    size = tf.cast(tf.strings.length(data), tf.int64)
+    offset = tf.minimum(tf.cast(offset, tf.int64), size)
+    piece = tf.strings.substr(tf.strings.join([tf.strings.substr(data, offset, length), "\0" * length]), 0, length)
+    return tf.cast(tf.io.decode_raw(piece, tf.uint8), tf.int64)
+
+
+def _big_endian(data, offset, length):
+    values = _bytes_at(data, offset, length)
+    return tf.reduce_sum(values * tf.constant([256 ** (length - 1 - i) for i in range(length)], tf.int64))
+
+
+def _little_endian(data, offset, length):
+    values = _bytes_at(data, offset, length)
+    return tf.reduce_sum(values * tf.constant([256 ** i for i in range(length)], tf.int64))
+
+
+def _jpeg_size(data):
+    """(height, width) from a JPEG's first start-of-frame segment; (0, 0) when none is found."""
+    size = tf.cast(tf.strings.length(data), tf.int64)
+    sof = tf.constant([0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF], tf.int64)
+
+    def more(offset, found):
+        return tf.logical_and(tf.logical_not(found), offset + 9 <= size)
+
+    def step(offset, found):
+        marker = _bytes_at(data, offset, 2)
+        is_sof = tf.logical_and(tf.equal(marker[0], 0xFF), tf.reduce_any(tf.equal(marker[1], sof)))
+        length = _big_endian(data, offset + 2, 2)
+        # A byte that is not a marker (0xFF): move on by one (fill bytes, or garbage).
+        advance = tf.where(tf.equal(marker[0], 0xFF), 2 + tf.maximum(length, 0), 1)
+        return tf.where(is_sof, offset, offset + advance), is_sof
+
+    offset, found = tf.while_loop(more, step, (tf.constant(2, tf.int64), tf.constant(False)), maximum_iterations=4096)
+    height = tf.where(found, _big_endian(data, offset + 5, 2), 0)
+    width = tf.where(found, _big_endian(data, offset + 7, 2), 0)
+    return height, width
+
+
+def image_size(data):
+    """(height, width) int64 scalars read from the header of PNG/GIF/BMP/JPEG bytes (0 if unknown)."""
+    def png():
+        return _big_endian(data, 20, 4), _big_endian(data, 16, 4)
+
+    def gif():
+        return _little_endian(data, 8, 2), _little_endian(data, 6, 2)
+
+    def bmp():
+        height = _little_endian(data, 22, 4)
+        height = tf.where(height >= 2 ** 31, 2 ** 32 - height, height)  # negative: top-down rows
+        return height, _little_endian(data, 18, 4)
+
+    def zero():
+        return tf.constant(0, tf.int64), tf.constant(0, tf.int64)
+
+    head = tf.strings.substr(data, 0, 4)
+    return tf.case([
+        (tf.equal(head, IMAGE_SIGNATURES["PNG"]), png),
+        (tf.equal(head, IMAGE_SIGNATURES["GIF"]), gif),
+        (tf.equal(tf.strings.substr(data, 0, 2), IMAGE_SIGNATURES["BMP"]), bmp),
+        (tf.equal(tf.strings.substr(data, 0, 3), IMAGE_SIGNATURES["JPEG"]), lambda: _jpeg_size(data)),
+    ], default=zero, exclusive=False)
+
+
 def image_check(data):
-    """(ok, reason) for image bytes: is it a format `decode_image` reads? Never raises."""
+    """(ok, reason) for image bytes: a format `decode_image` reads, of a size it may decode. Never raises."""
     known = tf.reduce_any(
         [tf.strings.substr(data, 0, len(sig)) == sig for sig in IMAGE_SIGNATURES.values()]
     )
     big_enough = tf.strings.length(data) >= 16
     ok = tf.logical_and(known, big_enough)
     reason = tf.where(ok, "", "not an image file (expected PNG, JPEG, GIF or BMP bytes)")
-    return ok, reason
+    height, width = tf.cond(ok, lambda: image_size(data),
+                            lambda: (tf.constant(0, tf.int64), tf.constant(0, tf.int64)))
+    too_big = height * width > MAX_PIXELS
+    reason = tf.where(too_big, tf.strings.join([
+        "image is ", tf.strings.as_string(width), " x ", tf.strings.as_string(height),
+        f" pixels (at most {MAX_PIXELS:,} are decoded; resize it first)"]), reason)
+    return tf.logical_and(ok, tf.logical_not(too_big)), reason
 
 
 def _to_channels(image, channels):

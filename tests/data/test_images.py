@@ -62,3 +62,32 @@ def test_rgb_output_matches_pil_conversion_for_lossless_formats(fmt, mode):
     expected = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"), "float32") / 255.0
     pixels = decode_image(tf.constant(data), ImageSpec(height=12, width=10, channels=3)).numpy()
     np.testing.assert_allclose(pixels, expected, atol=1e-6)
+
+
+def test_a_huge_image_is_refused_from_its_header_in_training_and_serving(tmp_path):
+    import io
+    import resource
+
+    from PIL import Image
+
+    import mmkeras
+    from mmkeras.data.images import image_check
+    from mmkeras.data.images import image_size
+
+    buffer = io.BytesIO()
+    Image.new("L", (12000, 12000)).save(buffer, format="PNG")
+    bomb = buffer.getvalue()  # about 140 KB on disk, 144 million pixels
+    assert [int(v) for v in image_size(tf.constant(bomb))] == [12000, 12000]
+    assert b"image is 12000 x 12000 pixels" in image_check(tf.constant(bomb))[1].numpy()
+    pre = mmkeras.Preprocessor({"image": {"height": 8, "width": 8, "channels": 1}}, label_names=["a"])
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"Input image: image is 12000 x 12000 pixels"):
+        pre.preprocess_batch({"image": tf.constant([bomb])})
+    (tmp_path / "bomb.png").write_bytes(bomb)
+    (tmp_path / "ok.png").write_bytes(image_bytes("PNG", "L"))
+    rows = [{"image": "bomb.png", "label": "a"}] + [{"image": "ok.png", "label": "a"}] * 3
+    ds = mmkeras.make_dataset(mmkeras.read_manifest(rows, base_dir=str(tmp_path)), pre, batch_size=2,
+                              on_bad_record="skip")
+    assert ds.bad_records.rows == [1] and "12000 x 12000" in ds.bad_records.summary() and ds.num_examples == 3
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mb < 300, f"peak memory grew by {grown_mb:.0f} MB"
