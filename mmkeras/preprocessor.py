@@ -283,12 +283,43 @@ class Preprocessor:
             staged[name] = value
         return self.decode_staged_batch(staged, training)
 
+    def _checked_batch(self, raw):
+        """`raw` with assertions that every input is a non-empty 1-D batch of one common size."""
+        raw = {name: tf.convert_to_tensor(value, tf.string) for name, value in raw.items() if name in self.specs}
+        if not raw:
+            return raw
+        names = sorted(raw)
+        checks = []
+        for name in names:
+            # The signature declares [None], so the traced graph takes the rank to be 1 (tf.rank
+            # is folded to a constant) while a loaded SavedModel still accepts [n, k]: the check
+            # reads the shape the tensor has when the request runs.
+            value = raw[name]
+            shape = tf.strings.reduce_join(tf.strings.as_string(tf.shape(value)), separator=", ")
+            checks.append(tf.debugging.Assert(tf.strings.regex_full_match(shape, r"[0-9]+"), [tf.strings.join([
+                f"Input {name}: expected a 1-D batch of strings (one per example), got shape [", shape, "]"])]))
+        with tf.control_dependencies(checks):
+            sizes = tf.stack([tf.size(raw[name]) for name in names])
+        listed = tf.strings.reduce_join(
+            tf.strings.join([tf.constant(names), tf.strings.as_string(sizes)], separator=" "), separator=", ")
+        checks = [
+            tf.debugging.Assert(tf.reduce_all(tf.equal(sizes, sizes[0])), [tf.strings.join([
+                "Inputs have different batch sizes (", listed, "): send one value per example for every input; "
+                "an empty string marks a missing modality"])]),
+            tf.debugging.Assert(sizes[0] > 0, [tf.strings.join([
+                "Inputs ", ", ".join(names), ": the batch is empty; send at least one example"])]),
+        ]
+        with tf.control_dependencies(checks):
+            return {name: tf.identity(value) for name, value in raw.items()}
+
     def preprocess_batch(self, raw):
         """A batch of raw values (dict of `[batch]` strings) → batched model inputs (serving path).
 
         Core TensorFlow ops only; bad bytes raise `InvalidArgumentError` naming the input and
-        the example's position in the batch.
+        the example's position in the batch, and so do a batch that is empty, inputs that are
+        not 1-D, or inputs whose batch sizes differ.
         """
+        raw = self._checked_batch(raw)
         features, reasons = self.decode_batch(raw)
         checks = []
         for name, reason in reasons.items():

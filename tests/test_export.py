@@ -129,3 +129,19 @@ def test_saved_model_cli_show_and_run(exported):
     )
     assert run.returncode == 0, run.stderr[-2000:]
     assert "probabilities" in run.stdout and "class" in run.stdout
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: {m: tf.constant([], tf.string) for m in ("text", "image", "audio")},
+     r"Inputs audio, image, text: the batch is empty"),
+    (lambda: {"text": tf.constant(["a", "b"]), "image": tf.constant([b""]), "audio": tf.constant([b"", b""])},
+     r"Inputs have different batch sizes \(audio 2, image 1, text 2\)"),
+    (lambda: {"text": tf.constant([["a"]]), "image": tf.constant([[b""]]), "audio": tf.constant([[b""]])},
+     r"Input audio: expected a 1-D batch of strings \(one per example\), got shape \[1, 1\]"),
+])
+def test_malformed_requests_name_the_input_and_what_was_expected(exported, make, message):
+    path, _, _, raw = exported
+    signature = tf.saved_model.load(path).signatures["serving_default"]
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        signature(**make())
+    signature(**{k: tf.constant(v) for k, v in raw.items()})  # and it keeps serving
