@@ -9,7 +9,7 @@ import sys
 def _train(args):
     from mmkeras.training import train
 
-    _, _, history = train(args.config, args.output)
+    _, _, history = train(args.config, args.output, overwrite=args.overwrite)
     epochs = len(history.get("loss", []))
     print(f"trained {epochs} epoch(s); run directory: {args.output}")
     return 0
@@ -90,6 +90,7 @@ def build_parser():
     train = sub.add_parser("train", help="train from a YAML config")
     train.add_argument("--config", required=True)
     train.add_argument("--output", required=True, help="run directory")
+    train.add_argument("--overwrite", action="store_true", help="train again in a directory holding a finished run")
     train.set_defaults(func=_train)
 
     evaluate = sub.add_parser("evaluate", help="classification report, confusion matrix, modality ablation")

@@ -4,9 +4,11 @@ A run directory holds everything `evaluate`, `export` and `predict` need: `model
 Preprocessor's state, the resolved config, the history and the metrics.
 """
 
+import csv
 import importlib.util
 import json
 import os
+import shutil
 
 import keras
 import numpy as np
@@ -32,6 +34,13 @@ PREPROCESSOR_DIR = "preprocessor"
 CONFIG_FILE = "config.yaml"
 HISTORY_FILE = "history.json"
 METRICS_FILE = "metrics.json"
+#: Written last, once everything else is in place: the run is finished.
+FINISHED_FILE = "finished.json"
+BACKUP_DIR = "backup"
+LOG_FILE = "training.csv"
+#: Everything `train` writes into a run directory (removed first by `overwrite=True`).
+RUN_FILES = (MODEL_FILE, BEST_FILE, PREPROCESSOR_DIR, CONFIG_FILE, HISTORY_FILE, METRICS_FILE, FINISHED_FILE,
+             BACKUP_DIR, LOG_FILE, "logs", "skipped_train.csv", "skipped_validation.csv")
 
 
 def choose_strategy(name="auto"):
@@ -83,16 +92,19 @@ def _split_data(config):
     return stratified_split(data["train"], data["validation_split"], label_column, seed=config["training"]["seed"])
 
 
-def train(config, output_dir, callbacks=None):
+def train(config, output_dir, callbacks=None, overwrite=False):
     """Trains a model as `config` says and writes the run directory.
 
     Started again with the same `output_dir` after being killed, training resumes from the
-    last finished epoch (Keras' `BackupAndRestore`).
+    last finished epoch (Keras' `BackupAndRestore`), and `best.keras` keeps the best epoch of
+    the whole run. A run directory whose run finished (`finished.json`, written last) is not
+    trained again unless `overwrite` is set.
 
     Args:
         config: dict (resolved or not) or the path of a YAML config.
         output_dir: str. The run directory.
         callbacks: list. Extra Keras callbacks.
+        overwrite: bool. Start afresh in a directory that holds a finished run.
 
     Returns:
         (model, preprocessor, history dict).
@@ -105,7 +117,7 @@ def train(config, output_dir, callbacks=None):
     if not data_cfg["train"]:
         raise ValueError("The config needs data.train: the training manifest (CSV/JSONL) or TFRecord shards.")
     check_environment(config)
-    os.makedirs(output_dir, exist_ok=True)
+    _prepare_run_directory(output_dir, overwrite)
     keras.utils.set_random_seed(train_cfg["seed"])
     if train_cfg["deterministic"]:
         # Process-wide and irreversible: every op picks a deterministic kernel (slower on GPU).
@@ -159,15 +171,22 @@ def train(config, output_dir, callbacks=None):
     adapted = adapt_model(model, train_ds)  # e.g. per-mel-bin statistics for normalization: bin
 
     monitor = "val_loss" if val_ds is not None else "loss"
-    run_callbacks = [keras.callbacks.CSVLogger(os.path.join(output_dir, "training.csv"), append=True)]
+    log_path = os.path.join(output_dir, LOG_FILE)
+    run_callbacks = [keras.callbacks.CSVLogger(log_path, append=True)]
     if train_cfg["backup"]:
-        run_callbacks.insert(0, keras.callbacks.BackupAndRestore(os.path.join(output_dir, "backup")))
+        # The backup is removed by this function once the run's files are all written, not by
+        # the callback at the end of fit: a run killed in between resumes instead of restarting.
+        run_callbacks.insert(0, keras.callbacks.BackupAndRestore(os.path.join(output_dir, BACKUP_DIR),
+                                                                 delete_checkpoint=False))
     if train_cfg["early_stopping_patience"]:
         run_callbacks.append(keras.callbacks.EarlyStopping(
             monitor=monitor, patience=train_cfg["early_stopping_patience"], restore_best_weights=True))
     if train_cfg["checkpoint"]:
+        # A resumed run starts from the best value logged so far, so best.keras stays the best
+        # epoch of the whole run rather than the first one after the restart.
         run_callbacks.append(keras.callbacks.ModelCheckpoint(
-            os.path.join(output_dir, BEST_FILE), monitor=monitor, save_best_only=True))
+            os.path.join(output_dir, BEST_FILE), monitor=monitor, save_best_only=True,
+            initial_value_threshold=_best_logged(log_path, monitor)))
     if train_cfg["lr_schedule"] == "plateau":
         run_callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=2))
     if train_cfg["tensorboard"]:
@@ -190,10 +209,9 @@ def train(config, output_dir, callbacks=None):
             if located is not error:
                 raise located from error
         raise
-    model.save(os.path.join(output_dir, MODEL_FILE))
+    _atomic_save_model(model, os.path.join(output_dir, MODEL_FILE))
     history_dict = _full_history(output_dir, history.history)
-    with open(os.path.join(output_dir, HISTORY_FILE), "w") as f:
-        json.dump(history_dict, f, indent=1)
+    _atomic_json(history_dict, os.path.join(output_dir, HISTORY_FILE))
     metrics = {"mixed_precision": mixed, "strategy": type(strategy).__name__,
                "replicas": strategy.num_replicas_in_sync, "epochs_run": len(history_dict.get("loss", [])),
                "adapted_layers": adapted}
@@ -204,11 +222,55 @@ def train(config, output_dir, callbacks=None):
         metrics["skipped_records"] = skipped
         for role in skipped:
             bad_records[role].to_csv(os.path.join(output_dir, f"skipped_{role}.csv"))
-    with open(os.path.join(output_dir, METRICS_FILE), "w") as f:
-        json.dump(metrics, f, indent=1)
+    _atomic_json(metrics, os.path.join(output_dir, METRICS_FILE))
     config_lib.save_config(config, os.path.join(output_dir, CONFIG_FILE))
+    _atomic_json({"epochs_run": metrics["epochs_run"]}, os.path.join(output_dir, FINISHED_FILE))
+    shutil.rmtree(os.path.join(output_dir, BACKUP_DIR), ignore_errors=True)
     keras.mixed_precision.set_global_policy("float32")
     return model, preprocessor, history_dict
+
+
+def _prepare_run_directory(output_dir, overwrite):
+    """Refuses a finished run (unless `overwrite`), and drops a log no backup can continue."""
+    finished = os.path.join(output_dir, FINISHED_FILE)
+    if os.path.exists(finished):
+        if not overwrite:
+            raise FileExistsError(
+                f"{output_dir} holds a finished run ({FINISHED_FILE}); train into another --output, or pass "
+                "--overwrite (overwrite=True) to start it again from scratch"
+            )
+        for name in RUN_FILES:
+            path = os.path.join(output_dir, name)
+            if os.path.isdir(path):
+                shutil.rmtree(path)
+            elif os.path.exists(path):
+                os.remove(path)
+    os.makedirs(output_dir, exist_ok=True)
+    log = os.path.join(output_dir, LOG_FILE)
+    if os.path.exists(log) and not os.path.isdir(os.path.join(output_dir, BACKUP_DIR)):
+        os.remove(log)  # epochs of a run that left no backup to resume from: they would be appended to
+
+
+def _best_logged(log_path, monitor):
+    """The lowest `monitor` value in the CSV log of the epochs run so far (None when none)."""
+    if not os.path.exists(log_path):
+        return None
+    with open(log_path, newline="") as f:
+        values = [float(row[monitor]) for row in csv.DictReader(f) if row.get(monitor) not in (None, "", "NA")]
+    return min(values) if values else None
+
+
+def _atomic_json(value, path):
+    temporary = f"{path}.tmp-{os.getpid()}"
+    with open(temporary, "w") as f:
+        json.dump(value, f, indent=1)
+    os.replace(temporary, path)
+
+
+def _atomic_save_model(model, path):
+    temporary = f"{path[: -len('.keras')]}.tmp-{os.getpid()}.keras"
+    model.save(temporary)
+    os.replace(temporary, path)
 
 
 def check_environment(config):
@@ -222,9 +284,7 @@ def check_environment(config):
 
 def _full_history(output_dir, history):
     """The whole run's history from the CSV log (a resumed run's History holds only its own epochs)."""
-    import csv
-
-    path = os.path.join(output_dir, "training.csv")
+    path = os.path.join(output_dir, LOG_FILE)
     if not os.path.exists(path):
         return {k: [float(x) for x in v] for k, v in history.items()}
     with open(path, newline="") as f:

@@ -211,3 +211,88 @@ def test_deterministic_runs_repeat_exactly(tmp_path):
         assert result.returncode == 0, result.stderr[-3000:]
         histories.append(json.loads(result.stdout.split("HISTORY", 1)[1]))
     assert histories[0] == histories[1]
+
+
+class KillAfterEpoch(keras.callbacks.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt(f"simulated kill after epoch {epoch + 1}")
+
+
+class Scramble(keras.callbacks.Callback):
+    """After the restore: weights far off, so the resumed epochs are worse than the earlier ones."""
+
+    def on_train_begin(self, logs=None):
+        rng = np.random.default_rng(0)
+        self.model.set_weights([w + rng.normal(0, 3.0, w.shape).astype(w.dtype) for w in self.model.get_weights()])
+
+
+def _val_loss(run_dir, config, name):
+    from mmkeras.data import make_dataset
+    from mmkeras.preprocessor import Preprocessor
+    from mmkeras.training import _split_data
+
+    _, val = _split_data(config_lib.resolve_config(config))
+    pre = Preprocessor.load(os.path.join(run_dir, "preprocessor"))
+    model = keras.saving.load_model(os.path.join(run_dir, name))
+    return model.evaluate(make_dataset(val, pre, batch_size=6), verbose=0, return_dict=True)["loss"]
+
+
+@pytest.mark.slow
+def test_after_a_kill_and_resume_best_keras_is_the_best_epoch_of_the_whole_run(tmp_path):
+    manifest, _ = write_tiny_dataset(str(tmp_path), count=24)
+    config = tiny_config(manifest, epochs=4, early_stopping_patience=0)
+    run_dir = str(tmp_path / "run")
+    with pytest.raises(KeyboardInterrupt):
+        train(config, run_dir, callbacks=[KillAfterEpoch(1)])
+    train(config, run_dir, callbacks=[Scramble()])
+    with open(os.path.join(run_dir, "training.csv")) as f:
+        logged = [float(r["val_loss"]) for r in csv.DictReader(f)]
+    assert len(logged) == 4 and min(logged[:2]) < min(logged[2:]), logged
+    assert _val_loss(run_dir, config, "best.keras") == pytest.approx(min(logged), rel=1e-3)
+
+
+class KillAtTheEnd(keras.callbacks.Callback):
+    def on_train_end(self, logs=None):
+        raise KeyboardInterrupt("simulated kill after the last epoch, before the run's files are written")
+
+
+@pytest.mark.slow
+def test_a_run_killed_after_its_last_epoch_finishes_without_training_again(tmp_path):
+    manifest, _ = write_tiny_dataset(str(tmp_path), count=18)
+    config = tiny_config(manifest, epochs=2, early_stopping_patience=0)
+    run_dir = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(config, str(run_dir), callbacks=[KillAtTheEnd()])
+    assert not (run_dir / "finished.json").exists() and (run_dir / "backup").is_dir()
+    epochs = []
+
+    class Record(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            epochs.append(epoch)
+
+    _, _, history = train(config, str(run_dir), callbacks=[Record()])
+    assert epochs == [] and len(history["loss"]) == 2
+    assert (run_dir / "finished.json").exists() and not (run_dir / "backup").exists()
+
+
+def test_a_finished_run_is_not_trained_again_unless_overwritten(tmp_path, capsys):
+    from mmkeras.cli import main
+
+    manifest, _ = write_tiny_dataset(str(tmp_path), count=12)
+    config = tiny_config(manifest, epochs=1, checkpoint=False)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    run_dir = tmp_path / "run"
+    assert main(["train", "--config", str(path), "--output", str(run_dir)]) == 0
+    stamp = (run_dir / "model.keras").stat().st_mtime_ns
+    assert main(["train", "--config", str(path), "--output", str(run_dir)]) == 2
+    assert "holds a finished run" in capsys.readouterr().err
+    assert (run_dir / "model.keras").stat().st_mtime_ns == stamp, "the finished run was left alone"
+    assert main(["train", "--config", str(path), "--output", str(run_dir), "--overwrite"]) == 0
+    with open(run_dir / "training.csv") as f:
+        assert len(list(csv.DictReader(f))) == 1, "a fresh log, not appended to the old one"
