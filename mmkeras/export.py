@@ -68,13 +68,15 @@ def export_saved_model(model, preprocessor, export_base, version=None, check_inp
     Returns:
         str. The path of the version folder.
     """
+    chosen = version is not None
     version = next_version(export_base) if version is None else int(version)
     if version < 1:
         raise ValueError(f"Expected a positive integer version (TF Serving ignores others). Received: version={version}")
     final = os.path.join(export_base, str(version))
-    if os.path.exists(final):
+    if chosen and os.path.exists(final):
         raise FileExistsError(f"{final} exists already; choose another --version or leave it out")
     os.makedirs(export_base, exist_ok=True)
+    remove_stale_temporaries(export_base)
     served = serving_model(model)
     heads = model_heads(model, preprocessor, label_names)
 
@@ -99,7 +101,9 @@ def export_saved_model(model, preprocessor, export_base, version=None, check_inp
     archive.add_endpoint("serving_default", serve_raw, input_signature=[raw_signature])
     archive.add_endpoint(TENSORS_SIGNATURE, serve_tensors, input_signature=[tensor_signature])
 
-    temporary = tempfile.mkdtemp(prefix=f".{version}-", dir=export_base)
+    # The temporary folder's name carries this process's id, so a later export can tell the
+    # leftovers of a killed export (process gone) from one that is still being written.
+    temporary = tempfile.mkdtemp(prefix=f".{version}-{os.getpid()}-", dir=export_base)
     try:
         archive.write_out(temporary, verbose=False)
         # assets.extra/ is where TF Serving expects files it does not read itself.
@@ -110,11 +114,56 @@ def export_saved_model(model, preprocessor, export_base, version=None, check_inp
             with open(os.path.join(temporary, "assets.extra", LABELS_FILE), "w", encoding="utf-8") as f:
                 f.write("\n".join(heads[0].label_names) + "\n")
         _check(temporary, served, preprocessor, heads, check_inputs)
-        os.rename(temporary, final)  # atomic on one file system
+        _make_readable(temporary)
+        final = _move_into_place(temporary, export_base, version, chosen)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
     return final
+
+
+def _move_into_place(temporary, export_base, version, chosen):
+    """Renames `temporary` to its version folder (atomic on one file system).
+
+    Another export may have taken the version meanwhile (two exports to one base at once): a
+    version that was not asked for moves on to the next free number.
+    """
+    while True:
+        final = os.path.join(export_base, str(version))
+        try:
+            os.rename(temporary, final)
+            return final
+        except OSError:
+            if not os.path.exists(final):
+                raise
+            if chosen:
+                raise FileExistsError(f"{final} was created by another export meanwhile; choose another --version")
+            version = max(version, next_version(export_base) - 1) + 1
+
+
+def _make_readable(folder):
+    """mkdtemp makes folders 0700; a model server running as another user must read the export."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for root, folders, files in os.walk(folder):
+        os.chmod(root, 0o777 & ~umask)
+        for name in files:
+            os.chmod(os.path.join(root, name), 0o666 & ~umask)
+
+
+def remove_stale_temporaries(export_base):
+    """Removes `.<version>-<pid>-*` folders left by exports whose process no longer runs."""
+    for name in os.listdir(export_base):
+        parts = name.split("-")
+        if not (name.startswith(".") and len(parts) >= 3 and parts[0][1:].isdigit() and parts[1].isdigit()):
+            continue
+        pid = int(parts[1])
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(os.path.join(export_base, name), ignore_errors=True)
+        except PermissionError:
+            pass  # alive, another user's
 
 
 def _check(path, model, preprocessor, heads, check_inputs):

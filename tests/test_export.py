@@ -145,3 +145,39 @@ def test_malformed_requests_name_the_input_and_what_was_expected(exported, make,
     with pytest.raises(tf.errors.InvalidArgumentError, match=message):
         signature(**make())
     signature(**{k: tf.constant(v) for k, v in raw.items()})  # and it keeps serving
+
+
+def test_exports_that_race_for_a_version_both_land_and_folders_are_readable(exported, tmp_path, monkeypatch):
+    import mmkeras.export as export_lib
+
+    _, model, preprocessor, _ = exported
+    base = str(tmp_path / "race")
+    os.makedirs(os.path.join(base, ".1-999999999-abcd"))  # left by a killed export: that process is gone
+    os.makedirs(os.path.join(base, f".1-{os.getpid()}-live"))  # being written by a live process
+    first = export_saved_model(model, preprocessor, base)
+    # A second export that computed its version before the first one landed: both chose 1.
+    monkeypatch.setattr(export_lib, "next_version", lambda export_base, calls=[]: calls.append(1) or (
+        1 if len(calls) == 1 else max(int(n) for n in os.listdir(export_base) if n.isdigit()) + 1))
+    second = export_saved_model(model, preprocessor, base)
+    assert (os.path.basename(first), os.path.basename(second)) == ("1", "2")
+    leftovers = sorted(n for n in os.listdir(base) if n.startswith("."))
+    assert leftovers == [f".1-{os.getpid()}-live"], "only the live process's temporary folder stays"
+    umask = os.umask(0)
+    os.umask(umask)
+    for folder in (first, second, os.path.join(second, "variables")):
+        assert os.stat(folder).st_mode & 0o777 == 0o777 & ~umask
+    assert os.stat(os.path.join(second, "saved_model.pb")).st_mode & 0o777 == 0o666 & ~umask
+
+
+@pytest.mark.slow
+def test_three_concurrent_exports_to_one_base_get_three_versions(tiny_run, tmp_path):
+    run_dir = tiny_run[0]
+    base = str(tmp_path / "concurrent")
+    script = ("import sys; from mmkeras.training import load_run; from mmkeras.export import export_saved_model; "
+              "m, p, _ = load_run(sys.argv[1]); print('VERSION', export_saved_model(m, p, sys.argv[2]))")
+    processes = [subprocess.Popen([sys.executable, "-c", script, run_dir, base], stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    outputs = [p.communicate(timeout=300) for p in processes]
+    for process, (out, err) in zip(processes, outputs):
+        assert process.returncode == 0, err[-3000:]
+    assert sorted(os.listdir(base)) == ["1", "2", "3"]
