@@ -124,6 +124,10 @@ def test_manifests_that_are_not_utf8_or_have_ragged_rows_name_the_line(tmp_path,
     ragged.write_text("text,label\nfine,a\none, two,b\n")
     with pytest.raises(ValueError, match=r"ragged.csv, row 2: 3 cells but the header has 2"):
         read_manifest(str(ragged))
+    short = tmp_path / "short.csv"
+    short.write_text("text,image,label\nfine,a.png,a\nonly two,b\n")
+    with pytest.raises(ValueError, match=r"short.csv, row 2: 2 cells but the header has 3"):
+        read_manifest(str(short))
 
 
 @pytest.mark.parametrize("text, message", [

@@ -107,7 +107,7 @@ def _check_utf8(path, name):
 
 
 def _read_csv(path, name, delimiter):
-    """A CSV's rows as dicts; a row with more cells than the header is an error naming the row."""
+    """A CSV's rows as dicts; a row with more or fewer cells than the header is an error naming it."""
     _check_utf8(path, name)
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f, delimiter=delimiter)
@@ -117,6 +117,12 @@ def _read_csv(path, name, delimiter):
                 raise BadRecordError(
                     f"{name}, row {number}: {len(reader.fieldnames) + len(row[None])} cells but the header has "
                     f"{len(reader.fieldnames)} ({reader.fieldnames}); quote cells that contain '{delimiter}'"
+                )
+            if any(value is None for value in row.values()):  # DictReader fills missing cells with None
+                cells = sum(value is not None for value in row.values())
+                raise BadRecordError(
+                    f"{name}, row {number}: {cells} cells but the header has {len(reader.fieldnames)} "
+                    f"({reader.fieldnames}); leave a cell empty with a delimiter, e.g. 'text,,label'"
                 )
             rows.append(row)
     return rows
