@@ -14,7 +14,6 @@ carries the most:
 Run: `python benchmarks/datasets.py tones /tmp/tones` writes one.
 """
 
-import csv
 import os
 import sys
 import wave
@@ -24,6 +23,7 @@ import numpy as np
 from mmkeras.demo import DTMF
 from mmkeras.demo import clue
 from mmkeras.demo import write_demo_data
+from mmkeras.demo import write_splits
 
 SAMPLE_RATE = 8000
 CLIP_SECONDS = 0.5
@@ -43,19 +43,6 @@ def _write_png(path, pixels):
     from PIL import Image
 
     Image.fromarray((np.clip(pixels, 0, 1) * 255).astype("uint8"), "L").save(path)
-
-
-def _write_splits(folder, rows, fractions=(0.7, 0.15)):
-    n = len(rows)
-    cut1, cut2 = int(fractions[0] * n), int((fractions[0] + fractions[1]) * n)
-    paths = {}
-    for name, part in (("train", rows[:cut1]), ("validation", rows[cut1:cut2]), ("test", rows[cut2:])):
-        paths[name] = os.path.join(folder, f"{name}.csv")
-        with open(paths[name], "w", newline="") as f:
-            writer = csv.DictWriter(f, ["text", "image", "audio", "label"])
-            writer.writeheader()
-            writer.writerows(part)
-    return paths
 
 
 def write_tones(folder, examples=600, seed=1):
@@ -84,7 +71,7 @@ def write_tones(folder, examples=600, seed=1):
         _write_wav(os.path.join(folder, f"audio/{i:04d}.wav"), sound)
         text = clue(digit, rng) if rng.random() < 0.6 else ""
         rows.append({"text": text, "image": f"images/{i:04d}.png", "audio": f"audio/{i:04d}.wav", "label": str(digit)})
-    return _write_splits(folder, rows)
+    return write_splits(folder, rows)
 
 
 def _draw(shape, size, rng):
@@ -127,7 +114,7 @@ def write_shapes(folder, examples=3000, seed=2):
         _write_wav(os.path.join(folder, f"audio/{i:05d}.wav"), sound)
         text = hints[shape] if rng.random() < 0.5 else ""
         rows.append({"text": text, "image": f"images/{i:05d}.png", "audio": f"audio/{i:05d}.wav", "label": label})
-    return _write_splits(folder, rows)
+    return write_splits(folder, rows)
 
 
 #: name → writer(folder) → manifest paths

@@ -105,10 +105,15 @@ def write_demo_data(folder, examples=None, seed=0):
         Image.fromarray(degrade_image(digits.images[i], rng), "L").save(os.path.join(folder, image_path))
         _write_wav(os.path.join(folder, audio_path), tone_pair(digit, rng))
         rows.append({"text": clue(digit, rng), "image": image_path, "audio": audio_path, "label": str(digit)})
+    return write_splits(folder, rows)
+
+
+def write_splits(folder, rows, train=0.7, validation=0.15):
+    """Writes `rows` in order as `train.csv`, `validation.csv` and `test.csv`; returns their paths."""
     n = len(rows)
-    splits = {"train": rows[: int(0.7 * n)], "validation": rows[int(0.7 * n) : int(0.85 * n)], "test": rows[int(0.85 * n) :]}
+    cut1, cut2 = int(train * n), int((train + validation) * n)
     paths = {}
-    for name, part in splits.items():
+    for name, part in (("train", rows[:cut1]), ("validation", rows[cut1:cut2]), ("test", rows[cut2:])):
         paths[name] = os.path.join(folder, f"{name}.csv")
         with open(paths[name], "w", newline="") as f:
             writer = csv.DictWriter(f, ["text", "image", "audio", "label"])
