@@ -134,14 +134,9 @@ def _message(error):
     """The located part of an error: TensorFlow wraps a pipeline's assertion in graph context."""
     import tensorflow as tf
 
-    if not isinstance(error, tf.errors.OpError):
-        return str(error)
-    text = error.message or str(error)
-    for marker in ("assertion failed: [", "Assertion failed: ["):
-        if marker in text:
-            line = text.split(marker, 1)[1].split("\n", 1)[0].rstrip()
-            return line[:-1] if line.endswith("]") else line
-    return text.strip().splitlines()[0]
+    from mmkeras.data.bad_records import error_text
+
+    return error_text(error) if isinstance(error, tf.errors.OpError) else str(error)
 
 
 def main(argv=None):

@@ -5,11 +5,10 @@ import json
 import os
 
 import numpy as np
-import tensorflow as tf
 
 from mmkeras import constants
 from mmkeras.data import make_dataset
-from mmkeras.data.dataset import locate_decode_error
+from mmkeras.data.dataset import decode_errors_located
 from mmkeras.export import serving_model
 from mmkeras.postprocess import model_heads
 from mmkeras.postprocess import postprocess
@@ -152,13 +151,8 @@ def evaluate(model, preprocessor, source, output_dir=None, columns=None, batch_s
     if preprocessor.label_type != "classification":
         raise ValueError(f"evaluate() reports classification metrics; this run's labels are {preprocessor.label_type!r}")
     dataset = make_dataset(source, preprocessor, columns=columns, batch_size=batch_size, on_bad_record=on_bad_record)
-    try:
+    with decode_errors_located(dataset):
         features, y_true = collect(dataset)
-    except tf.errors.InvalidArgumentError as error:
-        located = locate_decode_error(dataset, error)
-        if located is error:
-            raise
-        raise located from error
     served = serving_model(model)
     head = next(h for h in model_heads(model, preprocessor) if h.name == constants.DEFAULT_HEAD)
     names = preprocessor.label_names

@@ -268,12 +268,12 @@ def build_model(
     return model
 
 
-def _layers(model):
+def walk_layers(model):
     """Every layer of `model`, looking inside nested models (the encoders)."""
     for layer in model.layers:
         yield layer
         if isinstance(layer, keras.Model):
-            yield from _layers(layer)
+            yield from walk_layers(layer)
 
 
 def adapt_model(model, dataset, max_batches=100):
@@ -304,7 +304,7 @@ def adapt_model(model, dataset, max_batches=100):
     ['audio_mel']
     """
     wanted = {}
-    for layer in _layers(model):
+    for layer in walk_layers(model):
         if isinstance(layer, LogMelSpectrogram) and layer.normalization == "bin" and layer.name.endswith("_mel"):
             wanted[layer.name[: -len("_mel")]] = layer
     if not wanted:

@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from mmkeras import constants
+from mmkeras.model import walk_layers
 
 #: A multi-label head names every class scoring at least this.
 MULTILABEL_THRESHOLD = 0.5
@@ -36,15 +37,6 @@ class HeadInfo:
 
     def to_dict(self):
         return dataclasses.asdict(self)
-
-
-def _layer_names(model):
-    names = []
-    for layer in model.layers:
-        names.append(layer.name)
-        if hasattr(layer, "layers"):
-            names.extend(_layer_names(layer))
-    return names
 
 
 def _output_names(model):
@@ -75,7 +67,7 @@ def model_heads(model, preprocessor=None, label_names=None):
     [('topic', 'classification', ['a', 'b']), ('score', 'regression', None)]
     """
     outputs = [n for n in _output_names(model) if n != constants.MODALITY_WEIGHTS]
-    layers = set(_layer_names(model))
+    layers = {layer.name for layer in walk_layers(model)}
     modalities = [n for n in (model.input if isinstance(model.input, dict) else {}) if
                   not n.endswith(constants.PRESENT_SUFFIX)]
     output_tensors = model.output if isinstance(model.output, dict) else dict(zip(_output_names(model), model.outputs))

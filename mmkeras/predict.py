@@ -7,7 +7,8 @@ import tensorflow as tf
 
 from mmkeras.data import make_dataset
 from mmkeras.data import read_manifest
-from mmkeras.data.dataset import locate_decode_error
+from mmkeras.data.bad_records import error_text
+from mmkeras.data.dataset import decode_errors_located
 from mmkeras.data.manifest import BadRecordError
 from mmkeras.data.manifest import cell_text
 from mmkeras.data.manifest import resolve_path
@@ -87,30 +88,13 @@ def predict(model_path, source, output=None, columns=None, batch_size=64):
         model, preprocessor, _ = load_run(model_path)
         heads = model_heads(model, preprocessor)
         dataset = make_dataset(manifest, preprocessor, columns=columns, batch_size=batch_size, with_labels=False)
-        try:
+        with decode_errors_located(dataset):
             outputs = serving_model(model).predict(dataset, verbose=0)
-        except tf.errors.InvalidArgumentError as error:
-            located = locate_decode_error(dataset, error)
-            if located is error:
-                raise
-            raise located from error
         out = {k: v.numpy() for k, v in postprocess(outputs, heads).items()}
         results.extend(result_rows(manifest.row_numbers, out, heads))
     if output:
         _write_csv(output, results)
     return results
-
-
-def _decoder_text(error):
-    """The line of a TensorFlow error that says what failed (not the graph context around it)."""
-    lines = [line.strip() for line in (error.message or str(error)).splitlines() if line.strip()]
-    for line in lines:
-        if "assertion failed: [" in line:
-            return line.split("assertion failed: [", 1)[1].rsplit("]", 1)[0]
-    for line in lines:
-        if not line.startswith(("Graph execution error", "Detected at node", "[[", "File ", "{{")):
-            return line.split(" [[")[0]
-    return lines[0] if lines else type(error).__name__
 
 
 def _locate_served_error(signature, numbers, raw, manifest, columns):
@@ -128,7 +112,7 @@ def _locate_served_error(signature, numbers, raw, manifest, columns):
             call(one)
             continue
         except tf.errors.InvalidArgumentError as error:
-            message = _decoder_text(error).replace(" (example 0 of the batch)", "")
+            message = error_text(error).replace(" (example 0 of the batch)", "")
         name = message.split(":", 1)[0][len("Input "):] if message.startswith("Input ") else None
         if name is None:
             for m in one:

@@ -20,7 +20,7 @@ from mmkeras.data import adapt_preprocessor
 from mmkeras.data import make_dataset
 from mmkeras.data import read_manifest
 from mmkeras.data import stratified_split
-from mmkeras.data.dataset import locate_decode_error
+from mmkeras.data.dataset import decode_errors_located
 from mmkeras.data.manifest import LABEL_COLUMN
 from mmkeras.heads import make_heads
 from mmkeras.model import adapt_model
@@ -199,16 +199,10 @@ def train(config, output_dir, callbacks=None, overwrite=False):
     # keeps prefetching across epoch boundaries, instead of Keras building a new iterator (and
     # re-instantiating the decoding graph) each epoch.
     # shuffle=False: the dataset shuffles itself (with the seed); Keras cannot shuffle a tf.data.Dataset.
-    try:
+    # An image decoder's own error ("Invalid PNG") names no record: find it and say where it is.
+    with decode_errors_located(train_ds, val_ds):
         history = model.fit(train_ds.repeat(), validation_data=val_ds, epochs=train_cfg["epochs"], shuffle=False,
                             steps_per_epoch=steps, callbacks=run_callbacks, verbose=train_cfg["verbose"])
-    except tf.errors.InvalidArgumentError as error:
-        # An image decoder's own error ("Invalid PNG") names no record: find it and say where it is.
-        for dataset in [train_ds] + ([val_ds] if val_ds is not None else []):
-            located = locate_decode_error(dataset, error)
-            if located is not error:
-                raise located from error
-        raise
     _atomic_save_model(model, os.path.join(output_dir, MODEL_FILE))
     history_dict = _full_history(output_dir, history.history)
     _atomic_json(history_dict, os.path.join(output_dir, HISTORY_FILE))
@@ -251,12 +245,21 @@ def _prepare_run_directory(output_dir, overwrite):
         os.remove(log)  # epochs of a run that left no backup to resume from: they would be appended to
 
 
-def _best_logged(log_path, monitor):
-    """The lowest `monitor` value in the CSV log of the epochs run so far (None when none)."""
+def _read_log(log_path):
+    """The CSV log of the epochs run so far as {key: [values]} (None when there is no log)."""
     if not os.path.exists(log_path):
         return None
     with open(log_path, newline="") as f:
-        values = [float(row[monitor]) for row in csv.DictReader(f) if row.get(monitor) not in (None, "", "NA")]
+        rows = list(csv.DictReader(f))
+    keys = [k for k in (rows[0] if rows else {}) if k != "epoch"]
+    # CSVLogger writes "NA" where an epoch has no value for a key.
+    history = {k: [float(r[k]) for r in rows if r.get(k) not in (None, "", "NA")] for k in keys}
+    return {k: v for k, v in history.items() if v}
+
+
+def _best_logged(log_path, monitor):
+    """The lowest `monitor` value in the CSV log of the epochs run so far (None when none)."""
+    values = (_read_log(log_path) or {}).get(monitor)
     return min(values) if values else None
 
 
@@ -284,15 +287,10 @@ def check_environment(config):
 
 def _full_history(output_dir, history):
     """The whole run's history from the CSV log (a resumed run's History holds only its own epochs)."""
-    path = os.path.join(output_dir, LOG_FILE)
-    if not os.path.exists(path):
+    logged = _read_log(os.path.join(output_dir, LOG_FILE))
+    if logged is None:
         return {k: [float(x) for x in v] for k, v in history.items()}
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    keys = [k for k in (rows[0] if rows else {}) if k != "epoch"]
-    # CSVLogger writes "NA" where an epoch has no value for a key.
-    history = {k: [float(r[k]) for r in rows if r.get(k) not in (None, "", "NA")] for k in keys}
-    return {k: v for k, v in history.items() if v}
+    return logged
 
 
 def load_run(run_dir):

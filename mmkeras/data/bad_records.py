@@ -7,6 +7,41 @@ import keras
 import tensorflow as tf
 
 
+_CONTEXT_LINES = ("Graph execution error", "Detected at node", "[[", "File ", "<stack traces unavailable>")
+
+
+def error_text(error):
+    """What a TensorFlow error says went wrong, without the graph context around it.
+
+    The text of a pipeline assertion (`assertion failed: [...]`) when there is one, else the
+    decoder's own words ("Invalid PNG data, size 852"), without `{{function_node ...}}`, the
+    iterator's path or `[[node ...]]`.
+
+    Example:
+
+    >>> import tensorflow as tf
+    >>> error_text(tf.errors.InvalidArgumentError(None, None, "Graph execution error:\\n\\n"
+    ...            "assertion failed: [train.csv, row 5: not an image file] [[{{node Assert}}]]"))
+    'train.csv, row 5: not an image file'
+    """
+    text = getattr(error, "message", None) or str(error)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in lines:
+        if "assertion failed: [" in line:
+            message = line.split("assertion failed: [", 1)[1].split(" [[", 1)[0].rstrip()
+            return message[:-1] if message.endswith("]") else message
+    for line in lines:
+        if line.startswith(_CONTEXT_LINES):
+            continue
+        line = line.split(" [[", 1)[0]
+        if line.startswith("{{"):
+            line = line.split("}}", 1)[-1].strip()
+        if "transformation with iterator: " in line:
+            line = line.split("transformation with iterator: ", 1)[1].split(": ", 1)[-1]
+        return line
+    return lines[0] if lines else type(error).__name__
+
+
 def first_flagged(values, flagged):
     """The first of `values` (a `[batch]` tensor) where `flagged` is True, as a scalar string.
 

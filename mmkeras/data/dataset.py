@@ -1,5 +1,6 @@
 """Manifest (or TFRecord shards) → `tf.data.Dataset` of `(features, labels)` for `model.fit`."""
 
+import contextlib
 import glob
 import json
 import os
@@ -10,6 +11,7 @@ import tensorflow as tf
 from mmkeras import constants
 from mmkeras.data import audio as audio_lib
 from mmkeras.data.bad_records import BadRecordReport
+from mmkeras.data.bad_records import error_text
 from mmkeras.data.bad_records import first_flagged
 from mmkeras.data.manifest import BadRecordError
 from mmkeras.data.manifest import cell_text
@@ -294,7 +296,7 @@ def make_dataset(
     if on_bad_record == "skip":
         # Decode every record once, before training: the bad ones are known and reported up front,
         # and the training pipeline holds only usable records, with a known length.
-        excluded = _scan_bad_records(elements(False), decode, batch_size, report)
+        excluded = _scan_bad_records(elements(False), decode, batch_size, report, count)
         count -= len(excluded)
         if count <= 0:
             raise BadRecordError(f"{source_name}: no usable record. " + report.summary(limit=5))
@@ -349,7 +351,7 @@ def make_dataset(
 
     def locate_bad_records():
         found = BadRecordReport(source_name)
-        _scan_bad_records(elements(False, set(excluded)), decode, batch_size, found)
+        _scan_bad_records(elements(False, set(excluded)), decode, batch_size, found, count)
         return found
 
     ds.locate_bad_records = locate_bad_records
@@ -401,7 +403,7 @@ class _decoder:
 UNDECODABLE_IMAGE = "image could not be decoded (corrupt or truncated file)"
 
 
-def _scan_bad_records(elements, decode, batch_size, report):
+def _scan_bad_records(elements, decode, batch_size, report, total):
     """Decodes every element once and adds the bad ones to `report`; returns their row numbers.
 
     Most problems come back as reasons; an image decoder that raises on a corrupt body drops its
@@ -422,6 +424,8 @@ def _scan_bad_records(elements, decode, batch_size, report):
         for row, column, path, reason in zip(status["row"], status["column"], status["path"], status["reason"]):
             report.add(int(row), column.decode(), path.decode(), reason.decode())
             rows.append(int(row))
+    if len(seen) == total:
+        return rows  # every element came back: no decoder raised, no second pass over the data
     images = [m for m, spec in decode.preprocessor.specs.items() if spec.kind == constants.IMAGE]
     for element in elements.as_numpy_iterator():
         row = int(element[_ROW])
@@ -432,6 +436,23 @@ def _scan_bad_records(elements, decode, batch_size, report):
         report.add(row, column, ", ".join(p for _, p in paths), UNDECODABLE_IMAGE)
         rows.append(row)
     return rows
+
+
+@contextlib.contextmanager
+def decode_errors_located(*datasets):
+    """Re-raises a decoder error met while reading `datasets` as a `BadRecordError` naming the record.
+
+    Example: `with decode_errors_located(train_ds, val_ds): model.fit(train_ds, ...)`. Errors that
+    are not about a record (or that no record reproduces) pass through unchanged.
+    """
+    try:
+        yield
+    except tf.errors.InvalidArgumentError as error:
+        for dataset in datasets:
+            located = locate_decode_error(dataset, error) if dataset is not None else error
+            if located is not error:
+                raise located from error
+        raise
 
 
 def locate_decode_error(dataset, error):
@@ -448,9 +469,7 @@ def locate_decode_error(dataset, error):
     if not len(report):
         return error
     (row, column), (path, reason) = sorted(report.records.items())[0]
-    detail = (error.message or "").strip().splitlines()[0] if error.message else ""
-    return BadRecordError(f"{record_location(report.source, row, column, path)}: {reason}"
-                          + (f" ({detail})" if detail else ""))
+    return BadRecordError(f"{record_location(report.source, row, column, path)}: {reason} ({error_text(error)})")
 
 
 def adapt_preprocessor(preprocessor, source, columns=None):
