@@ -2,7 +2,7 @@
 and two-modality reference models trained the same way.
 
 Run: `.venv/bin/python benchmarks/fusion_comparison.py [--datasets digits tones shapes]
-      [--seeds 1 2 3] [--epochs 30] [--output DIR]`
+      [--seeds 1 2 3] [--epochs E] [--jobs 2] [--output DIR]`
      `... --train T.csv --validation V.csv --test X.csv` for your own data (one data set).
 
 Every model is `mmkeras train` with the defaults (only the modality sizes of `datasets.py`, the
@@ -18,9 +18,11 @@ Writes `fusion_comparison.md` and `fusion_comparison.json`.
 """
 
 import argparse
+import concurrent.futures
 import copy
 import itertools
 import json
+import multiprocessing
 import os
 import sys
 import tempfile
@@ -66,37 +68,71 @@ def _mean(rows, key):
     return float(np.mean(values)), float(np.std(values))
 
 
-def compare(name, paths, seeds, epochs, workdir, fusions):
+_TEST_SETS = {}
+
+
+def _test_set(test_path, train_path):
+    """The test split's decoded features and labels (made once per process)."""
+    if test_path not in _TEST_SETS:
+        preprocessor = mmkeras.Preprocessor(MODALITIES)
+        mmkeras.adapt_preprocessor(preprocessor, train_path)
+        features, labels = collect(mmkeras.make_dataset(test_path, preprocessor, batch_size=64))
+        _TEST_SETS[test_path] = (features, labels, len(preprocessor.label_names))
+    return _TEST_SETS[test_path]
+
+
+def _task(job):
+    """One training run of `compare`'s plan; runs in this process or in a worker process."""
+    features, labels, _ = _test_set(job["test"], job["config"]["data"]["train"])
+    row = run_one(job["config"], job["run_dir"], features, labels)
+    print(job["name"], job["group"], job["key"], job["config"]["training"]["seed"], json.dumps(row), flush=True)
+    return row
+
+
+def _worker_init():
+    # Two small models side by side use two cores better than one model using both.
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+
+
+def compare(name, paths, seeds, epochs, workdir, fusions, jobs=1):
     modalities = list(MODALITIES)
     base = {"data": {"train": paths["train"], "validation": paths["validation"]},
             "modalities": copy.deepcopy(MODALITIES),
-            "training": {"epochs": epochs, "verbose": 0, "tensorboard": False, "backup": False, "checkpoint": False}}
-    preprocessor = mmkeras.Preprocessor(MODALITIES)
-    mmkeras.adapt_preprocessor(preprocessor, paths["train"])
-    test_features, test_labels = collect(mmkeras.make_dataset(paths["test"], preprocessor, batch_size=64))
-    classes = len(preprocessor.label_names)
-    result = {"fusions": {}, "references": {}, "classes": classes, "test_examples": int(len(test_labels))}
+            "training": {"verbose": 0, "tensorboard": False, "backup": False, "checkpoint": False}}
+    if epochs:
+        base["training"]["epochs"] = epochs
+    _, test_labels, classes = _test_set(paths["test"], paths["train"])
+    plan = []
     for fusion in fusions:
-        rows = []
         for seed in seeds:
             config = copy.deepcopy(base)
             config["fusion"] = {"type": fusion, **FUSION_OPTIONS.get(fusion, {})}
             config["training"]["seed"] = seed
-            rows.append(run_one(config, os.path.join(workdir, f"{name}-{fusion}-{seed}"), test_features, test_labels))
-            print(name, fusion, seed, json.dumps(rows[-1]), flush=True)
-        result["fusions"][fusion] = rows
+            plan.append({"group": "fusions", "key": fusion, "config": config,
+                         "run_dir": os.path.join(workdir, f"{name}-{fusion}-{seed}")})
     for size in (len(modalities) - 1, 1):
         for kept in itertools.combinations(modalities, size):
-            rows = []
             for seed in seeds:
                 config = copy.deepcopy(base)
                 config["modalities"] = {m: MODALITIES[m] for m in kept}
                 config["training"]["seed"] = seed
                 key = "+".join(kept)
-                rows.append(run_one(config, os.path.join(workdir, f"{name}-only-{key}-{seed}"), test_features,
-                                    test_labels))
-                print(name, "only", key, seed, json.dumps(rows[-1]), flush=True)
-            result["references"]["+".join(kept)] = rows
+                plan.append({"group": "references", "key": key, "config": config,
+                             "run_dir": os.path.join(workdir, f"{name}-only-{key}-{seed}")})
+    for job in plan:
+        job.update(name=name, test=paths["test"])
+    if jobs > 1:
+        context = multiprocessing.get_context("spawn")  # TensorFlow does not survive a fork
+        with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context, initializer=_worker_init) as pool:
+            rows = list(pool.map(_task, plan))
+    else:
+        rows = [_task(job) for job in plan]
+    result = {"fusions": {}, "references": {}, "classes": classes, "test_examples": int(len(test_labels))}
+    for job, row in zip(plan, rows):
+        result[job["group"]].setdefault(job["key"], []).append(row)
     return result
 
 
@@ -148,7 +184,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=sorted(DATASETS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=None, help="default: the library's (early stopping ends most runs sooner)")
+    parser.add_argument("--jobs", type=int, default=1, help="training runs side by side, one process each")
     parser.add_argument("--fusions", nargs="+", default=list(mmkeras.FUSIONS), choices=sorted(mmkeras.FUSIONS))
     parser.add_argument("--train")
     parser.add_argument("--validation")
@@ -166,7 +203,7 @@ def main():
     modalities = list(MODALITIES)
     results, lines, checks = {}, [], []
     for name, paths in sources.items():
-        results[name] = compare(name, paths, args.seeds, args.epochs, workdir, args.fusions)
+        results[name] = compare(name, paths, args.seeds, args.epochs, workdir, args.fusions, args.jobs)
         lines += table(name, results[name], modalities) + [""]
         if "attention" in args.fusions:
             checks += check_targets(name, results[name], modalities)

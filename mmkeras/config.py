@@ -22,13 +22,13 @@ DEFAULTS = {
     "fusion": {"type": "attention", "modality_dropout": 0.25},
     "model": {"hidden_units": 64, "dropout": 0.1, "modality_logits": True},
     "training": {
-        "epochs": 20,
+        "epochs": 40,
         "batch_size": 32,
         "learning_rate": 0.001,
         "weight_decay": 0.0001,  # AdamW's decoupled weight decay; 0 = plain Adam
         "label_smoothing": 0.1,  # classification and multi-label losses; 0 = off
         "lr_schedule": None,  # None, "cosine" or "plateau"
-        "early_stopping_patience": 5,  # 0 turns early stopping off
+        "early_stopping_patience": 10,  # 0 turns early stopping off
         "class_weights": False,  # weight classes by inverse frequency
         "seed": 42,
         "deterministic": False,  # true: fixed pipeline order and op determinism, so a run repeats exactly
@@ -62,7 +62,7 @@ def resolve_config(config, base_dir=None):
 
     >>> cfg = resolve_config({"data": {"train": "train.csv"}, "modalities": {"text": {}}}, "/data")
     >>> cfg["data"]["train"], cfg["training"]["epochs"], cfg["fusion"]["type"]
-    ('/data/train.csv', 20, 'attention')
+    ('/data/train.csv', 40, 'attention')
     """
     config = dict(config or {})
     fusion = dict(config.get("fusion") or {})

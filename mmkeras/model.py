@@ -53,7 +53,10 @@ def build_text_encoder(spec=None, **options):
 
 
 def build_image_encoder(spec=None, **options):
-    """Image encoder: `[Conv2D → BatchNormalization → ReLU → MaxPooling2D] * n` → global pooling.
+    """Image encoder: `[Conv2D → BatchNormalization → ReLU → MaxPooling2D] * n` → pooled vector.
+
+    The last feature map is averaged down to a `grid` x `grid` map and flattened (default), or
+    pooled globally (`pooling="avg"` or `"max"`).
 
     Args:
         spec: `ImageSpec`. Settings; alternatively pass ImageSpec's fields as keyword options.
@@ -62,7 +65,9 @@ def build_image_encoder(spec=None, **options):
     Example:
 
     >>> encoder = build_image_encoder(height=8, width=8, channels=1, filters=(4, 8))
-    >>> tuple(encoder.output.shape)
+    >>> tuple(encoder.output.shape)  # a 2 x 2 map of 8 filters, flattened
+    (None, 32)
+    >>> tuple(build_image_encoder(height=8, width=8, channels=1, filters=(4, 8), pooling="avg").output.shape)
     (None, 8)
     """
     spec, p = _spec(spec, options, constants.IMAGE)
@@ -76,7 +81,15 @@ def build_image_encoder(spec=None, **options):
         if size >= 2:
             x = keras.layers.MaxPooling2D(2, name=f"{p}_pool_{i}")(x)  # (batch, H / 2**i, W / 2**i, filters)
             size //= 2
-    x = keras.layers.GlobalAveragePooling2D(name=f"{p}_global_pool")(x)  # (batch, filters[-1])
+    if spec.pooling == "grid":
+        cells = (min(spec.grid, x.shape[1]), min(spec.grid, x.shape[2]))
+        if cells != tuple(x.shape[1:3]):
+            x = keras.layers.AdaptiveAveragePooling2D(cells, name=f"{p}_grid_pool")(x)  # (batch, g, g, filters)
+        x = keras.layers.Flatten(name=f"{p}_flatten")(x)  # (batch, g * g * filters[-1])
+    elif spec.pooling == "max":
+        x = keras.layers.GlobalMaxPooling2D(name=f"{p}_global_pool")(x)  # (batch, filters[-1])
+    else:
+        x = keras.layers.GlobalAveragePooling2D(name=f"{p}_global_pool")(x)  # (batch, filters[-1])
     x = keras.layers.Dropout(spec.dropout, name=f"{p}_dropout")(x)
     return keras.Model(pixels, x, name=f"{p}_encoder")
 

@@ -59,6 +59,11 @@ class ImageSpec:
         kernel_size: int. Conv2D kernel size.
         batchnorm_momentum: float. BatchNormalization momentum (0.9 makes early validation
             scores meaningful on small data sets).
+        pooling: str. How the last feature map becomes a vector: "grid" (default) averages it
+            down to `grid` x `grid` cells and flattens them, so where a feature is stays known
+            (a digit's stroke at the top or the bottom); "avg" or "max" pool globally (position-
+            free: fine for textures and objects anywhere, much weaker for centred drawings).
+        grid: int. Cells per side for `pooling="grid"` (a smaller map is flattened as it is).
         dropout: float. Dropout on the encoder's output vector.
         augment: dict. Training-only augmentation (default: small shifts; `{}` turns it off):
             "shift" (random translation, as a fraction of height and width), "flip" ("horizontal",
@@ -81,11 +86,14 @@ class ImageSpec:
     filters: tuple = (32, 64, 128)
     kernel_size: int = 3
     batchnorm_momentum: float = 0.9
+    pooling: str = "grid"
+    grid: int = 4
     dropout: float = 0.1
     augment: dict = dataclasses.field(default_factory=lambda: dict(DEFAULT_IMAGE_AUGMENT))
 
     def __post_init__(self):
         self.filters = tuple(self.filters)
+        _check_choice("pooling", self.pooling, ("grid", "avg", "max"))
         _check_keys("image augment", self.augment,
                     ("shift", "flip", "rotation", "zoom", "contrast", "noise", "occlusion"))
 

@@ -180,3 +180,31 @@ def test_a_custom_encoder_must_return_vectors():
     bad = keras.Model(frames, keras.layers.Dense(2)(frames))
     with pytest.raises(ValueError, match=r"one \(batch, features\) output"):
         mmkeras.build_model({"frames": bad}, num_classes=2)
+
+
+def _blob(row, col, size=16):
+    image = np.zeros((1, size, size, 1), "float32")
+    image[0, row : row + 2, col : col + 2, 0] = 1.0
+    return image
+
+
+@pytest.mark.parametrize("pooling, keeps_position", [("grid", True), ("avg", False)])
+def test_default_image_pooling_keeps_where_a_feature_is(pooling, keeps_position):
+    # The same stroke at the top left or lower right of a centred drawing is a different digit;
+    # global average pooling gives both the same vector (for a shift of the encoder's stride),
+    # the default grid pooling does not.
+    keras.utils.set_random_seed(3)
+    encoder = mmkeras.build_image_encoder(height=16, width=16, channels=1, filters=(4, 8), pooling=pooling)
+    top, bottom = encoder(_blob(4, 4)).numpy(), encoder(_blob(8, 8)).numpy()
+    assert np.abs(top).max() > 0
+    assert np.allclose(top, bottom, atol=1e-6) is not keeps_position
+    assert mmkeras.specs.ImageSpec().pooling == "grid"
+
+
+def test_grid_pooling_is_at_most_grid_by_grid_cells():
+    wide = mmkeras.build_image_encoder(height=64, width=48, channels=3, filters=(4, 8), grid=3)
+    assert tuple(wide.output.shape) == (None, 3 * 3 * 8)  # the 16 x 12 map averaged down to 3 x 3
+    small = mmkeras.build_image_encoder(height=8, width=8, channels=1, filters=(4, 8, 16), grid=4)
+    assert tuple(small.output.shape) == (None, 16)  # a 1 x 1 map is flattened as it is
+    with pytest.raises(ValueError, match="pooling"):
+        mmkeras.build_image_encoder(height=8, width=8, pooling="mean")
