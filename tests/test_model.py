@@ -208,3 +208,15 @@ def test_grid_pooling_is_at_most_grid_by_grid_cells():
     assert tuple(small.output.shape) == (None, 16)  # a 1 x 1 map is flattened as it is
     with pytest.raises(ValueError, match="pooling"):
         mmkeras.build_image_encoder(height=8, width=8, pooling="mean")
+
+
+def test_a_single_modality_model_warns_about_nothing():
+    # Attention over one modality used to softmax a size-1 axis, and Keras warned on every build.
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        model = mmkeras.build_model({"image": {"height": 8, "width": 8, "channels": 1, "filters": [4]}}, num_classes=3)
+        out = model.predict({"image": np.ones((2, 8, 8, 1), "float32"),
+                             "image_present": np.array([[1.0], [0.0]], "float32")}, verbose=0)
+    assert out["label"].shape == (2, 3)

@@ -13,6 +13,8 @@ def masked_softmax(scores, presence):
     """
     scores = ops.cast(scores, "float32")
     presence = ops.cast(presence, "float32")
+    if scores.shape[-1] == 1:
+        return presence  # one modality: weight 1 when present (and no softmax over one value)
     scores = ops.where(presence > 0, scores, ops.full_like(scores, -1e9))
     weights = ops.softmax(scores, axis=-1) * presence
     return weights / ops.maximum(ops.sum(weights, axis=-1, keepdims=True), 1e-9)

@@ -1,0 +1,137 @@
+"""The library's image and audio branches, trained alone with the defaults, against simple models a
+practitioner would write first, on the same decoded files.
+
+Run: `.venv/bin/python benchmarks/encoder_baselines.py [--datasets digits tones shapes] [--seeds 1 2 3]`
+
+Per data set of `datasets.py` (test accuracy, mean ± standard deviation over the seeds):
+- `mmkeras image` / `mmkeras audio`: `mmkeras train` with one modality and the defaults;
+- `small CNN`: Conv2D(16) → pool → Conv2D(32) → pool → Flatten → Dense(64), plain Keras;
+- `logistic regression`: scikit-learn on the raw pixels (no training on the GPU, no augmentation);
+- `Conv1D + pooling`: log-mel (Keras' `MelSpectrogram`) → Conv1D(32) x 2 → global mean and max
+  pooling → Dense(64), plain Keras.
+The plain Keras models train on the Preprocessor's decoded tensors (the same pixels and waveforms
+the library's models see) with Adam 1e-3, batch 32, up to 40 epochs and early stopping on
+validation loss (patience 10, best weights restored): the library's budget. An encoder that
+trails its simple baseline by more than the seeds' spread has a fault to look for; this script is
+how the image branch's global average pooling was found (tones: 0.29 alone, against 0.76 for
+logistic regression on the pixels).
+"""
+
+import argparse
+import copy
+import json
+import os
+import sys
+import tempfile
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import keras  # noqa: E402
+
+import mmkeras  # noqa: E402
+from datasets import DATASETS  # noqa: E402
+from datasets import MODALITIES  # noqa: E402
+from fusion_comparison import _fmt  # noqa: E402
+from fusion_comparison import run_one  # noqa: E402
+from mmkeras.evaluation import collect  # noqa: E402
+
+EPOCHS = 40
+PATIENCE = 10
+
+
+def _decoded(paths):
+    """Decoded train/validation/test tensors and label ids, through the library's Preprocessor."""
+    preprocessor = mmkeras.Preprocessor(MODALITIES)
+    mmkeras.adapt_preprocessor(preprocessor, paths["train"])
+    splits = {split: collect(mmkeras.make_dataset(paths[split], preprocessor, batch_size=64))
+              for split in ("train", "validation", "test")}
+    return splits, len(preprocessor.label_names)
+
+
+def small_cnn(shape, classes):
+    pixels = keras.Input(shape)
+    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu")(pixels)
+    x = keras.layers.MaxPooling2D()(x)
+    x = keras.layers.Conv2D(32, 3, padding="same", activation="relu")(x)
+    x = keras.layers.MaxPooling2D()(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dropout(0.3)(x)
+    x = keras.layers.Dense(64, activation="relu")(x)
+    return keras.Model(pixels, keras.layers.Dense(classes, activation="softmax")(x))
+
+
+def conv1d_audio(samples, classes):
+    spec = MODALITIES["audio"]
+    waveform = keras.Input((samples,))
+    mel = keras.layers.MelSpectrogram(
+        fft_length=256, sequence_stride=int(0.010 * spec["sample_rate"]), sequence_length=int(0.025 * spec["sample_rate"]),
+        sampling_rate=spec["sample_rate"], num_mel_bins=spec["num_mel_bins"], power_to_db=True)(waveform)  # (batch, mels, frames)
+    x = keras.layers.Permute((2, 1))(mel)  # (batch, frames, mels)
+    x = keras.layers.LayerNormalization()(x)
+    for _ in range(2):
+        x = keras.layers.Conv1D(32, 5, padding="same", activation="relu")(x)
+    x = keras.layers.Concatenate()([keras.layers.GlobalAveragePooling1D()(x), keras.layers.GlobalMaxPooling1D()(x)])
+    x = keras.layers.Dense(64, activation="relu")(keras.layers.Dropout(0.3)(x))
+    return keras.Model(waveform, keras.layers.Dense(classes, activation="softmax")(x))
+
+
+def fit_plain(model, splits, key, seed):
+    keras.utils.set_random_seed(seed)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    (x, y), (xv, yv), (xt, yt) = ((splits[s][0][key], splits[s][1]) for s in ("train", "validation", "test"))
+    stop = keras.callbacks.EarlyStopping(patience=PATIENCE, restore_best_weights=True)
+    model.fit(x, y, validation_data=(xv, yv), epochs=EPOCHS, batch_size=32, verbose=0, callbacks=[stop])
+    return float((model.predict(xt, verbose=0).argmax(-1) == yt).mean())
+
+
+def logistic_regression(splits):
+    from sklearn.linear_model import LogisticRegression
+
+    (x, y), (xt, yt) = ((splits[s][0]["image"].reshape(len(splits[s][1]), -1), splits[s][1]) for s in ("train", "test"))
+    return float(LogisticRegression(C=0.05, max_iter=3000).fit(x, y).score(xt, yt))
+
+
+def compare(name, paths, seeds, workdir):
+    splits, classes = _decoded(paths)
+    test_features, test_labels = splits["test"]
+    rows = {}
+    for modality in ("image", "audio"):
+        for seed in seeds:
+            config = {"data": {"train": paths["train"], "validation": paths["validation"]},
+                      "modalities": {modality: copy.deepcopy(MODALITIES[modality])},
+                      "training": {"verbose": 0, "tensorboard": False, "backup": False, "checkpoint": False,
+                                   "seed": seed, "epochs": EPOCHS, "early_stopping_patience": PATIENCE}}
+            row = run_one(config, os.path.join(workdir, f"{name}-{modality}-{seed}"), test_features, test_labels)
+            rows.setdefault(f"mmkeras {modality}", []).append(row["all"])
+            shape = splits["train"][0][modality].shape[1:]
+            plain = small_cnn(shape, classes) if modality == "image" else conv1d_audio(shape[0], classes)
+            baseline = "small CNN" if modality == "image" else "Conv1D + pooling"
+            rows.setdefault(baseline, []).append(fit_plain(plain, splits, modality, seed))
+            print(name, modality, seed, {k: round(v[-1], 3) for k, v in rows.items()}, flush=True)
+    rows["logistic regression (pixels)"] = [logistic_regression(splits)]
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=sorted(DATASETS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    args = parser.parse_args()
+    workdir = tempfile.mkdtemp(prefix="mmkeras-encoders-")
+    results = {}
+    lines = ["| data set | model | test accuracy |", "|---|---|---|"]
+    for name in args.datasets:
+        results[name] = compare(name, DATASETS[name](os.path.join(workdir, "data", name)), args.seeds, workdir)
+        for model, values in results[name].items():
+            lines.append(f"| {name} | {model} | {_fmt(float(np.mean(values)), float(np.std(values)))} |")
+    print("\n".join(lines))
+    with open(os.path.join(workdir, "encoder_baselines.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    print(f"written to {workdir}")
+
+
+if __name__ == "__main__":
+    main()
