@@ -80,6 +80,14 @@ def resolve_config(config, base_dir=None):
         path = resolved["data"][key]
         if path and not os.path.isabs(str(path)):
             resolved["data"][key] = os.path.normpath(os.path.join(base_dir, str(path)))
+    for options in resolved["modalities"].values():
+        encoder = (options or {}).get("encoder") if isinstance(options, dict) else None
+        if encoder:  # a .keras source and a weights file are files beside the config too
+            options["encoder"] = encoder = dict(encoder)
+            for key in ("source", "weights"):
+                path = encoder.get(key)
+                if isinstance(path, str) and (path.endswith((".keras", ".h5")) and not os.path.isabs(path)):
+                    encoder[key] = os.path.normpath(os.path.join(base_dir, path))
     return resolved
 
 

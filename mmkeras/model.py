@@ -16,6 +16,7 @@ from mmkeras.layers import LogMelSpectrogram
 from mmkeras.layers import ModalityDropout
 from mmkeras.layers import ModalityLogits
 from mmkeras.layers import SpecAugment
+from mmkeras.pretrained import build_pretrained_encoder
 
 
 def _spec(spec, options, kind):
@@ -160,7 +161,10 @@ def _branch(name, value):
             )
         return value, tuple(value.inputs[0].shape[1:]), value.inputs[0].dtype
     spec = specs_lib.make_spec(name, value)
-    encoder = ENCODER_BUILDERS[spec.kind](spec, name=name)
+    if spec.encoder:
+        encoder = build_pretrained_encoder(spec, name)
+    else:
+        encoder = ENCODER_BUILDERS[spec.kind](spec, name=name)
     return encoder, tuple(encoder.inputs[0].shape[1:]), encoder.inputs[0].dtype
 
 

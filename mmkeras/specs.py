@@ -28,6 +28,9 @@ class TextSpec:
         lstm_units: int. Width of the LSTM (per direction).
         bidirectional: bool. Read the text both ways.
         dropout: float. Dropout on the encoder's output vector.
+        encoder: dict. A pretrained encoder instead of the default branch (`mmkeras.pretrained`):
+            `{source: "keras.applications:NAME" (images) or a .keras file, weights: imagenet |
+            PATH | null, trainable: false, scaling: raw | tf | torch | caffe | unit}`.
 
     Example:
 
@@ -43,6 +46,7 @@ class TextSpec:
     lstm_units: int = 64
     bidirectional: bool = False
     dropout: float = 0.1
+    encoder: dict = None
 
 
 @dataclasses.dataclass
@@ -65,6 +69,9 @@ class ImageSpec:
             free: fine for textures and objects anywhere, much weaker for centred drawings).
         grid: int. Cells per side for `pooling="grid"` (a smaller map is flattened as it is).
         dropout: float. Dropout on the encoder's output vector.
+        encoder: dict. A pretrained encoder instead of the default branch (`mmkeras.pretrained`):
+            `{source: "keras.applications:NAME" (images) or a .keras file, weights: imagenet |
+            PATH | null, trainable: false, scaling: raw | tf | torch | caffe | unit}`.
         augment: dict. Training-only augmentation (default: small shifts; `{}` turns it off):
             "shift" (random translation, as a fraction of height and width), "flip" ("horizontal",
             "vertical" or "horizontal_and_vertical"), "rotation" (fraction of a full turn),
@@ -89,6 +96,7 @@ class ImageSpec:
     pooling: str = "grid"
     grid: int = 4
     dropout: float = 0.1
+    encoder: dict = None
     augment: dict = dataclasses.field(default_factory=lambda: dict(DEFAULT_IMAGE_AUGMENT))
 
     def __post_init__(self):
@@ -125,6 +133,9 @@ class AudioSpec:
             "time_masks", "time_width", "freq_masks", "freq_width" (see `SpecAugment`).
         bidirectional: bool. Read the frames both ways.
         dropout: float. Dropout on the encoder's output vector.
+        encoder: dict. A pretrained encoder instead of the default branch (`mmkeras.pretrained`):
+            `{source: "keras.applications:NAME" (images) or a .keras file, weights: imagenet |
+            PATH | null, trainable: false, scaling: raw | tf | torch | caffe | unit}`.
         augment: dict. Training-only augmentation (default: gain; `{}` turns it off): "gain_db" (random gain up to
             +/- this), "noise_snr_db" (white noise at this signal-to-noise ratio), "shift"
             (random circular shift up to this fraction of the clip).
@@ -152,6 +163,7 @@ class AudioSpec:
     pooling: str = "mean_max"
     bidirectional: bool = False
     dropout: float = 0.1
+    encoder: dict = None
     spec_augment: dict = dataclasses.field(default_factory=lambda: dict(DEFAULT_SPEC_AUGMENT))
     augment: dict = dataclasses.field(default_factory=lambda: dict(DEFAULT_AUDIO_AUGMENT))
 
@@ -227,11 +239,16 @@ def make_spec(name, options):
     for key in ("filters", "conv_filters"):
         if key in options:
             options[key] = tuple(options[key])
+    if options.get("encoder") is not None:
+        from mmkeras.pretrained import check_encoder_options
+
+        check_encoder_options(name, options["encoder"])
+        options["encoder"] = dict(options["encoder"])
     return cls(**options)
 
 
 #: Spec fields that may be null (computed from others when they are).
-_OPTIONAL = {"frame_length", "frame_step", "fft_length", "fmax", "standardize"}
+_OPTIONAL = {"frame_length", "frame_step", "fft_length", "fmax", "standardize", "encoder"}
 
 
 def _check_type(modality, key, value, kind):

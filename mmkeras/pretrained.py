@@ -1,0 +1,210 @@
+"""Pretrained encoders: a modality's branch taken from `keras.applications` or a saved `.keras` model.
+
+A modality's settings name the encoder under `encoder:`; the Preprocessor still decodes the raw
+input (pixels in [0, 1] for images), and the encoder's own input scaling is a layer inside the
+model, so training, `.keras` reloads and the served SavedModel all apply it. The pretrained weights
+become part of the model: a saved run or an export never fetches anything again.
+
+Sources:
+- `keras.applications:NAME` (image modalities): the backbone without its classifier, global-average
+  pooled. `weights: imagenet` fetches Keras' ImageNet weights once (or takes them from
+  `~/.keras/models/`); `weights: PATH` loads a local weights file; `weights: null` starts random.
+- a path to a `.keras` file (any modality): a model taking the modality's tensor (token ids,
+  pixels or the waveform) and returning `(batch, features)` (a feature map is average pooled).
+
+Frozen by default (`trainable: false`): the backbone runs in inference mode and its weights stay
+as loaded. `trainable: true` fine-tunes every layer (use a smaller `training.learning_rate`).
+"""
+
+import os
+
+import keras
+from keras import ops
+
+#: Input scaling each `keras.applications` family expects from 0-255 RGB pixels:
+#: "raw" (the model rescales itself), "tf" ([-1, 1]), "torch" (ImageNet mean/std), "caffe" (BGR, mean).
+APPLICATION_SCALING = {
+    "EfficientNet": "raw", "ConvNeXt": "raw", "MobileNetV3": "raw", "RegNet": "raw",
+    "ResNet50V2": "tf", "ResNet101V2": "tf", "ResNet152V2": "tf",
+    "ResNet": "caffe", "VGG": "caffe",
+    "MobileNet": "tf", "Xception": "tf", "Inception": "tf", "NASNet": "tf",
+    "DenseNet": "torch",
+}
+SCALINGS = ("raw", "tf", "torch", "caffe", "unit")
+ENCODER_KEYS = ("source", "weights", "trainable", "scaling")
+
+
+@keras.saving.register_keras_serializable(package="mmkeras")
+class PixelScaling(keras.layers.Layer):
+    """Maps pixels in [0, 1] to the range a pretrained image model was trained on.
+
+    Args:
+        mode: str. "raw" (0-255), "tf" ([-1, 1]), "torch" (ImageNet mean and std of [0, 1]
+            RGB), "caffe" (0-255 BGR minus the ImageNet mean), "unit" (unchanged).
+
+    Example:
+
+    >>> import numpy as np
+    >>> PixelScaling("tf")(np.array([[[[0.0, 0.5, 1.0]]]], "float32")).numpy().tolist()
+    [[[[-1.0, 0.0, 1.0]]]]
+    """
+
+    def __init__(self, mode="raw", **kwargs):
+        super().__init__(**kwargs)
+        if mode not in SCALINGS:
+            raise ValueError(f"Expected scaling to be one of {list(SCALINGS)}. Received: scaling={mode!r}")
+        self.mode = mode
+
+    def call(self, pixels):
+        if self.mode == "raw":
+            return pixels * 255.0
+        if self.mode == "tf":
+            return pixels * 2.0 - 1.0
+        if self.mode == "torch":
+            mean = ops.convert_to_tensor([0.485, 0.456, 0.406], pixels.dtype)
+            std = ops.convert_to_tensor([0.229, 0.224, 0.225], pixels.dtype)
+            return (pixels - mean) / std
+        if self.mode == "caffe":
+            bgr = ops.flip(pixels, axis=-1) * 255.0
+            return bgr - ops.convert_to_tensor([103.939, 116.779, 123.68], pixels.dtype)
+        return pixels
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"mode": self.mode})
+        return config
+
+
+def check_encoder_options(modality, options):
+    """Raises ValueError naming `modalities.<modality>.encoder` when its settings are malformed."""
+    where = f"modalities.{modality}.encoder"
+    unknown = sorted(set(options) - set(ENCODER_KEYS))
+    if unknown:
+        raise ValueError(f"Unknown config key(s) {unknown} in '{where}'. Expected some of {sorted(ENCODER_KEYS)}.")
+    source = options.get("source")
+    if not isinstance(source, str) or not source:
+        raise ValueError(f"Config key '{where}.source': expected 'keras.applications:NAME' or a path to a "
+                         f".keras file. Received: {source!r}")
+    if not isinstance(options.get("trainable", False), bool):
+        raise ValueError(f"Config key '{where}.trainable': expected true or false. Received: {options['trainable']!r}")
+    if options.get("scaling") is not None and options["scaling"] not in SCALINGS:
+        raise ValueError(f"Config key '{where}.scaling': expected one of {list(SCALINGS)}. "
+                         f"Received: {options['scaling']!r}")
+
+
+def build_pretrained_encoder(spec, name):
+    """The encoder `spec.encoder` asks for, as a model from the modality's tensor to a vector.
+
+    Args:
+        spec: a modality spec whose `encoder` is set (see the module's docstring).
+        name: str. The modality's name (names the layers).
+
+    Example:
+
+    >>> from mmkeras.specs import make_spec
+    >>> spec = make_spec("image", {"height": 32, "width": 32, "channels": 3,
+    ...     "encoder": {"source": "keras.applications:MobileNetV3Small", "weights": None}})
+    >>> encoder = build_pretrained_encoder(spec, "image")
+    >>> tuple(encoder.output.shape), encoder.get_layer("image_backbone").trainable
+    ((None, 576), False)
+    """
+    options = dict(spec.encoder)
+    check_encoder_options(name, options)
+    source = options["source"]
+    if source.startswith("keras.applications:"):
+        return _application_encoder(spec, name, source.split(":", 1)[1], options)
+    return _saved_model_file_encoder(spec, name, source, options)
+
+
+def _application_encoder(spec, name, application, options):
+    if spec.kind != "image":
+        raise ValueError(f"Modality {name!r}: keras.applications encoders take images; {name!r} is a {spec.kind} "
+                         f"modality. Use a .keras file as its encoder instead.")
+    constructor = getattr(keras.applications, application, None)
+    if constructor is None or not callable(constructor):
+        known = sorted(n for n in dir(keras.applications) if n[:1].isupper())
+        raise ValueError(f"Config key 'modalities.{name}.encoder.source': keras.applications has no model "
+                         f"{application!r}. Known: {known}")
+    weights = options.get("weights", "imagenet")
+    if weights not in (None, "imagenet") and not os.path.exists(weights):
+        raise ValueError(f"Config key 'modalities.{name}.encoder.weights': no weights file {weights!r}.")
+    if weights is not None and spec.channels != 3:
+        raise ValueError(f"Modality {name!r}: {application} with pretrained weights takes RGB images; set "
+                         f"channels: 3 (the Preprocessor converts grey images). Received: channels={spec.channels}")
+    try:
+        backbone = constructor(include_top=False, weights="imagenet" if weights == "imagenet" else None,
+                               input_shape=(spec.height, spec.width, spec.channels), pooling="avg")
+    except Exception as error:  # noqa: BLE001 - re-raised with the source named
+        if weights == "imagenet" and _is_fetch_failure(error):
+            raise RuntimeError(
+                f"Could not fetch the ImageNet weights of keras.applications:{application} ({error}). On a "
+                f"machine without internet, download them elsewhere and set modalities.{name}.encoder.weights "
+                f"to the local file, or copy them into ~/.keras/models/."
+            ) from error
+        raise
+    if weights not in (None, "imagenet"):
+        backbone.load_weights(weights)
+    backbone.name = f"{name}_backbone"
+    backbone.trainable = bool(options.get("trainable", False))
+    scaling = options.get("scaling") or _application_scaling(application)
+    pixels = keras.Input((spec.height, spec.width, spec.channels), name=name)
+    x = PixelScaling(scaling, name=f"{name}_scaling")(pixels)
+    # A frozen backbone's BatchNormalization keeps its statistics (the Keras transfer-learning recipe).
+    x = backbone(x, training=False) if not backbone.trainable else backbone(x)
+    x = keras.layers.Dropout(spec.dropout, name=f"{name}_dropout")(x)
+    return keras.Model(pixels, x, name=f"{name}_encoder")
+
+
+def _application_scaling(application):
+    for prefix in sorted(APPLICATION_SCALING, key=len, reverse=True):
+        if application.startswith(prefix):
+            return APPLICATION_SCALING[prefix]
+    return "raw"
+
+
+def _is_fetch_failure(error):
+    text = f"{type(error).__name__} {error}"
+    return any(word in text for word in ("URL fetch failure", "URLError", "HTTP Error", "urlopen",
+                                         "Name or service not known", "Temporary failure in name resolution"))
+
+
+def _saved_model_file_encoder(spec, name, path, options):
+    if not path.endswith(".keras"):
+        raise ValueError(f"Config key 'modalities.{name}.encoder.source': expected 'keras.applications:NAME' or a "
+                         f"path ending in .keras. Received: {path!r}")
+    if not os.path.exists(path):
+        raise ValueError(f"Config key 'modalities.{name}.encoder.source': no file {path!r}.")
+    if options.get("weights") is not None:
+        raise ValueError(f"Config key 'modalities.{name}.encoder.weights': a .keras file holds its own weights; "
+                         f"remove 'weights'.")
+    loaded = keras.saving.load_model(path, compile=False)
+    loaded.name = f"{name}_backbone"
+    loaded.trainable = bool(options.get("trainable", False))
+    expected = _input_shape(spec)
+    given = tuple(loaded.inputs[0].shape[1:]) if len(loaded.inputs) == 1 else None
+    if given is None or len(given) != len(expected) or any(g not in (None, e) for g, e in zip(given, expected)):
+        raise ValueError(f"Modality {name!r}: the encoder in {path} must take one input of shape {(None,) + expected} "
+                         f"(what the Preprocessor makes for this modality). Received inputs: "
+                         f"{[tuple(t.shape) for t in loaded.inputs]}")
+    tensor = keras.Input(expected, dtype="int32" if spec.kind == "text" else "float32", name=name)
+    x = loaded(tensor, training=False) if not loaded.trainable else loaded(tensor)
+    if len(x.shape) == 4:
+        x = keras.layers.GlobalAveragePooling2D(name=f"{name}_pool")(x)
+    elif len(x.shape) == 3:
+        x = keras.layers.GlobalAveragePooling1D(name=f"{name}_pool")(x)
+    if len(x.shape) != 2:
+        raise ValueError(f"Modality {name!r}: the encoder in {path} must return (batch, features) or a feature map. "
+                         f"Received: {tuple(x.shape)}")
+    x = keras.layers.Dropout(spec.dropout, name=f"{name}_dropout")(x)
+    return keras.Model(tensor, x, name=f"{name}_encoder")
+
+
+def _input_shape(spec):
+    if spec.kind == "text":
+        return (spec.sequence_length,)
+    if spec.kind == "image":
+        return (spec.height, spec.width, spec.channels)
+    return (spec.num_samples,)
