@@ -13,8 +13,8 @@ The plain Keras models train on the Preprocessor's decoded tensors (the same pix
 the library's models see) with Adam 1e-3, batch 32, up to 40 epochs and early stopping on
 validation loss (patience 10, best weights restored): the library's budget. An encoder that
 trails its simple baseline by more than the seeds' spread has a fault to look for; this script is
-how the image branch's global average pooling was found (tones: 0.29 alone, against 0.76 for
-logistic regression on the pixels).
+how the image branch's global average pooling was found (tones: 0.29 alone, against 0.74 for
+logistic regression on the pixels and 0.79 for the small CNN).
 """
 
 import argparse
