@@ -255,12 +255,8 @@ class Preprocessor:
         """`tf.TensorSpec`s of one example's features (no batch dimension)."""
         signature = {}
         for name, spec in self.specs.items():
-            if spec.kind == constants.TEXT:
-                signature[name] = tf.TensorSpec([spec.sequence_length], tf.int32)
-            elif spec.kind == constants.IMAGE:
-                signature[name] = tf.TensorSpec([spec.height, spec.width, spec.channels], tf.float32)
-            else:
-                signature[name] = tf.TensorSpec([spec.num_samples], tf.float32)
+            shape, dtype = specs_lib.model_input(spec)
+            signature[name] = tf.TensorSpec(list(shape), dtype)
             signature[constants.presence_name(name)] = tf.TensorSpec([1], tf.float32)
         return signature
 

@@ -21,6 +21,8 @@ import os
 import keras
 from keras import ops
 
+from mmkeras.specs import model_input
+
 #: Input scaling each `keras.applications` family expects from 0-255 RGB pixels:
 #: "raw" (the model rescales itself), "tf" ([-1, 1]), "torch" (ImageNet mean/std), "caffe" (BGR, mean).
 APPLICATION_SCALING = {
@@ -183,13 +185,13 @@ def _saved_model_file_encoder(spec, name, path, options):
     loaded = keras.saving.load_model(path, compile=False)
     loaded.name = f"{name}_backbone"
     loaded.trainable = bool(options.get("trainable", False))
-    expected = _input_shape(spec)
+    expected, dtype = model_input(spec)
     given = tuple(loaded.inputs[0].shape[1:]) if len(loaded.inputs) == 1 else None
     if given is None or len(given) != len(expected) or any(g not in (None, e) for g, e in zip(given, expected)):
         raise ValueError(f"Modality {name!r}: the encoder in {path} must take one input of shape {(None,) + expected} "
                          f"(what the Preprocessor makes for this modality). Received inputs: "
                          f"{[tuple(t.shape) for t in loaded.inputs]}")
-    tensor = keras.Input(expected, dtype="int32" if spec.kind == "text" else "float32", name=name)
+    tensor = keras.Input(expected, dtype=dtype, name=name)
     x = loaded(tensor, training=False) if not loaded.trainable else loaded(tensor)
     if len(x.shape) == 4:
         x = keras.layers.GlobalAveragePooling2D(name=f"{name}_pool")(x)
@@ -201,10 +203,3 @@ def _saved_model_file_encoder(spec, name, path, options):
     x = keras.layers.Dropout(spec.dropout, name=f"{name}_dropout")(x)
     return keras.Model(tensor, x, name=f"{name}_encoder")
 
-
-def _input_shape(spec):
-    if spec.kind == "text":
-        return (spec.sequence_length,)
-    if spec.kind == "image":
-        return (spec.height, spec.width, spec.channels)
-    return (spec.num_samples,)

@@ -272,6 +272,21 @@ def _check_type(modality, key, value, kind):
         raise ValueError(f"Config key 'modalities.{modality}.{key}': expected {expected}. Received: {value!r}")
 
 
+def model_input(spec):
+    """(shape without the batch dimension, dtype) of the tensor the Preprocessor makes for `spec`.
+
+    Example:
+
+    >>> model_input(make_spec("image", {"height": 8, "width": 6, "channels": 1}))
+    ((8, 6, 1), 'float32')
+    """
+    if spec.kind == constants.TEXT:
+        return (spec.sequence_length,), "int32"
+    if spec.kind == constants.IMAGE:
+        return (spec.height, spec.width, spec.channels), "float32"
+    return (spec.num_samples,), "float32"
+
+
 def spec_to_dict(spec):
     """The spec's settings as a plain dict (JSON/YAML friendly), with its kind."""
     config = dataclasses.asdict(spec)
