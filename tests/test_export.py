@@ -181,3 +181,13 @@ def test_three_concurrent_exports_to_one_base_get_three_versions(tiny_run, tmp_p
     for process, (out, err) in zip(processes, outputs):
         assert process.returncode == 0, err[-3000:]
     assert sorted(os.listdir(base)) == ["1", "2", "3"]
+
+
+def test_saved_model_stores_each_weight_once(exported):
+    # Keras' ExportArchive wrote every weight twice (keras-team/keras#23553): a 90 MB encoder
+    # exported 180 MB of variables, and TF Serving held both copies in memory.
+    path, model, _, _ = exported
+    parameter_bytes = sum(int(np.prod(w.shape)) * np.dtype(w.dtype).itemsize for w in model.weights)
+    data = [f for f in os.listdir(os.path.join(path, "variables")) if f.startswith("variables.data")]
+    stored = sum(os.path.getsize(os.path.join(path, "variables", f)) for f in data)
+    assert stored <= 1.1 * parameter_bytes, (stored, parameter_bytes)
