@@ -82,13 +82,18 @@ def resolve_config(config, base_dir=None):
             resolved["data"][key] = os.path.normpath(os.path.join(base_dir, str(path)))
     for options in resolved["modalities"].values():
         encoder = (options or {}).get("encoder") if isinstance(options, dict) else None
-        if encoder:  # a .keras source and a weights file are files beside the config too
+        if encoder:  # .keras files, SavedModel folders and weights files are beside the config too
             options["encoder"] = encoder = dict(encoder)
-            for key in ("source", "weights"):
-                path = encoder.get(key)
-                if isinstance(path, str) and (path.endswith((".keras", ".h5")) and not os.path.isabs(path)):
-                    encoder[key] = os.path.normpath(os.path.join(base_dir, path))
+            source, weights = encoder.get("source"), encoder.get("weights")
+            if isinstance(source, str) and source and not source.startswith(("keras.applications:", "hub:")):
+                encoder["source"] = _beside(base_dir, source)
+            if isinstance(weights, str) and weights != "imagenet":
+                encoder["weights"] = _beside(base_dir, weights)
     return resolved
+
+
+def _beside(base_dir, path):
+    return path if os.path.isabs(path) else os.path.normpath(os.path.join(base_dir, path))
 
 
 def _integer(minimum):

@@ -1,4 +1,4 @@
-"""Pretrained encoders: a modality's branch taken from `keras.applications` or a saved `.keras` model.
+"""Pretrained encoders: a modality's branch from `keras.applications`, TF Hub, a SavedModel or a `.keras` file.
 
 A modality's settings name the encoder under `encoder:`; the Preprocessor still decodes the raw
 input (pixels in [0, 1] for images), and the encoder's own input scaling is a layer inside the
@@ -11,6 +11,10 @@ Sources:
   `~/.keras/models/`); `weights: PATH` loads a local weights file; `weights: null` starts random.
 - a path to a `.keras` file (any modality): a model taking the modality's tensor (token ids,
   pixels or the waveform) and returning `(batch, features)` (a feature map is average pooled).
+- `hub:HANDLE` (a TF Hub / Kaggle Models handle, resolved by `tensorflow_hub.resolve`, which caches
+  under `TFHUB_CACHE_DIR`) or a path to a SavedModel folder (any modality): called through
+  `mmkeras.layers.SavedModelEncoder` on the same tensor; `endpoint` picks the function and
+  `output_key` the output. A copy of the SavedModel travels inside the run's `.keras` file.
 
 Frozen by default (`trainable: false`): the backbone runs in inference mode and its weights stay
 as loaded. `trainable: true` fine-tunes every layer (use a smaller `training.learning_rate`).
@@ -21,6 +25,7 @@ import os
 import keras
 from keras import ops
 
+from mmkeras.layers.saved_model_encoder import SavedModelEncoder
 from mmkeras.specs import model_input
 
 #: Input scaling each `keras.applications` family expects from 0-255 RGB pixels:
@@ -33,7 +38,9 @@ APPLICATION_SCALING = {
     "DenseNet": "torch",
 }
 SCALINGS = ("raw", "tf", "torch", "caffe", "unit")
-ENCODER_KEYS = ("source", "weights", "trainable", "scaling")
+ENCODER_KEYS = ("source", "weights", "trainable", "scaling", "endpoint", "output_key")
+#: Prefix of a TF Hub handle in `encoder.source`.
+HUB_PREFIX = "hub:"
 
 
 @keras.saving.register_keras_serializable(package="mmkeras")
@@ -88,10 +95,16 @@ def check_encoder_options(modality, options):
         raise ValueError(f"Unknown config key(s) {unknown} in '{where}'. Expected some of {sorted(ENCODER_KEYS)}.")
     source = options.get("source")
     if not isinstance(source, str) or not source:
-        raise ValueError(f"Config key '{where}.source': expected 'keras.applications:NAME' or a path to a "
-                         f".keras file. Received: {source!r}")
+        raise ValueError(f"Config key '{where}.source': expected 'keras.applications:NAME', 'hub:HANDLE', a "
+                         f"SavedModel folder or a .keras file. Received: {source!r}")
     if not isinstance(options.get("trainable", False), bool):
         raise ValueError(f"Config key '{where}.trainable': expected true or false. Received: {options['trainable']!r}")
+    if options.get("endpoint") is not None and not isinstance(options["endpoint"], str):
+        raise ValueError(f"Config key '{where}.endpoint': expected the name of a function or signature of the "
+                         f"SavedModel. Received: {options['endpoint']!r}")
+    if options.get("output_key") is not None and not isinstance(options["output_key"], (str, int)):
+        raise ValueError(f"Config key '{where}.output_key': expected an output's name or index. "
+                         f"Received: {options['output_key']!r}")
     if options.get("scaling") is not None and options["scaling"] not in SCALINGS:
         raise ValueError(f"Config key '{where}.scaling': expected one of {list(SCALINGS)}. "
                          f"Received: {options['scaling']!r}")
@@ -118,6 +131,12 @@ def build_pretrained_encoder(spec, name):
     source = options["source"]
     if source.startswith("keras.applications:"):
         return _application_encoder(spec, name, source.split(":", 1)[1], options)
+    if source.startswith(HUB_PREFIX) or os.path.isdir(source):
+        return _saved_model_folder_encoder(spec, name, source, options)
+    for key in ("endpoint", "output_key"):
+        if options.get(key) is not None:
+            raise ValueError(f"Config key 'modalities.{name}.encoder.{key}' applies to TF Hub handles and SavedModel "
+                             f"folders, not to {source!r}.")
     return _saved_model_file_encoder(spec, name, source, options)
 
 
@@ -170,7 +189,8 @@ def _application_scaling(application):
 def _is_fetch_failure(error):
     text = f"{type(error).__name__} {error}"
     return any(word in text for word in ("URL fetch failure", "URLError", "HTTP Error", "urlopen",
-                                         "Name or service not known", "Temporary failure in name resolution"))
+                                         "Name or service not known", "Temporary failure in name resolution",
+                                         "Connection refused", "Network is unreachable", "timed out"))
 
 
 def _saved_model_file_encoder(spec, name, path, options):
@@ -193,12 +213,60 @@ def _saved_model_file_encoder(spec, name, path, options):
                          f"{[tuple(t.shape) for t in loaded.inputs]}")
     tensor = keras.Input(expected, dtype=dtype, name=name)
     x = loaded(tensor, training=False) if not loaded.trainable else loaded(tensor)
+    return _pooled_vector(spec, name, tensor, x, path)
+
+
+def _saved_model_folder_encoder(spec, name, source, options):
+    where = f"modalities.{name}.encoder"
+    if options.get("weights") is not None:
+        raise ValueError(f"Config key '{where}.weights': a SavedModel holds its own weights; remove 'weights'.")
+    folder = resolve_hub_handle(source[len(HUB_PREFIX):], f"{where}.source") if source.startswith(HUB_PREFIX) else source
+    expected, dtype = model_input(spec)
+    tensor = keras.Input(expected, dtype=dtype, name=name)
+    x = tensor
+    if options.get("scaling") is not None:
+        if spec.kind != "image":
+            raise ValueError(f"Config key '{where}.scaling' applies to image modalities only.")
+        x = PixelScaling(options["scaling"], name=f"{name}_scaling")(x)
+    try:
+        layer = SavedModelEncoder(folder, endpoint=options.get("endpoint"), output_key=options.get("output_key"),
+                                  example_shape=expected, example_dtype=dtype, name=f"{name}_backbone")
+    except ValueError as error:
+        raise ValueError(f"Config key '{where}.source' ({source}): {error}") from error
+    layer.trainable = bool(options.get("trainable", False))
+    return _pooled_vector(spec, name, tensor, layer(x), source)
+
+
+def resolve_hub_handle(handle, where="encoder.source"):
+    """The local folder of a TF Hub handle: downloaded and cached by `tensorflow_hub` when online.
+
+    A local folder passes through unchanged. Offline, a handle that is not in `TFHUB_CACHE_DIR`
+    raises one RuntimeError saying how to point to a local copy.
+    """
+    try:
+        import tensorflow_hub as hub
+    except ImportError as error:
+        raise ImportError(f"Config key '{where}' names a TF Hub handle ({handle}), which needs tensorflow-hub: "
+                          f"pip install 'mmkeras[hub]' (or point the source to a local SavedModel folder).") from error
+    try:
+        return hub.resolve(handle)
+    except Exception as error:  # noqa: BLE001 - re-raised with the handle named
+        if os.path.isdir(handle) or not _is_fetch_failure(error):
+            raise
+        raise RuntimeError(
+            f"Could not fetch the TF Hub model {handle} ({error}). On a machine without internet, download it "
+            f"elsewhere (the handle's address with '?tf-hub-format=compressed' gives a .tar.gz), unpack it and set "
+            f"{where} to that folder, or set TFHUB_CACHE_DIR to a cache folder that holds it."
+        ) from error
+
+
+def _pooled_vector(spec, name, tensor, x, source):
     if len(x.shape) == 4:
         x = keras.layers.GlobalAveragePooling2D(name=f"{name}_pool")(x)
     elif len(x.shape) == 3:
         x = keras.layers.GlobalAveragePooling1D(name=f"{name}_pool")(x)
     if len(x.shape) != 2:
-        raise ValueError(f"Modality {name!r}: the encoder in {path} must return (batch, features) or a feature map. "
+        raise ValueError(f"Modality {name!r}: the encoder in {source} must return (batch, features) or a feature map. "
                          f"Received: {tuple(x.shape)}")
     x = keras.layers.Dropout(spec.dropout, name=f"{name}_dropout")(x)
     return keras.Model(tensor, x, name=f"{name}_encoder")

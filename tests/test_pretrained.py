@@ -137,3 +137,131 @@ def test_a_backbone_model_reloads_in_a_fresh_process(tmp_path):
     (fresh,) = predict_in_fresh_process([path], x, str(tmp_path), env={"CUDA_VISIBLE_DEVICES": ""})
     np.testing.assert_allclose(fresh["label"], model.predict(x, verbose=0)["label"], rtol=1e-5, atol=1e-6)
     assert os.path.getsize(path) > 1_000_000  # the backbone's weights are in the file
+
+
+# SavedModel folders and TF Hub handles ---------------------------------------------------------
+
+
+def _audio_saved_model(folder, samples=4000, seed=3):
+    """A small waveform encoder exported as a SavedModel (what a TF Hub audio model is on disk)."""
+    keras.utils.set_random_seed(seed)
+    waveform = keras.Input((samples,))
+    x = keras.layers.Reshape((samples, 1))(waveform)
+    x = keras.layers.Conv1D(8, 32, strides=16, activation="relu")(x)
+    x = keras.layers.GlobalMaxPooling1D()(x)
+    encoder = keras.Model(waveform, keras.layers.Dense(12, activation="relu")(x))
+    encoder.export(str(folder), verbose=False)
+    return encoder
+
+
+class _TwoOutputs(__import__("tensorflow").Module):
+    """A Hub-style module whose signature returns named outputs."""
+
+    def __init__(self):
+        import tensorflow as tf
+
+        super().__init__()
+        self.kernel = tf.Variable(np.arange(6, dtype="float32").reshape(3, 2), name="dense/kernel")
+
+    @__import__("tensorflow").function(input_signature=[__import__("tensorflow").TensorSpec([None, 3], "float32")])
+    def embed(self, features):
+        import tensorflow as tf
+
+        return {"embedding": tf.matmul(features, self.kernel), "norm": tf.norm(features, axis=-1)}
+
+
+def test_a_signature_output_is_chosen_by_key_and_a_wrong_key_lists_the_outputs(tmp_path):
+    import tensorflow as tf
+
+    module = _TwoOutputs()
+    tf.saved_model.save(module, str(tmp_path / "sm"), signatures={"serving_default": module.embed})
+    layer = mmkeras.layers.SavedModelEncoder(str(tmp_path / "sm"), output_key="embedding", example_shape=(3,))
+    np.testing.assert_allclose(layer(np.ones((1, 3), "float32")).numpy(), [[6.0, 9.0]])
+    assert [w.path for w in layer.weights] == [f"{layer.name}/v0"]  # no ':0', so optimizers can name slots
+    with pytest.raises(ValueError, match=r"no output 'logits'.*\['embedding', 'norm'\]"):
+        mmkeras.layers.SavedModelEncoder(str(tmp_path / "sm"), output_key="logits", example_shape=(3,))
+    with pytest.raises(ValueError, match=r"returns \['embedding', 'norm'\]; choose one with output_key"):
+        mmkeras.layers.SavedModelEncoder(str(tmp_path / "sm"), example_shape=(3,))
+    with pytest.raises(ValueError, match=r"no endpoint 'encode'.*serving_default"):
+        mmkeras.layers.SavedModelEncoder(str(tmp_path / "sm"), endpoint="encode", example_shape=(3,))
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "rmsprop"])
+def test_a_trainable_saved_model_fine_tunes_with_adaptive_optimizers(tmp_path, optimizer):
+    # keras.layers.TFSMLayer names its variables 'dense_kernel:0' and these optimizers then fail to
+    # create their slots ("not a valid scope name"); SGD was the only way to fine-tune one.
+    _audio_saved_model(tmp_path / "sm")
+    spec = mmkeras.specs.make_spec("audio", {"sample_rate": 8000, "duration": 0.5,
+                                             "encoder": {"source": str(tmp_path / "sm"), "trainable": True}})
+    encoder = pretrained.build_pretrained_encoder(spec, "audio")
+    model = keras.Sequential([encoder, keras.layers.Dense(2)])
+    model.compile(optimizer, keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    backbone = encoder.get_layer("audio_backbone")
+    before = [w.numpy().copy() for w in backbone.weights]
+    waves = np.random.default_rng(0).normal(size=(8, 4000)).astype("float32")
+    model.fit(waves, np.arange(8) % 2, epochs=2, batch_size=4, verbose=0)
+    assert all(not np.array_equal(a, w.numpy()) for a, w in zip(before, backbone.weights))
+
+
+def test_offline_hub_handle_fails_with_the_handle_and_the_way_out(tmp_path, monkeypatch):
+    pytest.importorskip("tensorflow_hub")
+    monkeypatch.setenv("TFHUB_CACHE_DIR", str(tmp_path / "cache"))
+    spec = mmkeras.specs.make_spec("audio", {"sample_rate": 8000, "duration": 0.5,
+                                             "encoder": {"source": "hub:https://tfhub.invalid/google/yamnet/1"}})
+    with pytest.raises(RuntimeError, match=r"tfhub\.invalid/google/yamnet/1.*modalities\.audio\.encoder\.source"
+                                           r".*TFHUB_CACHE_DIR"):
+        pretrained.build_pretrained_encoder(spec, "audio")
+
+
+def test_a_relative_saved_model_folder_resolves_beside_the_config(tmp_path):
+    from mmkeras.config import resolve_config
+
+    (tmp_path / "encoders" / "sound").mkdir(parents=True)
+    config = {"data": {"train": "m.csv"}, "modalities": {"audio": {"encoder": {"source": "encoders/sound"}},
+                                                         "image": {"encoder": MOBILENET}}}
+    resolved = resolve_config(config, base_dir=str(tmp_path))
+    assert resolved["modalities"]["audio"]["encoder"]["source"] == str(tmp_path / "encoders" / "sound")
+    assert resolved["modalities"]["image"]["encoder"]["source"] == MOBILENET["source"]
+
+
+@pytest.mark.slow
+def test_a_hub_saved_model_trains_reloads_without_its_folder_and_serves_raw_bytes(tmp_path):
+    pytest.importorskip("tensorflow_hub")
+    import shutil
+
+    from helpers import predict_in_fresh_process
+
+    folder = tmp_path / "data"
+    manifest, rows = write_tiny_dataset(str(folder))
+    reference = _audio_saved_model(tmp_path / "yamnet_like")
+    config = tiny_config(manifest, epochs=2)  # the default optimizer, AdamW
+    config["modalities"]["audio"]["encoder"] = {"source": f"hub:{tmp_path / 'yamnet_like'}", "trainable": True}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(tmp_path / "config.yaml"), "--output", str(run)]) == 0
+    shutil.rmtree(tmp_path / "yamnet_like")  # the run must not need the source any more
+
+    from mmkeras.training import load_run
+
+    model, _, _ = load_run(str(run))
+    backbone = model.get_layer("audio_encoder").get_layer("audio_backbone")
+    fine_tuned = [w.numpy() for w in backbone.weights]
+    assert len(fine_tuned) == len(reference.weights)
+    assert any(not np.allclose(a, b.numpy()) for a, b in zip(fine_tuned, reference.weights))
+    x = _inputs(model, n=3)
+    (fresh,) = predict_in_fresh_process([run / "model.keras"], x, str(tmp_path), env={"CUDA_VISIBLE_DEVICES": ""})
+    np.testing.assert_allclose(fresh["label"], model.predict(x, verbose=0)["label"], rtol=1e-5, atol=1e-6)
+
+    assert main(["export", "--run", str(run), "--output", str(tmp_path / "served")]) == 0
+    assert main(["predict", "--model", str(run), "--data", manifest, "--output", str(tmp_path / "k.csv")]) == 0
+    assert main(["predict", "--model", str(tmp_path / "served"), "--data", manifest,
+                 "--output", str(tmp_path / "s.csv")]) == 0
+    keras_rows, served_rows = (open(tmp_path / name).read().splitlines() for name in ("k.csv", "s.csv"))
+    assert len(served_rows) == len(rows) + 1
+    for a, b in zip(keras_rows[1:], served_rows[1:]):
+        a, b = a.split(","), b.split(",")
+        assert a[1] == b[1] and np.allclose(np.float32(a[2:]), np.float32(b[2:]), atol=1e-5)
+    variables = tmp_path / "served" / "1" / "variables"
+    stored = sum(os.path.getsize(variables / f) for f in os.listdir(variables) if f.startswith("variables.data"))
+    parameters = sum(int(np.prod(w.shape)) * np.dtype(w.dtype).itemsize for w in model.weights)
+    assert stored <= 1.1 * parameters, (stored, parameters)

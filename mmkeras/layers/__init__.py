@@ -3,6 +3,7 @@
 from mmkeras.layers.log_mel_spectrogram import LogMelSpectrogram
 from mmkeras.layers.modality_dropout import ModalityDropout
 from mmkeras.layers.modality_logits import ModalityLogits
+from mmkeras.layers.saved_model_encoder import SavedModelEncoder
 from mmkeras.layers.spec_augment import SpecAugment
 
-__all__ = ["LogMelSpectrogram", "ModalityDropout", "ModalityLogits", "SpecAugment"]
+__all__ = ["LogMelSpectrogram", "ModalityDropout", "ModalityLogits", "SavedModelEncoder", "SpecAugment"]
