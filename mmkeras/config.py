@@ -29,6 +29,8 @@ DEFAULTS = {
         "label_smoothing": 0.1,  # classification and multi-label losses; 0 = off
         "lr_schedule": None,  # None, "cosine" or "plateau"
         "early_stopping_patience": 10,  # 0 turns early stopping off
+        "frozen_epochs": 0,  # > 0: trainable pretrained encoders stay frozen this many epochs first
+        "fine_tune_learning_rate": None,  # the learning rate after them; None = learning_rate / 10
         "class_weights": False,  # weight classes by inverse frequency
         "seed": 42,
         "deterministic": False,  # true: fixed pipeline order and op determinism, so a run repeats exactly
@@ -75,6 +77,7 @@ def resolve_config(config, base_dir=None):
         specs_lib.make_spec(name, options)  # fails early, naming the modality and the bad option
     check_fusion(resolved["fusion"], list(resolved["modalities"]))
     check_values(resolved)
+    check_fine_tuning(resolved)
     base_dir = base_dir or os.getcwd()
     for key in ("train", "validation"):
         path = resolved["data"][key]
@@ -143,6 +146,9 @@ CHECKS = {
     "training.label_smoothing": _number(0.0, 1.0),
     "training.lr_schedule": _choice(None, "cosine", "plateau"),
     "training.early_stopping_patience": _integer(0),
+    "training.frozen_epochs": _integer(0),
+    "training.fine_tune_learning_rate": ((lambda v: v is None or (_number(0.0)[0](v) and v > 0)),
+                                         "a number > 0 or null"),
     "training.class_weights": _boolean(),
     "training.seed": _integer(0),
     "training.deterministic": _boolean(),
@@ -173,6 +179,33 @@ def check_values(config):
         value = config[block][name]
         if not check(value):
             raise ValueError(f"Config key {key!r}: expected {expected}. Received: {value!r}")
+
+
+def fine_tuned_modalities(config):
+    """Names of the modalities whose pretrained encoder is fine-tuned (`encoder.trainable: true`)."""
+    return [name for name, options in config["modalities"].items()
+            if isinstance(options, dict) and (options.get("encoder") or {}).get("trainable")]
+
+
+def check_fine_tuning(config):
+    """Checks the two-stage schedule (`training.frozen_epochs`) against the epochs and encoders.
+
+    Example:
+
+    >>> check_fine_tuning({"modalities": {"text": {}}, "training": {"frozen_epochs": 3, "epochs": 10}})
+    Traceback (most recent call last):
+    ...
+    ValueError: Config key 'training.frozen_epochs': 3 frozen epochs first, but no modality has a pretrained encoder with trainable: true to unfreeze after them.
+    """
+    frozen, epochs = config["training"].get("frozen_epochs", 0), config["training"]["epochs"]
+    if not frozen:
+        return
+    if frozen >= epochs:
+        raise ValueError(f"Config key 'training.frozen_epochs': expected fewer than training.epochs ({epochs}), so "
+                         f"that some epochs fine-tune. Received: {frozen}")
+    if not fine_tuned_modalities(config):
+        raise ValueError(f"Config key 'training.frozen_epochs': {frozen} frozen epochs first, but no modality has a "
+                         f"pretrained encoder with trainable: true to unfreeze after them.")
 
 
 def check_fusion(fusion, modalities):

@@ -149,10 +149,6 @@ def train(config, output_dir, callbacks=None, overwrite=False):
     steps = int(train_ds.cardinality())
     if steps <= 0:
         raise RuntimeError(f"The training dataset's length is unknown ({steps}); make_dataset always sets it.")
-    learning_rate = train_cfg["learning_rate"]
-    if train_cfg["lr_schedule"] == "cosine":
-        learning_rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=steps * train_cfg["epochs"])
-
     strategy = choose_strategy(train_cfg["strategy"])
     with strategy.scope():
         model = build_model(
@@ -166,43 +162,40 @@ def train(config, output_dir, callbacks=None, overwrite=False):
             modality_logits=config["model"]["modality_logits"],
             compile=False,
         )
-        compile_model(model, make_heads(heads=heads), learning_rate=learning_rate,
-                      weight_decay=train_cfg["weight_decay"], jit_compile=bool(train_cfg["jit_compile"]))
     adapted = adapt_model(model, train_ds)  # e.g. per-mel-bin statistics for normalization: bin
 
-    monitor = "val_loss" if val_ds is not None else "loss"
     log_path = os.path.join(output_dir, LOG_FILE)
-    run_callbacks = [keras.callbacks.CSVLogger(log_path, append=True)]
-    if train_cfg["backup"]:
-        # The backup is removed by this function once the run's files are all written, not by
-        # the callback at the end of fit: a run killed in between resumes instead of restarting.
-        run_callbacks.insert(0, keras.callbacks.BackupAndRestore(os.path.join(output_dir, BACKUP_DIR),
-                                                                 delete_checkpoint=False))
-    if train_cfg["early_stopping_patience"]:
-        run_callbacks.append(keras.callbacks.EarlyStopping(
-            monitor=monitor, patience=train_cfg["early_stopping_patience"], restore_best_weights=True))
-    if train_cfg["checkpoint"]:
-        # A resumed run starts from the best value logged so far, so best.keras stays the best
-        # epoch of the whole run rather than the first one after the restart.
-        run_callbacks.append(keras.callbacks.ModelCheckpoint(
-            os.path.join(output_dir, BEST_FILE), monitor=monitor, save_best_only=True,
-            initial_value_threshold=_best_logged(log_path, monitor)))
-    if train_cfg["lr_schedule"] == "plateau":
-        run_callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=2))
-    if train_cfg["tensorboard"]:
-        run_callbacks.append(keras.callbacks.TensorBoard(os.path.join(output_dir, "logs")))
-    run_callbacks.extend(bad_records.values())
-    run_callbacks.extend(callbacks or [])
-
-    # The length is known (make_dataset counts usable records, under either bad-record policy),
-    # so one iterator serves every epoch (repeat + steps_per_epoch): the pipeline starts once and
-    # keeps prefetching across epoch boundaries, instead of Keras building a new iterator (and
-    # re-instantiating the decoding graph) each epoch.
-    # shuffle=False: the dataset shuffles itself (with the seed); Keras cannot shuffle a tf.data.Dataset.
-    # An image decoder's own error ("Invalid PNG") names no record: find it and say where it is.
-    with decode_errors_located(train_ds, val_ds):
-        history = model.fit(train_ds.repeat(), validation_data=val_ds, epochs=train_cfg["epochs"], shuffle=False,
-                            steps_per_epoch=steps, callbacks=run_callbacks, verbose=train_cfg["verbose"])
+    backup_dir = os.path.join(output_dir, BACKUP_DIR)
+    history = None
+    for stage in _stages(config, model):
+        if stage.name == "frozen" and os.path.isdir(os.path.join(backup_dir, "fine_tune")):
+            continue  # a resumed run that had finished its frozen epochs
+        for backbone in stage.frozen:
+            backbone.trainable = False
+        for backbone in stage.unfrozen:
+            backbone.trainable = True
+        initial_epoch = stage.first_epoch if stage.name != "fine_tune" else _epochs_logged(log_path)
+        learning_rate = stage.learning_rate
+        if train_cfg["lr_schedule"] == "cosine":
+            learning_rate = keras.optimizers.schedules.CosineDecay(
+                learning_rate, decay_steps=steps * max(1, stage.last_epoch - initial_epoch))
+        with strategy.scope():
+            compile_model(model, make_heads(heads=heads), learning_rate=learning_rate,
+                          weight_decay=train_cfg["weight_decay"], jit_compile=bool(train_cfg["jit_compile"]))
+        run_callbacks = _callbacks(train_cfg, output_dir, val_ds is not None,
+                                   os.path.join(backup_dir, stage.name) if stage.name else backup_dir)
+        run_callbacks.extend(bad_records.values())
+        run_callbacks.extend(callbacks or [])
+        # The length is known (make_dataset counts usable records, under either bad-record policy),
+        # so one iterator serves every epoch (repeat + steps_per_epoch): the pipeline starts once and
+        # keeps prefetching across epoch boundaries, instead of Keras building a new iterator (and
+        # re-instantiating the decoding graph) each epoch.
+        # shuffle=False: the dataset shuffles itself (with the seed); Keras cannot shuffle a tf.data.Dataset.
+        # An image decoder's own error ("Invalid PNG") names no record: find it and say where it is.
+        with decode_errors_located(train_ds, val_ds):
+            history = model.fit(train_ds.repeat(), validation_data=val_ds, epochs=stage.last_epoch,
+                                initial_epoch=initial_epoch, shuffle=False, steps_per_epoch=steps,
+                                callbacks=run_callbacks, verbose=train_cfg["verbose"])
     _atomic_save_model(model, os.path.join(output_dir, MODEL_FILE))
     history_dict = _full_history(output_dir, history.history)
     _atomic_json(history_dict, os.path.join(output_dir, HISTORY_FILE))
@@ -222,6 +215,59 @@ def train(config, output_dir, callbacks=None, overwrite=False):
     shutil.rmtree(os.path.join(output_dir, BACKUP_DIR), ignore_errors=True)
     keras.mixed_precision.set_global_policy("float32")
     return model, preprocessor, history_dict
+
+
+class _Stage:
+    """One `model.fit` call: its epochs, learning rate and the backbones it freezes or unfreezes."""
+
+    def __init__(self, name, first_epoch, last_epoch, learning_rate, frozen=(), unfrozen=()):
+        self.name, self.first_epoch, self.last_epoch = name, first_epoch, last_epoch
+        self.learning_rate, self.frozen, self.unfrozen = learning_rate, list(frozen), list(unfrozen)
+
+
+def _stages(config, model):
+    """One stage, or with `training.frozen_epochs` two: the heads learn on frozen pretrained
+    encoders first, then those with `trainable: true` are unfrozen at a lower learning rate
+    (the Keras transfer-learning recipe: a randomly initialised head's first, large gradients
+    would otherwise wreck the pretrained weights)."""
+    train_cfg = config["training"]
+    frozen_epochs = train_cfg.get("frozen_epochs", 0)
+    if not frozen_epochs:
+        return [_Stage(None, 0, train_cfg["epochs"], train_cfg["learning_rate"])]
+    backbones = [model.get_layer(f"{name}_encoder").get_layer(f"{name}_backbone")
+                 for name in config_lib.fine_tuned_modalities(config)]
+    fine_tune_rate = train_cfg.get("fine_tune_learning_rate") or train_cfg["learning_rate"] / 10
+    return [_Stage("frozen", 0, frozen_epochs, train_cfg["learning_rate"], frozen=backbones),
+            _Stage("fine_tune", frozen_epochs, train_cfg["epochs"], fine_tune_rate, unfrozen=backbones)]
+
+
+def _callbacks(train_cfg, output_dir, validating, backup_dir):
+    """The run's own callbacks for one `model.fit` call."""
+    monitor = "val_loss" if validating else "loss"
+    log_path = os.path.join(output_dir, LOG_FILE)
+    run_callbacks = [keras.callbacks.CSVLogger(log_path, append=True)]
+    if train_cfg["backup"]:
+        # The backup is removed by `train` once the run's files are all written, not by the
+        # callback at the end of fit: a run killed in between resumes instead of restarting.
+        run_callbacks.insert(0, keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=False))
+    if train_cfg["early_stopping_patience"]:
+        run_callbacks.append(keras.callbacks.EarlyStopping(
+            monitor=monitor, patience=train_cfg["early_stopping_patience"], restore_best_weights=True))
+    if train_cfg["checkpoint"]:
+        # A resumed run starts from the best value logged so far, so best.keras stays the best
+        # epoch of the whole run rather than the first one after the restart.
+        run_callbacks.append(keras.callbacks.ModelCheckpoint(
+            os.path.join(output_dir, BEST_FILE), monitor=monitor, save_best_only=True,
+            initial_value_threshold=_best_logged(log_path, monitor)))
+    if train_cfg["lr_schedule"] == "plateau":
+        run_callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, patience=2))
+    if train_cfg["tensorboard"]:
+        run_callbacks.append(keras.callbacks.TensorBoard(os.path.join(output_dir, "logs")))
+    return run_callbacks
+
+
+def _epochs_logged(log_path):
+    return len((_read_log(log_path) or {}).get("loss", []))
 
 
 def _prepare_run_directory(output_dir, overwrite):

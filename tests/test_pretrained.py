@@ -265,3 +265,56 @@ def test_a_hub_saved_model_trains_reloads_without_its_folder_and_serves_raw_byte
     stored = sum(os.path.getsize(variables / f) for f in os.listdir(variables) if f.startswith("variables.data"))
     parameters = sum(int(np.prod(w.shape)) * np.dtype(w.dtype).itemsize for w in model.weights)
     assert stored <= 1.1 * parameters, (stored, parameters)
+
+
+@pytest.mark.slow
+def test_two_stage_fine_tuning_trains_the_head_on_a_frozen_encoder_first_then_unfreezes_it(tmp_path):
+    import csv
+
+    from mmkeras.training import train
+
+    manifest, _ = write_tiny_dataset(str(tmp_path / "data"))
+    pixels = keras.Input((8, 8, 1))
+    keras.Model(pixels, keras.layers.Conv2D(6, 3, activation="relu", name="mine")(pixels)).save(
+        str(tmp_path / "mine.keras"))
+    config = tiny_config(manifest, epochs=3, frozen_epochs=1, learning_rate=0.01, early_stopping_patience=0)
+    config["modalities"]["image"]["encoder"] = {"source": str(tmp_path / "mine.keras"), "trainable": True}
+    seen = []
+
+    class Watch(keras.callbacks.Callback):
+        def __init__(self, kill_after=None):
+            super().__init__()
+            self.kill_after = kill_after
+
+        def on_epoch_end(self, epoch, logs=None):
+            backbone = self.model.get_layer("image_encoder").get_layer("image_backbone")
+            seen.append((epoch, backbone.get_layer("mine").kernel.numpy().copy(),
+                         float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))))
+            if epoch == self.kill_after:
+                raise KeyboardInterrupt("simulated kill in the fine-tuning stage")
+
+    initial = keras.saving.load_model(str(tmp_path / "mine.keras")).get_layer("mine").kernel.numpy()
+    with pytest.raises(KeyboardInterrupt):
+        train(config, str(tmp_path / "run"), callbacks=[Watch(kill_after=1)])
+    model, _, history = train(config, str(tmp_path / "run"), callbacks=[Watch()])  # resumes where it was
+    assert [epoch for epoch, _, _ in seen] == [0, 1, 2] and len(history["loss"]) == 3
+    with open(tmp_path / "run" / "training.csv") as f:
+        assert [int(r["epoch"]) for r in csv.DictReader(f)] == [0, 1, 2]
+    np.testing.assert_array_equal(seen[0][1], initial)  # the frozen epoch left the encoder alone
+    assert not np.array_equal(seen[1][1], initial) and not np.array_equal(seen[2][1], seen[1][1])
+    assert seen[0][2] == pytest.approx(0.01)
+    assert seen[1][2] == pytest.approx(0.001) and seen[2][2] == pytest.approx(0.001)  # learning_rate / 10
+    assert model.get_layer("image_encoder").get_layer("image_backbone").trainable
+
+
+@pytest.mark.parametrize("training, message", [
+    ({"frozen_epochs": 2, "epochs": 2}, "expected fewer than training.epochs"),
+    ({"frozen_epochs": 1, "epochs": 3, "fine_tune_learning_rate": 0}, "a number > 0 or null"),
+])
+def test_two_stage_settings_are_checked_before_training(training, message):
+    from mmkeras.config import resolve_config
+
+    config = {"data": {"train": "m.csv"},
+              "modalities": {"image": {**RGB32, "encoder": {**MOBILENET, "trainable": True}}}, "training": training}
+    with pytest.raises(ValueError, match=message):
+        resolve_config(config)
