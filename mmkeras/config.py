@@ -88,8 +88,13 @@ def resolve_config(config, base_dir=None):
         if encoder:  # .keras files, SavedModel folders and weights files are beside the config too
             options["encoder"] = encoder = dict(encoder)
             source, weights = encoder.get("source"), encoder.get("weights")
-            if isinstance(source, str) and source and not source.startswith(("keras.applications:", "hub:")):
+            if isinstance(source, str) and source and not source.startswith(("keras.applications:", "hub:",
+                                                                              "keras_hub:")):
                 encoder["source"] = _beside(base_dir, source)
+            elif isinstance(source, str) and source.startswith("keras_hub:"):
+                preset = source[len("keras_hub:"):]  # a preset name, a handle, or a folder beside the config
+                if not os.path.isabs(preset) and os.path.isdir(os.path.join(base_dir, preset)):
+                    encoder["source"] = "keras_hub:" + _beside(base_dir, preset)
             if isinstance(weights, str) and weights != "imagenet":
                 encoder["weights"] = _beside(base_dir, weights)
     return resolved

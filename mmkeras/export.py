@@ -96,7 +96,7 @@ def export_saved_model(model, preprocessor, export_base, version=None, check_inp
     preprocessor.preprocess_batch({m: tf.constant([""]) for m in preprocessor.modalities})
     archive = keras.export.ExportArchive()
     archive.track(served)
-    for vectorizer in preprocessor._vectorizers.values():
+    for vectorizer in preprocessor.serving_layers():
         archive.track(vectorizer)
     _store_each_variable_once(archive)
     archive.add_endpoint("serving_default", serve_raw, input_signature=[raw_signature])
@@ -188,7 +188,7 @@ def remove_stale_temporaries(export_base):
 
 def _check(path, model, preprocessor, heads, check_inputs):
     """Reloads the SavedModel and compares it with the Keras model (or sanity-checks it)."""
-    restored = tf.saved_model.load(path)
+    restored = _load_with_custom_ops(path)
     signature = restored.signatures["serving_default"]
     if check_inputs is None:
         # Every modality missing: must still answer with a proper distribution.
@@ -216,7 +216,7 @@ def resolve_version(path):
 def load_saved_model(path):
     """(loaded SavedModel, list of `HeadInfo`) of a version folder or an export base."""
     path = resolve_version(path)
-    restored = tf.saved_model.load(path)
+    restored = _load_with_custom_ops(path)
     heads_path = os.path.join(path, "assets.extra", HEADS_FILE)
     if os.path.exists(heads_path):
         with open(heads_path, encoding="utf-8") as f:
@@ -232,3 +232,22 @@ def load_saved_model(path):
             names = [line.rstrip("\n") for line in f if line.rstrip("\n")]
     units = int(outputs["probabilities"].shape[-1])
     return restored, [HeadInfo(constants.DEFAULT_HEAD, "classification", units, names or [str(i) for i in range(units)])]
+
+
+def _load_with_custom_ops(path):
+    """`tf.saved_model.load`, registering TF Text's ops first when the graph uses them.
+
+    A keras-hub tokenizer in the served graph runs TF Text ops (`RegexSplitWithOffsets`, ...),
+    which a process has only after `import tensorflow_text`.
+    """
+    try:
+        return tf.saved_model.load(path)
+    except (RuntimeError, tf.errors.NotFoundError) as error:
+        if "Op type not registered" not in str(error):
+            raise
+        try:
+            import tensorflow_text  # noqa: F401 - registers the ops
+        except ImportError:
+            raise RuntimeError(f"{path} uses TensorFlow Text ops (a keras-hub tokenizer): pip install "
+                               f"tensorflow-text matching your TensorFlow, then load it again. ({error})") from None
+        return tf.saved_model.load(path)

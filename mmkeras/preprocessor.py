@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from mmkeras import constants
+from mmkeras import pretrained
 from mmkeras import specs as specs_lib
 from mmkeras.data import audio as audio_lib
 from mmkeras.data import images as images_lib
@@ -42,7 +43,8 @@ class Preprocessor:
     ([[2, 1, 0, 0], [0, 0, 0, 0]], [1.0, 0.0])
     """
 
-    def __init__(self, modalities, label_type="classification", label_names=None, vocabularies=None):
+    def __init__(self, modalities, label_type="classification", label_names=None, vocabularies=None,
+                 tokenizers=None):
         if label_type not in LABEL_TYPES:
             raise ValueError(f"Expected label_type to be one of {list(LABEL_TYPES)}. Received: label_type={label_type!r}")
         self.specs = {name: specs_lib.make_spec(name, options) for name, options in modalities.items()}
@@ -50,8 +52,15 @@ class Preprocessor:
         self.label_names = list(label_names) if label_names is not None else None
         self._vectorizers = {}
         self._has_vocabulary = set()  # Python-side: checked while tracing, where tables are symbolic
+        self._preset_text = set()  # text modalities tokenized by their keras-hub preset's own tokenizer
         for name, spec in self.specs.items():
-            if spec.kind == constants.TEXT:
+            if spec.kind == constants.TEXT and pretrained.is_keras_hub_source(spec):
+                folder = (tokenizers or {}).get(name)
+                self._vectorizers[name] = (pretrained.load_text_preprocessor(folder) if folder
+                                           else pretrained.keras_hub_text_preprocessor(spec, name))
+                self._preset_text.add(name)
+                self._has_vocabulary.add(name)
+            elif spec.kind == constants.TEXT:
                 vocabulary = (vocabularies or {}).get(name)
                 self._vectorizers[name] = self._make_vectorizer(spec, vocabulary)
                 if vocabulary:
@@ -84,7 +93,13 @@ class Preprocessor:
 
     def vocabulary(self, name):
         """The text modality `name`'s vocabulary ("" is padding, "[UNK]" out-of-vocabulary)."""
+        if name in self._preset_text:
+            return [str(token) for token in self._vectorizers[name].tokenizer.get_vocabulary()]
         return [str(token) for token in self._vectorizers[name].get_vocabulary()]
+
+    def serving_layers(self):
+        """The Keras layers the served graph runs before the model (to be tracked by an export)."""
+        return list(self._vectorizers.values())
 
     def adapt(self, texts=None, labels=None):
         """Learns text vocabularies and label names from training data.
@@ -94,6 +109,8 @@ class Preprocessor:
             labels: iterable of label cells (strings, ints, or "a|b" for multi-label).
         """
         for name, values in (texts or {}).items():
+            if name in self._preset_text:
+                continue  # the preset's vocabulary is fixed
             values = [v for v in values if isinstance(v, str) and v.strip()]
             if values:
                 self._vectorizers[name].adapt(tf.constant(values))
@@ -112,8 +129,12 @@ class Preprocessor:
             "modalities": {name: specs_lib.spec_to_dict(spec) for name, spec in self.specs.items()},
             "label_type": self.label_type,
             "label_names": self.label_names,
-            "vocabularies": {name: self.vocabulary(name) for name in self._vectorizers},
+            "vocabularies": {name: self.vocabulary(name) for name in self._vectorizers if name not in self._preset_text},
+            # Each keras-hub tokenizer is saved beside the state, so reloading never fetches the preset.
+            "tokenizers": {name: f"tokenizer_{name}" for name in sorted(self._preset_text)},
         }
+        for name in self._preset_text:
+            pretrained.save_text_preprocessor(self._vectorizers[name], os.path.join(directory, f"tokenizer_{name}"))
         with open(os.path.join(directory, STATE_FILE), "w", encoding="utf-8") as f:
             json.dump(state, f, indent=1, ensure_ascii=False)
 
@@ -122,7 +143,8 @@ class Preprocessor:
         """Rebuilds a Preprocessor saved with `save(directory)`."""
         with open(os.path.join(directory, STATE_FILE), encoding="utf-8") as f:
             state = json.load(f)
-        return cls(state["modalities"], state["label_type"], state["label_names"], state["vocabularies"])
+        tokenizers = {name: os.path.join(directory, folder) for name, folder in state.get("tokenizers", {}).items()}
+        return cls(state["modalities"], state["label_type"], state["label_names"], state["vocabularies"], tokenizers)
 
     # ----------------------------------------------------------------- labels (Python side)
     @staticmethod
@@ -172,7 +194,8 @@ class Preprocessor:
                 "training data, or pass vocabularies= when constructing the Preprocessor."
             )
         present = tf.strings.length(tf.strings.strip(texts)) > 0
-        ids = tf.cast(self._vectorizers[name](texts), tf.int32)  # (batch, sequence_length)
+        ids = self._vectorizers[name](texts)
+        ids = tf.cast(ids["token_ids"] if isinstance(ids, dict) else ids, tf.int32)  # (batch, sequence_length)
         ids = tf.where(present[:, None], ids, tf.zeros_like(ids))
         return ids, present, tf.fill(tf.shape(texts), "")
 

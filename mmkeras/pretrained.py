@@ -11,6 +11,11 @@ Sources:
   `~/.keras/models/`); `weights: PATH` loads a local weights file; `weights: null` starts random.
 - a path to a `.keras` file (any modality): a model taking the modality's tensor (token ids,
   pixels or the waveform) and returning `(batch, features)` (a feature map is average pooled).
+- `keras_hub:PRESET` (text modalities): a keras-hub backbone (BERT, MiniLM in Hugging Face format,
+  ...) from a built-in preset name, a `kaggle://` / `hf://` handle, or a local preset folder. The
+  preset's own tokenizer and packer replace the Preprocessor's vocabulary (`keras_hub_text_preprocessor`),
+  so training, the `.keras` file and the served graph tokenize alike; the model masks padding and
+  averages the backbone's sequence output.
 - `hub:HANDLE` (a TF Hub / Kaggle Models handle, resolved by `tensorflow_hub.resolve`, which caches
   under `TFHUB_CACHE_DIR`) or a path to a SavedModel folder (any modality): called through
   `mmkeras.layers.SavedModelEncoder` on the same tensor; `endpoint` picks the function and
@@ -41,6 +46,8 @@ SCALINGS = ("raw", "tf", "torch", "caffe", "unit")
 ENCODER_KEYS = ("source", "weights", "trainable", "scaling", "endpoint", "output_key")
 #: Prefix of a TF Hub handle in `encoder.source`.
 HUB_PREFIX = "hub:"
+#: Prefix of a keras-hub preset (a built-in name, a Kaggle/Hugging Face handle, or a local folder).
+KERAS_HUB_PREFIX = "keras_hub:"
 
 
 @keras.saving.register_keras_serializable(package="mmkeras")
@@ -95,8 +102,8 @@ def check_encoder_options(modality, options):
         raise ValueError(f"Unknown config key(s) {unknown} in '{where}'. Expected some of {sorted(ENCODER_KEYS)}.")
     source = options.get("source")
     if not isinstance(source, str) or not source:
-        raise ValueError(f"Config key '{where}.source': expected 'keras.applications:NAME', 'hub:HANDLE', a "
-                         f"SavedModel folder or a .keras file. Received: {source!r}")
+        raise ValueError(f"Config key '{where}.source': expected 'keras.applications:NAME', 'keras_hub:PRESET', "
+                         f"'hub:HANDLE', a SavedModel folder or a .keras file. Received: {source!r}")
     if not isinstance(options.get("trainable", False), bool):
         raise ValueError(f"Config key '{where}.trainable': expected true or false. Received: {options['trainable']!r}")
     if options.get("endpoint") is not None and not isinstance(options["endpoint"], str):
@@ -131,6 +138,8 @@ def build_pretrained_encoder(spec, name):
     source = options["source"]
     if source.startswith("keras.applications:"):
         return _application_encoder(spec, name, source.split(":", 1)[1], options)
+    if source.startswith(KERAS_HUB_PREFIX):
+        return _keras_hub_text_encoder(spec, name, source[len(KERAS_HUB_PREFIX):], options)
     if source.startswith(HUB_PREFIX) or os.path.isdir(source):
         return _saved_model_folder_encoder(spec, name, source, options)
     for key in ("endpoint", "output_key"):
@@ -190,13 +199,15 @@ def _is_fetch_failure(error):
     text = f"{type(error).__name__} {error}"
     return any(word in text for word in ("URL fetch failure", "URLError", "HTTP Error", "urlopen",
                                          "Name or service not known", "Temporary failure in name resolution",
-                                         "Connection refused", "Network is unreachable", "timed out"))
+                                         "Connection refused", "Network is unreachable", "timed out",
+                                         "ConnectionError", "Failed to resolve", "Max retries exceeded"))
 
 
 def _saved_model_file_encoder(spec, name, path, options):
     if not path.endswith(".keras"):
-        raise ValueError(f"Config key 'modalities.{name}.encoder.source': expected 'keras.applications:NAME' or a "
-                         f"path ending in .keras. Received: {path!r}")
+        raise ValueError(f"Config key 'modalities.{name}.encoder.source': expected 'keras.applications:NAME', "
+                         f"'keras_hub:PRESET', 'hub:HANDLE', a SavedModel folder or a path ending in .keras. "
+                         f"Received: {path!r}")
     if not os.path.exists(path):
         raise ValueError(f"Config key 'modalities.{name}.encoder.source': no file {path!r}.")
     if options.get("weights") is not None:
@@ -271,3 +282,100 @@ def _pooled_vector(spec, name, tensor, x, source):
     x = keras.layers.Dropout(spec.dropout, name=f"{name}_dropout")(x)
     return keras.Model(tensor, x, name=f"{name}_encoder")
 
+
+
+def is_keras_hub_source(spec):
+    """Whether a modality spec's encoder is a keras-hub preset (whose tokenizer the Preprocessor uses)."""
+    source = (spec.encoder or {}).get("source", "")
+    return isinstance(source, str) and source.startswith(KERAS_HUB_PREFIX)
+
+
+def _keras_hub():
+    try:
+        import keras_hub
+    except ImportError as error:
+        raise ImportError("A keras_hub: encoder needs keras-hub and tensorflow-text: pip install 'mmkeras[hub]'.") \
+            from error
+    return keras_hub
+
+
+def _from_preset(load, preset, where):
+    """Runs `load(preset)`, turning an offline fetch failure into one message with the way out."""
+    try:
+        return load(preset)
+    except Exception as error:  # noqa: BLE001 - re-raised with the preset named
+        if os.path.isdir(preset) or not _is_fetch_failure(error):
+            raise
+        raise RuntimeError(
+            f"Could not fetch the keras-hub preset {preset!r} ({type(error).__name__}). On a machine without "
+            f"internet, save it elsewhere (keras_hub.models.Backbone.from_preset(...).save_to_preset(FOLDER), and "
+            f"the same for its tokenizer, or download the Kaggle / Hugging Face model folder), copy the folder over "
+            f"and set {where} to 'keras_hub:FOLDER'."
+        ) from error
+
+
+def keras_hub_text_preprocessor(spec, name):
+    """The keras-hub preset's own text preprocessor (tokenizer + packer) for a text modality.
+
+    It maps a `[batch]` string tensor to a dict whose `token_ids` are `(batch, sequence_length)`
+    int32, with the preset's start, end and padding tokens.
+    """
+    keras_hub = _keras_hub()
+    preset = spec.encoder["source"][len(KERAS_HUB_PREFIX):]
+    return _from_preset(lambda p: keras_hub.models.TextClassifierPreprocessor.from_preset(
+        p, sequence_length=spec.sequence_length), preset, f"modalities.{name}.encoder.source")
+
+
+def save_text_preprocessor(preprocessor, folder):
+    """Writes a keras-hub text preprocessor (its config and tokenizer assets) to `folder`."""
+    preprocessor.save_to_preset(folder)
+
+
+def load_text_preprocessor(folder):
+    """Reads back what `save_text_preprocessor` wrote, with no network and no backbone."""
+    import json
+
+    _keras_hub()  # registers the classes
+    with open(os.path.join(folder, "preprocessor.json"), encoding="utf-8") as f:
+        preprocessor = keras.saving.deserialize_keras_object(json.load(f))
+    preprocessor.tokenizer.load_preset_assets(folder)
+    return preprocessor
+
+
+def _keras_hub_text_encoder(spec, name, preset, options):
+    where = f"modalities.{name}.encoder"
+    if spec.kind != "text":
+        raise ValueError(f"Modality {name!r}: keras_hub: encoders here take text; {name!r} is a {spec.kind} "
+                         f"modality. Use keras.applications, a SavedModel or a .keras file for it.")
+    for key in ("weights", "scaling", "endpoint", "output_key"):
+        if options.get(key) is not None:
+            raise ValueError(f"Config key '{where}.{key}' does not apply to keras_hub: presets; remove it.")
+    keras_hub = _keras_hub()
+    backbone = _from_preset(keras_hub.models.Backbone.from_preset, preset, f"{where}.source")
+    tokenizer = _from_preset(keras_hub.tokenizers.Tokenizer.from_preset, preset, f"{where}.source")
+    longest = getattr(backbone, "max_sequence_length", None)
+    if longest is not None and spec.sequence_length > longest:
+        raise ValueError(f"Modality {name!r}: sequence_length {spec.sequence_length} is longer than the preset's "
+                         f"{longest} positions. Set modalities.{name}.sequence_length <= {longest}.")
+    if isinstance(backbone.output, dict) and "sequence_output" in backbone.output:
+        # Only the path to the token vectors: a pooler head left out of the graph would get no
+        # gradients when fine-tuning (and Keras would warn about it at every step).
+        backbone = keras.Model(backbone.input, backbone.output["sequence_output"])
+    backbone.name = f"{name}_backbone"
+    backbone.trainable = bool(options.get("trainable", False))
+    pad = getattr(tokenizer, "pad_token_id", None) or 0
+    token_ids = keras.Input((spec.sequence_length,), dtype="int32", name=name)
+    padding_mask = ops.not_equal(token_ids, pad)
+    given = {"token_ids": token_ids, "padding_mask": padding_mask, "segment_ids": ops.zeros_like(token_ids)}
+    expected = list(backbone.input) if isinstance(backbone.input, dict) else ["token_ids"]
+    unknown = [key for key in expected if key not in given]
+    if unknown:
+        raise ValueError(f"Modality {name!r}: the backbone of {preset!r} takes {expected}; mmkeras can give it "
+                         f"{sorted(given)}.")
+    outputs = backbone({key: given[key] for key in expected}) if isinstance(backbone.input, dict) \
+        else backbone(token_ids)
+    sequence = outputs["sequence_output"] if isinstance(outputs, dict) else outputs
+    # Mean over the real tokens (the sentence-embedding recipe of MiniLM / sentence-transformers).
+    x = keras.layers.GlobalAveragePooling1D(name=f"{name}_pool")(sequence, mask=padding_mask)
+    x = keras.layers.Dropout(spec.dropout, name=f"{name}_dropout")(x)
+    return keras.Model(token_ids, x, name=f"{name}_encoder")

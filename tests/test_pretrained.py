@@ -318,3 +318,86 @@ def test_two_stage_settings_are_checked_before_training(training, message):
               "modalities": {"image": {**RGB32, "encoder": {**MOBILENET, "trainable": True}}}, "training": training}
     with pytest.raises(ValueError, match=message):
         resolve_config(config)
+
+
+# keras-hub presets -------------------------------------------------------------------------------
+
+VOCABULARY = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "zero", "one", "two", "three", "item", "the"]
+
+
+def _tiny_bert_preset(folder, seed=4):
+    """A BERT backbone and its WordPiece tokenizer saved as a keras-hub preset folder."""
+    keras_hub = pytest.importorskip("keras_hub")
+    pytest.importorskip("tensorflow_text")
+    keras.utils.set_random_seed(seed)
+    backbone = keras_hub.models.BertBackbone(vocabulary_size=len(VOCABULARY), num_layers=1, num_heads=2,
+                                             hidden_dim=8, intermediate_dim=16, max_sequence_length=16)
+    backbone.save_to_preset(str(folder))
+    keras_hub.models.BertTokenizer(vocabulary=VOCABULARY, lowercase=True).save_to_preset(str(folder))
+    return backbone
+
+
+def test_a_keras_hub_preset_tokenizes_with_its_own_vocabulary_and_masks_padding(tmp_path):
+    backbone = _tiny_bert_preset(tmp_path / "bert")
+    modalities = {"text": {"sequence_length": 6, "encoder": {"source": f"keras_hub:{tmp_path / 'bert'}"}}}
+    pre = mmkeras.Preprocessor(modalities)
+    features = pre.preprocess_batch({"text": __import__("tensorflow").constant(["Two item", ""])})
+    assert features["text"].numpy().tolist() == [[2, 7, 9, 3, 0, 0], [0] * 6]  # [CLS] two item [SEP], padding
+    encoder = pretrained.build_pretrained_encoder(pre.specs["text"], "text")
+    ids = features["text"].numpy()[:1]
+    sequence = backbone({"token_ids": ids[:, :4], "segment_ids": np.zeros((1, 4), "int32"),
+                         "padding_mask": np.ones((1, 4), bool)})["sequence_output"].numpy()
+    # The mean over the four real tokens: padding changes nothing.
+    np.testing.assert_allclose(encoder(ids).numpy(), sequence.mean(axis=1), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="longer than the preset's 16 positions"):
+        pretrained.build_pretrained_encoder(
+            mmkeras.specs.make_spec("text", {"sequence_length": 32, "encoder": modalities["text"]["encoder"]}), "text")
+
+
+def test_offline_keras_hub_preset_fails_with_the_preset_and_the_way_out(monkeypatch):
+    keras_hub = pytest.importorskip("keras_hub")
+
+    def offline(*args, **kwargs):
+        raise OSError("HTTPSConnectionPool(host='api.kaggle.com', port=443): Max retries exceeded "
+                      "(Caused by NameResolutionError: Failed to resolve 'api.kaggle.com')")
+
+    monkeypatch.setattr(keras_hub.models.Backbone, "from_preset", offline)
+    spec = mmkeras.specs.make_spec("text", {"encoder": {"source": "keras_hub:bert_tiny_en_uncased"}})
+    with pytest.raises(RuntimeError, match=r"'bert_tiny_en_uncased'.*save_to_preset.*modalities\.text\.encoder\."
+                                           r"source to 'keras_hub:FOLDER'"):
+        pretrained.build_pretrained_encoder(spec, "text")
+
+
+@pytest.mark.slow
+def test_a_keras_hub_preset_trains_reloads_offline_and_serves_raw_text_in_a_fresh_process(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    folder = tmp_path / "data"
+    manifest, rows = write_tiny_dataset(str(folder))
+    _tiny_bert_preset(tmp_path / "bert_preset")
+    config = tiny_config(manifest, epochs=2)
+    config["modalities"]["text"] = {"sequence_length": 6, "encoder": {"source": "keras_hub:bert_preset",
+                                                                      "trainable": True}}  # beside the config
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(tmp_path / "config.yaml"), "--output", str(run)]) == 0
+    shutil.rmtree(tmp_path / "bert_preset")  # neither the run nor the export may need it again
+    assert main(["export", "--run", str(run), "--output", str(tmp_path / "served")]) == 0
+    assert main(["predict", "--model", str(run), "--data", manifest, "--output", str(tmp_path / "k.csv")]) == 0
+    script = (
+        "import sys, csv, os, json\n"
+        "from mmkeras.predict import predict\n"
+        "predict(sys.argv[1], sys.argv[2], sys.argv[3])\n"
+        "print('keras_hub' in sys.modules)\n"
+    )
+    served = subprocess.run([sys.executable, "-c", script, str(tmp_path / "served"), manifest, str(tmp_path / "s.csv")],
+                            capture_output=True, text=True, env=dict(os.environ, CUDA_VISIBLE_DEVICES=""))
+    assert served.returncode == 0, served.stderr[-3000:]
+    assert served.stdout.split()[-1] == "False", "the SavedModel needs TF Text's ops, not keras-hub"
+    keras_rows, served_rows = (open(tmp_path / name).read().splitlines() for name in ("k.csv", "s.csv"))
+    assert len(served_rows) == len(rows) + 1
+    for a, b in zip(keras_rows[1:], served_rows[1:]):
+        a, b = a.split(","), b.split(",")
+        assert a[1] == b[1] and np.allclose(np.float32(a[2:]), np.float32(b[2:]), atol=1e-5)
