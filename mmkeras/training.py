@@ -339,12 +339,37 @@ def _full_history(output_dir, history):
     return logged
 
 
+def load_model_file(path):
+    """A `.keras` model, compiled as it was saved, with frozen layers frozen all the way down.
+
+    Keras restores `trainable: false` on each layer of the file, but sub-layers that a layer
+    creates in `build()` (keras-hub's transformer blocks, for one) come back trainable; a frozen
+    pretrained encoder would silently fine-tune on the next `fit`, and the compiled optimizer
+    would not match the one saved. The model is loaded uncompiled, each frozen layer is frozen
+    again (now that its sub-layers exist), then compiled from the file's own settings.
+    """
+    import zipfile
+
+    model = keras.saving.load_model(path, compile=False)
+    frozen = [layer for layer in model._flatten_layers(include_self=False) if not layer.trainable]
+    for layer in frozen:
+        # Setting the value a layer already has does nothing in Keras, so it goes True, then
+        # False, which now reaches the sub-layers built after the flag was restored.
+        layer.trainable = True
+        layer.trainable = False
+    with zipfile.ZipFile(path) as archive:
+        compile_config = json.loads(archive.read("config.json")).get("compile_config")
+    if compile_config:
+        model.compile_from_config(compile_config)
+    return model
+
+
 def load_run(run_dir):
     """(model, preprocessor, config) of a run directory."""
     import mmkeras.fusion  # noqa: F401 - registers the custom layers before loading
     import mmkeras.layers  # noqa: F401
 
-    model = keras.saving.load_model(os.path.join(run_dir, MODEL_FILE))
+    model = load_model_file(os.path.join(run_dir, MODEL_FILE))
     preprocessor = Preprocessor.load(os.path.join(run_dir, PREPROCESSOR_DIR))
     config = config_lib.load_config(os.path.join(run_dir, CONFIG_FILE)) if os.path.exists(
         os.path.join(run_dir, CONFIG_FILE)) else None

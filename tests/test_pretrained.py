@@ -401,3 +401,17 @@ def test_a_keras_hub_preset_trains_reloads_offline_and_serves_raw_text_in_a_fres
     for a, b in zip(keras_rows[1:], served_rows[1:]):
         a, b = a.split(","), b.split(",")
         assert a[1] == b[1] and np.allclose(np.float32(a[2:]), np.float32(b[2:]), atol=1e-5)
+
+
+def test_a_frozen_keras_hub_encoder_is_still_frozen_when_a_run_is_reloaded(tmp_path):
+    # Keras restores trainable: false layer by layer, but the transformer blocks' sub-layers are
+    # created in build() and came back trainable: the next fit would have fine-tuned them.
+    from mmkeras.training import load_model_file
+
+    _tiny_bert_preset(tmp_path / "bert")
+    model = mmkeras.build_model({"text": {"sequence_length": 6, "encoder": {"source": f"keras_hub:{tmp_path / 'bert'}"}}},
+                                num_classes=2)
+    model.save(str(tmp_path / "model.keras"))
+    reloaded = load_model_file(str(tmp_path / "model.keras"))
+    assert sorted(w.path for w in reloaded.trainable_weights) == sorted(w.path for w in model.trainable_weights)
+    assert reloaded.compiled
