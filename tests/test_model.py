@@ -217,6 +217,8 @@ def test_a_single_modality_model_warns_about_nothing():
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         model = mmkeras.build_model({"image": {"height": 8, "width": 8, "channels": 1, "filters": [4]}}, num_classes=3)
-        out = model.predict({"image": np.ones((2, 8, 8, 1), "float32"),
-                             "image_present": np.array([[1.0], [0.0]], "float32")}, verbose=0)
+        x = {"image": np.ones((2, 8, 8, 1), "float32"), "image_present": np.array([[1.0], [0.0]], "float32")}
+        out = model.predict(x, verbose=0)
+        # Training too: the attention scores of one modality get no gradient, so they are frozen.
+        model.fit(x, {"label": np.array([0, 1])}, epochs=1, verbose=0)
     assert out["label"].shape == (2, 3)

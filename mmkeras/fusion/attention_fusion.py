@@ -65,6 +65,11 @@ class AttentionFusion(BaseFusion):
         self.balance = float(balance)
         self.attention_hidden = keras.layers.Dense(self.attention_units, activation="tanh", name="attention_hidden")
         self.attention_score = keras.layers.Dense(1, use_bias=False, name="attention_score")
+        if len(self.modalities) == 1:
+            # One modality's weight is its presence flag: the scores receive no gradient, and
+            # Keras would warn about that at every training step.
+            self.attention_hidden.trainable = False
+            self.attention_score.trainable = False
 
     def build(self, vectors_shape, presence_shape=None):
         super().build(vectors_shape, presence_shape)
