@@ -365,7 +365,11 @@ def _keras_hub_text_encoder(spec, name, preset, options):
     backbone.trainable = bool(options.get("trainable", False))
     pad = getattr(tokenizer, "pad_token_id", None) or 0
     token_ids = keras.Input((spec.sequence_length,), dtype="int32", name=name)
-    padding_mask = ops.not_equal(token_ids, pad)
+    # The first position always counts: an absent text is all padding, and a mask with nothing
+    # in it would give NaN (softmax over no keys, a mean over no tokens). The fusion masks an
+    # absent modality's vector anyway; it only has to be finite.
+    first = ops.arange(spec.sequence_length) == 0
+    padding_mask = ops.logical_or(ops.not_equal(token_ids, pad), first)
     given = {"token_ids": token_ids, "padding_mask": padding_mask, "segment_ids": ops.zeros_like(token_ids)}
     expected = list(backbone.input) if isinstance(backbone.input, dict) else ["token_ids"]
     unknown = [key for key in expected if key not in given]

@@ -349,6 +349,8 @@ def test_a_keras_hub_preset_tokenizes_with_its_own_vocabulary_and_masks_padding(
                          "padding_mask": np.ones((1, 4), bool)})["sequence_output"].numpy()
     # The mean over the four real tokens: padding changes nothing.
     np.testing.assert_allclose(encoder(ids).numpy(), sequence.mean(axis=1), rtol=1e-5, atol=1e-6)
+    absent = pre.preprocess_batch({"text": __import__("tensorflow").constant([""])})["text"].numpy()
+    assert np.isfinite(encoder(absent).numpy()).all()  # an absent text is all padding: still no NaN
     with pytest.raises(ValueError, match="longer than the preset's 16 positions"):
         pretrained.build_pretrained_encoder(
             mmkeras.specs.make_spec("text", {"sequence_length": 32, "encoder": modalities["text"]["encoder"]}), "text")
