@@ -259,16 +259,19 @@ def resolve_hub_handle(handle, where="encoder.source"):
     except ImportError as error:
         raise ImportError(f"Config key '{where}' names a TF Hub handle ({handle}), which needs tensorflow-hub: "
                           f"pip install 'mmkeras[hub]' (or point the source to a local SavedModel folder).") from error
+    return _fetch(hub.resolve, handle, f"the TF Hub model {handle}",
+                  f"download it elsewhere (the handle's address with '?tf-hub-format=compressed' gives a .tar.gz), "
+                  f"unpack it and set {where} to that folder, or set TFHUB_CACHE_DIR to a cache folder that holds it.")
+
+
+def _fetch(load, source, what, way_out):
+    """`load(source)`; a network failure becomes one RuntimeError naming `what` and the way out."""
     try:
-        return hub.resolve(handle)
-    except Exception as error:  # noqa: BLE001 - re-raised with the handle named
-        if os.path.isdir(handle) or not _is_fetch_failure(error):
+        return load(source)
+    except Exception as error:  # noqa: BLE001 - re-raised with the source named
+        if os.path.isdir(source) or not _is_fetch_failure(error):
             raise
-        raise RuntimeError(
-            f"Could not fetch the TF Hub model {handle} ({error}). On a machine without internet, download it "
-            f"elsewhere (the handle's address with '?tf-hub-format=compressed' gives a .tar.gz), unpack it and set "
-            f"{where} to that folder, or set TFHUB_CACHE_DIR to a cache folder that holds it."
-        ) from error
+        raise RuntimeError(f"Could not fetch {what} ({error}). On a machine without internet, {way_out}") from error
 
 
 def _pooled_vector(spec, name, tensor, x, source):
@@ -300,18 +303,11 @@ def _keras_hub():
 
 
 def _from_preset(load, preset, where):
-    """Runs `load(preset)`, turning an offline fetch failure into one message with the way out."""
-    try:
-        return load(preset)
-    except Exception as error:  # noqa: BLE001 - re-raised with the preset named
-        if os.path.isdir(preset) or not _is_fetch_failure(error):
-            raise
-        raise RuntimeError(
-            f"Could not fetch the keras-hub preset {preset!r} ({type(error).__name__}). On a machine without "
-            f"internet, save it elsewhere (keras_hub.models.Backbone.from_preset(...).save_to_preset(FOLDER), and "
-            f"the same for its tokenizer, or download the Kaggle / Hugging Face model folder), copy the folder over "
-            f"and set {where} to 'keras_hub:FOLDER'."
-        ) from error
+    """`load(preset)`, with the way out of an offline failure named."""
+    return _fetch(load, preset, f"the keras-hub preset {preset!r}",
+                  f"save it elsewhere (keras_hub.models.Backbone.from_preset(...).save_to_preset(FOLDER), and the "
+                  f"same for its tokenizer, or download the Kaggle / Hugging Face model folder), copy the folder over "
+                  f"and set {where} to 'keras_hub:FOLDER'.")
 
 
 def keras_hub_text_preprocessor(spec, name):

@@ -31,6 +31,21 @@ def _inputs(model, n=8, seed=0):
     return x
 
 
+def _assert_served_equals_keras(run, served, manifest, count, tmp_path):
+    """`mmkeras predict` from the run and from its SavedModel give the same labels and probabilities."""
+    assert main(["predict", "--model", str(run), "--data", manifest, "--output", str(tmp_path / "k.csv")]) == 0
+    assert main(["predict", "--model", str(served), "--data", manifest, "--output", str(tmp_path / "s.csv")]) == 0
+    _assert_same_rows(tmp_path / "k.csv", tmp_path / "s.csv", count)
+
+
+def _assert_same_rows(keras_csv, served_csv, count):
+    keras_rows, served_rows = (open(path).read().splitlines() for path in (keras_csv, served_csv))
+    assert len(keras_rows) == len(served_rows) == count + 1
+    for a, b in zip(keras_rows[1:], served_rows[1:]):
+        a, b = a.split(","), b.split(",")
+        assert a[1] == b[1] and np.allclose(np.float32(a[2:]), np.float32(b[2:]), atol=1e-5)
+
+
 def _model(trainable):
     modalities = {"image": {**RGB32, "encoder": {**MOBILENET, "trainable": trainable}},
                   "text": {"max_tokens": 10, "sequence_length": 4, "embedding_dim": 4, "lstm_units": 4}}
@@ -117,14 +132,7 @@ def test_a_keras_file_encoder_trains_exports_and_serves_raw_bytes(tmp_path):
     saved = keras.saving.load_model(str(run / "model.keras"))
     assert saved.get_layer("image_encoder").get_layer("image_backbone").get_layer("mine")
     assert main(["export", "--run", str(run), "--output", str(tmp_path / "served")]) == 0
-    assert main(["predict", "--model", str(run), "--data", manifest, "--output", str(tmp_path / "k.csv")]) == 0
-    assert main(["predict", "--model", str(tmp_path / "served"), "--data", manifest,
-                 "--output", str(tmp_path / "s.csv")]) == 0
-    keras_rows, served_rows = (open(tmp_path / name).read().splitlines() for name in ("k.csv", "s.csv"))
-    assert len(served_rows) == len(rows) + 1
-    for a, b in zip(keras_rows[1:], served_rows[1:]):
-        a, b = a.split(","), b.split(",")
-        assert a[1] == b[1] and np.allclose(np.float32(a[2:]), np.float32(b[2:]), atol=1e-5)
+    _assert_served_equals_keras(run, tmp_path / "served", manifest, len(rows), tmp_path)
 
 
 def test_a_backbone_model_reloads_in_a_fresh_process(tmp_path):
@@ -253,14 +261,7 @@ def test_a_hub_saved_model_trains_reloads_without_its_folder_and_serves_raw_byte
     np.testing.assert_allclose(fresh["label"], model.predict(x, verbose=0)["label"], rtol=1e-5, atol=1e-6)
 
     assert main(["export", "--run", str(run), "--output", str(tmp_path / "served")]) == 0
-    assert main(["predict", "--model", str(run), "--data", manifest, "--output", str(tmp_path / "k.csv")]) == 0
-    assert main(["predict", "--model", str(tmp_path / "served"), "--data", manifest,
-                 "--output", str(tmp_path / "s.csv")]) == 0
-    keras_rows, served_rows = (open(tmp_path / name).read().splitlines() for name in ("k.csv", "s.csv"))
-    assert len(served_rows) == len(rows) + 1
-    for a, b in zip(keras_rows[1:], served_rows[1:]):
-        a, b = a.split(","), b.split(",")
-        assert a[1] == b[1] and np.allclose(np.float32(a[2:]), np.float32(b[2:]), atol=1e-5)
+    _assert_served_equals_keras(run, tmp_path / "served", manifest, len(rows), tmp_path)
     variables = tmp_path / "served" / "1" / "variables"
     stored = sum(os.path.getsize(variables / f) for f in os.listdir(variables) if f.startswith("variables.data"))
     parameters = sum(int(np.prod(w.shape)) * np.dtype(w.dtype).itemsize for w in model.weights)
@@ -398,11 +399,7 @@ def test_a_keras_hub_preset_trains_reloads_offline_and_serves_raw_text_in_a_fres
                             capture_output=True, text=True, env=dict(os.environ, CUDA_VISIBLE_DEVICES=""))
     assert served.returncode == 0, served.stderr[-3000:]
     assert served.stdout.split()[-1] == "False", "the SavedModel needs TF Text's ops, not keras-hub"
-    keras_rows, served_rows = (open(tmp_path / name).read().splitlines() for name in ("k.csv", "s.csv"))
-    assert len(served_rows) == len(rows) + 1
-    for a, b in zip(keras_rows[1:], served_rows[1:]):
-        a, b = a.split(","), b.split(",")
-        assert a[1] == b[1] and np.allclose(np.float32(a[2:]), np.float32(b[2:]), atol=1e-5)
+    _assert_same_rows(tmp_path / "k.csv", tmp_path / "s.csv", len(rows))
 
 
 def test_a_frozen_keras_hub_encoder_is_still_frozen_when_a_run_is_reloaded(tmp_path):
