@@ -242,7 +242,7 @@ def test_a_hub_saved_model_trains_reloads_without_its_folder_and_serves_raw_byte
     folder = tmp_path / "data"
     manifest, rows = write_tiny_dataset(str(folder))
     reference = _audio_saved_model(tmp_path / "yamnet_like")
-    config = tiny_config(manifest, epochs=2)  # the default optimizer, AdamW
+    config = tiny_config(manifest, epochs=1)  # the default optimizer, AdamW
     config["modalities"]["audio"]["encoder"] = {"source": f"hub:{tmp_path / 'yamnet_like'}", "trainable": True}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     run = tmp_path / "run"
@@ -380,7 +380,7 @@ def test_a_keras_hub_preset_trains_reloads_offline_and_serves_raw_text_in_a_fres
     folder = tmp_path / "data"
     manifest, rows = write_tiny_dataset(str(folder))
     _tiny_bert_preset(tmp_path / "bert_preset")
-    config = tiny_config(manifest, epochs=2)
+    config = tiny_config(manifest, epochs=1)
     config["modalities"]["text"] = {"sequence_length": 6, "encoder": {"source": "keras_hub:bert_preset",
                                                                       "trainable": True}}  # beside the config
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
