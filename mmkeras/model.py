@@ -43,6 +43,8 @@ def build_text_encoder(spec=None, **options):
     (None, 4)
     """
     spec, p = _spec(spec, options, constants.TEXT)
+    if spec.encoder:  # a pretrained encoder instead (mmkeras.pretrained)
+        return build_pretrained_encoder(spec, p)
     token_ids = keras.Input((spec.sequence_length,), dtype="int32", name=p)  # (batch, tokens)
     x = keras.layers.Embedding(spec.max_tokens, spec.embedding_dim, mask_zero=True, name=f"{p}_embedding")(token_ids)
     lstm = keras.layers.LSTM(spec.lstm_units, name=f"{p}_lstm")
@@ -72,6 +74,8 @@ def build_image_encoder(spec=None, **options):
     (None, 8)
     """
     spec, p = _spec(spec, options, constants.IMAGE)
+    if spec.encoder:  # a pretrained encoder instead (mmkeras.pretrained)
+        return build_pretrained_encoder(spec, p)
     pixels = keras.Input((spec.height, spec.width, spec.channels), name=p)  # (batch, H, W, C)
     x = pixels
     size = min(spec.height, spec.width)
@@ -110,6 +114,8 @@ def build_audio_encoder(spec=None, **options):
     (None, 8)
     """
     spec, p = _spec(spec, options, constants.AUDIO)
+    if spec.encoder:  # a pretrained encoder instead (mmkeras.pretrained)
+        return build_pretrained_encoder(spec, p)
     waveform = keras.Input((spec.num_samples,), name=p)  # (batch, samples)
     x = LogMelSpectrogram(
         sample_rate=spec.sample_rate,
@@ -161,10 +167,7 @@ def _branch(name, value):
             )
         return value, tuple(value.inputs[0].shape[1:]), value.inputs[0].dtype
     spec = specs_lib.make_spec(name, value)
-    if spec.encoder:
-        encoder = build_pretrained_encoder(spec, name)
-    else:
-        encoder = ENCODER_BUILDERS[spec.kind](spec, name=name)
+    encoder = ENCODER_BUILDERS[spec.kind](spec, name=name)
     return encoder, tuple(encoder.inputs[0].shape[1:]), encoder.inputs[0].dtype
 
 

@@ -414,3 +414,11 @@ def test_a_frozen_keras_hub_encoder_is_still_frozen_when_a_run_is_reloaded(tmp_p
     reloaded = load_model_file(str(tmp_path / "model.keras"))
     assert sorted(w.path for w in reloaded.trainable_weights) == sorted(w.path for w in model.trainable_weights)
     assert reloaded.compiled
+
+
+def test_the_encoder_builders_take_the_encoder_option_too(tmp_path):
+    encoder = mmkeras.build_image_encoder(**RGB32, encoder=MOBILENET, name="photo")
+    assert encoder.name == "photo_encoder" and encoder.get_layer("photo_backbone").trainable is False
+    _audio_saved_model(tmp_path / "sm")
+    audio = mmkeras.build_audio_encoder(sample_rate=8000, duration=0.5, encoder={"source": str(tmp_path / "sm")})
+    assert tuple(audio.output.shape) == (None, 12)
