@@ -134,7 +134,8 @@ def build_audio_encoder(spec=None, **options):
         x = keras.layers.Conv1D(filters, 5, padding="same", use_bias=False, name=f"{p}_conv_{i}")(x)
         x = keras.layers.BatchNormalization(momentum=0.9, name=f"{p}_bn_{i}")(x)
         x = keras.layers.Activation("relu", name=f"{p}_relu_{i}")(x)
-        x = keras.layers.MaxPooling1D(2, name=f"{p}_pool_{i}")(x)  # (batch, frames / 2**i, filters)
+        if spec.conv_pool > 1:  # fewer frames for the LSTM: faster on long clips, coarser in time
+            x = keras.layers.MaxPooling1D(spec.conv_pool, name=f"{p}_pool_{i}")(x)  # (batch, frames / pool**i, filters)
     sequences = spec.pooling != "last"
     lstm = keras.layers.LSTM(spec.lstm_units, return_sequences=sequences, name=f"{p}_lstm")
     if spec.bidirectional:
