@@ -16,6 +16,9 @@ Sources:
   preset's own tokenizer and packer replace the Preprocessor's vocabulary (`keras_hub_text_preprocessor`),
   so training, the `.keras` file and the served graph tokenize alike; the model masks padding and
   averages the backbone's sequence output.
+- `keras_hub:PRESET` (image modalities): a keras-hub vision backbone (ResNet, EfficientNet, ViT,
+  ...) behind its preset's image converter, whose resize and rescaling become model layers
+  (`Resizing`, `PixelScaling("affine")`); the feature map (or token sequence) is average pooled.
 - `hub:HANDLE` (a TF Hub / Kaggle Models handle, resolved by `tensorflow_hub.resolve`, which caches
   under `TFHUB_CACHE_DIR`) or a path to a SavedModel folder (any modality): called through
   `mmkeras.layers.SavedModelEncoder` on the same tensor; `endpoint` picks the function and
@@ -56,7 +59,11 @@ class PixelScaling(keras.layers.Layer):
 
     Args:
         mode: str. "raw" (0-255), "tf" ([-1, 1]), "torch" (ImageNet mean and std of [0, 1]
-            RGB), "caffe" (0-255 BGR minus the ImageNet mean), "unit" (unchanged).
+            RGB), "caffe" (0-255 BGR minus the ImageNet mean), "unit" (unchanged), or "affine":
+            `255 * pixels * scale + offset`, the rescaling of a keras-hub `ImageConverter`
+            (which takes 0-255 pixels).
+        scale: float or list of float (one per channel). "affine" only.
+        offset: float or list of float (one per channel). "affine" only.
 
     Example:
 
@@ -65,13 +72,19 @@ class PixelScaling(keras.layers.Layer):
     [[[[-1.0, 0.0, 1.0]]]]
     """
 
-    def __init__(self, mode="raw", **kwargs):
+    def __init__(self, mode="raw", scale=None, offset=None, **kwargs):
         super().__init__(**kwargs)
-        if mode not in SCALINGS:
+        if mode not in SCALINGS + ("affine",):
             raise ValueError(f"Expected scaling to be one of {list(SCALINGS)}. Received: scaling={mode!r}")
         self.mode = mode
+        self.scale = _plain(1.0 if scale is None else scale)
+        self.offset = _plain(0.0 if offset is None else offset)
 
     def call(self, pixels):
+        if self.mode == "affine":
+            scale = ops.convert_to_tensor(self.scale, pixels.dtype)
+            offset = ops.convert_to_tensor(self.offset, pixels.dtype)
+            return pixels * 255.0 * scale + offset
         if self.mode == "raw":
             return pixels * 255.0
         if self.mode == "tf":
@@ -90,8 +103,15 @@ class PixelScaling(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"mode": self.mode})
+        config.update({"mode": self.mode, "scale": self.scale, "offset": self.offset})
         return config
+
+
+def _plain(value):
+    """A float, or a list of floats, from a number, a list or an array (for JSON configs)."""
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    return [float(v) for v in value] if isinstance(value, (list, tuple)) else float(value)
 
 
 def check_encoder_options(modality, options):
@@ -138,6 +158,8 @@ def build_pretrained_encoder(spec, name):
     source = options["source"]
     if source.startswith("keras.applications:"):
         return _application_encoder(spec, name, source.split(":", 1)[1], options)
+    if source.startswith(KERAS_HUB_PREFIX) and spec.kind == "image":
+        return _keras_hub_image_encoder(spec, name, source[len(KERAS_HUB_PREFIX):], options)
     if source.startswith(KERAS_HUB_PREFIX):
         return _keras_hub_text_encoder(spec, name, source[len(KERAS_HUB_PREFIX):], options)
     if source.startswith(HUB_PREFIX) or os.path.isdir(source):
@@ -338,11 +360,54 @@ def load_text_preprocessor(folder):
     return preprocessor
 
 
+def _keras_hub_image_encoder(spec, name, preset, options):
+    """A keras-hub vision backbone with its preset's image converter (resize + rescale) in front."""
+    where = f"modalities.{name}.encoder"
+    for key in ("weights", "endpoint"):
+        if options.get(key) is not None:
+            raise ValueError(f"Config key '{where}.{key}' does not apply to keras_hub: presets; remove it.")
+    keras_hub = _keras_hub()
+    backbone = _from_preset(keras_hub.models.Backbone.from_preset, preset, f"{where}.source")
+    try:
+        converter = keras_hub.layers.ImageConverter.from_preset(preset)
+    except FileNotFoundError:  # a preset saved without its converter (the backbone alone)
+        converter = None
+    if converter is None and not options.get("scaling"):
+        raise ValueError(f"Modality {name!r}: the keras-hub preset {preset!r} has no image converter "
+                         f"(image_converter.json), so the pixel range its backbone expects is unknown. Set "
+                         f"'{where}.scaling' ({', '.join(SCALINGS)}) or save the converter into the preset folder.")
+    expected = backbone.input.shape[-1] if not isinstance(backbone.input, dict) else None
+    if expected is not None and expected != spec.channels:
+        raise ValueError(f"Modality {name!r}: the backbone of {preset!r} takes {expected}-channel images. Set "
+                         f"modalities.{name}.channels: {expected}. Received: channels={spec.channels}")
+    backbone.name = f"{name}_backbone"
+    backbone.trainable = bool(options.get("trainable", False))
+    pixels = keras.Input((spec.height, spec.width, spec.channels), name=name)
+    x = pixels
+    size = tuple(converter.image_size) if converter is not None and converter.image_size is not None else None
+    if size is not None and size != (spec.height, spec.width):
+        # The preset's input size, cropped to its aspect ratio first when the converter does that.
+        x = keras.layers.Resizing(*size, interpolation=converter.interpolation,
+                                  crop_to_aspect_ratio=bool(converter.crop_to_aspect_ratio), name=f"{name}_resize")(x)
+    if options.get("scaling"):
+        x = PixelScaling(options["scaling"], name=f"{name}_scaling")(x)
+    else:
+        x = PixelScaling("affine", scale=converter.scale, offset=converter.offset, name=f"{name}_scaling")(x)
+    x = backbone(x, training=False) if not backbone.trainable else backbone(x)
+    if isinstance(x, dict):
+        key = options.get("output_key")
+        if key not in x:
+            raise ValueError(f"Modality {name!r}: the backbone of {preset!r} returns {sorted(x)}; set "
+                             f"'{where}.output_key' to one of them.")
+        x = x[key]
+    return _pooled_vector(spec, name, pixels, x, f"keras_hub:{preset}")
+
+
 def _keras_hub_text_encoder(spec, name, preset, options):
     where = f"modalities.{name}.encoder"
     if spec.kind != "text":
-        raise ValueError(f"Modality {name!r}: keras_hub: encoders here take text; {name!r} is a {spec.kind} "
-                         f"modality. Use keras.applications, a SavedModel or a .keras file for it.")
+        raise ValueError(f"Modality {name!r}: keras_hub: encoders here take text or images; {name!r} is a "
+                         f"{spec.kind} modality. Use a SavedModel, a TF Hub handle or a .keras file for it.")
     for key in ("weights", "scaling", "endpoint", "output_key"):
         if options.get(key) is not None:
             raise ValueError(f"Config key '{where}.{key}' does not apply to keras_hub: presets; remove it.")

@@ -31,9 +31,9 @@ class TextSpec:
         lstm_units: int. Width of the LSTM (per direction).
         bidirectional: bool. Read the text both ways.
         dropout: float. Dropout on the encoder's output vector.
-        encoder: dict. A pretrained encoder instead of the default branch (`mmkeras.pretrained`):
-            `{source: "keras.applications:NAME" (images) or a .keras file, weights: imagenet |
-            PATH | null, trainable: false, scaling: raw | tf | torch | caffe | unit}`.
+        encoder: dict. A pretrained encoder instead of the default branch: `{source:
+            "keras_hub:PRESET" | "hub:HANDLE" | SavedModel folder | .keras file, trainable: false}`
+            (every key in `mmkeras.pretrained`).
 
     Example:
 
@@ -72,9 +72,10 @@ class ImageSpec:
             free: fine for textures and objects anywhere, much weaker for centred drawings).
         grid: int. Cells per side for `pooling="grid"` (a smaller map is flattened as it is).
         dropout: float. Dropout on the encoder's output vector.
-        encoder: dict. A pretrained encoder instead of the default branch (`mmkeras.pretrained`):
-            `{source: "keras.applications:NAME" (images) or a .keras file, weights: imagenet |
-            PATH | null, trainable: false, scaling: raw | tf | torch | caffe | unit}`.
+        encoder: dict. A pretrained encoder instead of the default branch: `{source:
+            "keras.applications:NAME" | "keras_hub:PRESET" | "hub:HANDLE" | SavedModel folder |
+            .keras file, weights: imagenet | PATH | null, trainable: false, scaling: raw | tf |
+            torch | caffe | unit}` (every key in `mmkeras.pretrained`).
         augment: dict. Training-only augmentation (default: small shifts; `{}` turns it off):
             "shift" (random translation, as a fraction of height and width), "flip" ("horizontal",
             "vertical" or "horizontal_and_vertical"), "rotation" (fraction of a full turn),
@@ -139,9 +140,9 @@ class AudioSpec:
             "time_masks", "time_width", "freq_masks", "freq_width" (see `SpecAugment`).
         bidirectional: bool. Read the frames both ways.
         dropout: float. Dropout on the encoder's output vector.
-        encoder: dict. A pretrained encoder instead of the default branch (`mmkeras.pretrained`):
-            `{source: "keras.applications:NAME" (images) or a .keras file, weights: imagenet |
-            PATH | null, trainable: false, scaling: raw | tf | torch | caffe | unit}`.
+        encoder: dict. A pretrained encoder instead of the default branch: `{source:
+            "hub:HANDLE" | SavedModel folder | .keras file, trainable: false, endpoint,
+            output_key}` (every key in `mmkeras.pretrained`).
         augment: dict. Training-only augmentation (default: gain; `{}` turns it off): "gain_db" (random gain up to
             +/- this), "noise_snr_db" (white noise at this signal-to-noise ratio), "shift"
             (random circular shift up to this fraction of the clip).

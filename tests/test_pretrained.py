@@ -422,3 +422,75 @@ def test_the_encoder_builders_take_the_encoder_option_too(tmp_path):
     _audio_saved_model(tmp_path / "sm")
     audio = mmkeras.build_audio_encoder(sample_rate=8000, duration=0.5, encoder={"source": str(tmp_path / "sm")})
     assert tuple(audio.output.shape) == (None, 12)
+
+
+# keras-hub vision presets ----------------------------------------------------------------------
+
+IMAGENET_SCALE = [1 / (255 * 0.229), 1 / (255 * 0.224), 1 / (255 * 0.225)]
+IMAGENET_OFFSET = [-0.485 / 0.229, -0.456 / 0.224, -0.406 / 0.225]
+
+
+def _tiny_resnet_preset(folder, converter=True, image_size=(12, 12), seed=5):
+    """A small keras-hub ResNet backbone saved as a preset folder, with its image converter."""
+    keras_hub = pytest.importorskip("keras_hub")
+    keras.utils.set_random_seed(seed)
+    backbone = keras_hub.models.ResNetBackbone(
+        input_conv_filters=[64], input_conv_kernel_sizes=[3], stackwise_num_filters=[64, 16],
+        stackwise_num_blocks=[1, 1], stackwise_num_strides=[1, 2], block_type="basic_block")
+    backbone.save_to_preset(str(folder))
+    if converter:
+        keras_hub.layers.ResNetImageConverter(image_size=image_size, scale=IMAGENET_SCALE,
+                                              offset=IMAGENET_OFFSET).save_to_preset(str(folder))
+    return backbone
+
+
+def test_a_keras_hub_image_preset_applies_its_converter_inside_the_encoder(tmp_path):
+    import tensorflow as tf
+
+    backbone = _tiny_resnet_preset(tmp_path / "resnet")
+    spec = mmkeras.specs.make_spec("image", {"height": 16, "width": 16, "channels": 3,
+                                             "encoder": {"source": f"keras_hub:{tmp_path / 'resnet'}"}})
+    encoder = pretrained.build_pretrained_encoder(spec, "image")
+    assert encoder.get_layer("image_backbone").trainable is False
+    pixels = np.random.default_rng(0).uniform(0, 1, (2, 16, 16, 3)).astype("float32")
+    # What the preset's own converter does to 0-255 pixels: resize to 12 x 12, then scale and offset.
+    resized = tf.image.resize(pixels * 255.0, (12, 12)).numpy()
+    expected = backbone(resized * np.float32(IMAGENET_SCALE) + np.float32(IMAGENET_OFFSET)).numpy().mean(axis=(1, 2))
+    np.testing.assert_allclose(encoder(pixels).numpy(), expected, rtol=1e-4, atol=1e-5)
+    grey = mmkeras.specs.make_spec("image", {"height": 16, "width": 16, "channels": 1, "encoder": spec.encoder})
+    with pytest.raises(ValueError, match="takes 3-channel images. Set modalities.image.channels: 3"):
+        pretrained.build_pretrained_encoder(grey, "image")
+
+
+def test_a_keras_hub_image_preset_without_a_converter_needs_a_scaling(tmp_path):
+    _tiny_resnet_preset(tmp_path / "bare", converter=False)
+    options = {"height": 16, "width": 16, "channels": 3, "encoder": {"source": f"keras_hub:{tmp_path / 'bare'}"}}
+    with pytest.raises(ValueError, match=r"no image converter \(image_converter.json\).*modalities.image.encoder.scaling"):
+        pretrained.build_pretrained_encoder(mmkeras.specs.make_spec("image", options), "image")
+    options["encoder"]["scaling"] = "torch"
+    encoder = pretrained.build_pretrained_encoder(mmkeras.specs.make_spec("image", options), "image")
+    assert encoder.get_layer("image_scaling").mode == "torch" and tuple(encoder.output.shape) == (None, 16)
+
+
+@pytest.mark.slow
+def test_a_keras_hub_image_preset_trains_reloads_offline_and_serves_raw_bytes(tmp_path):
+    import shutil
+
+    from helpers import predict_in_fresh_process
+
+    folder = tmp_path / "data"
+    manifest, rows = write_tiny_dataset(str(folder))
+    _tiny_resnet_preset(tmp_path / "resnet_preset")
+    config = tiny_config(manifest, epochs=1)
+    config["modalities"]["image"] = {"height": 8, "width": 8, "channels": 3,  # grey files, converted to RGB
+                                     "encoder": {"source": "keras_hub:resnet_preset", "trainable": True}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(tmp_path / "config.yaml"), "--output", str(run)]) == 0
+    shutil.rmtree(tmp_path / "resnet_preset")  # neither the run nor the export may need it again
+    model = keras.saving.load_model(str(run / "model.keras"))
+    x = _inputs(model, n=3)
+    (fresh,) = predict_in_fresh_process([run / "model.keras"], x, str(tmp_path), env={"CUDA_VISIBLE_DEVICES": ""})
+    np.testing.assert_allclose(fresh["label"], model.predict(x, verbose=0)["label"], rtol=1e-5, atol=1e-6)
+    assert main(["export", "--run", str(run), "--output", str(tmp_path / "served")]) == 0
+    _assert_served_equals_keras(run, tmp_path / "served", manifest, len(rows), tmp_path)
