@@ -19,6 +19,9 @@ Sources:
 - `keras_hub:PRESET` (image modalities): a keras-hub vision backbone (ResNet, EfficientNet, ViT,
   ...) behind its preset's image converter, whose resize and rescaling become model layers
   (`Resizing`, `PixelScaling("affine")`); the feature map (or token sequence) is average pooled.
+- `keras_hub:PRESET` (audio modalities): the encoder half of a keras-hub speech backbone (Whisper,
+  Moonshine) behind its preset's audio converter (a layer of the model: Whisper's log-mel, ...),
+  averaged over time. The modality's `sample_rate` must be the converter's.
 - `hub:HANDLE` (a TF Hub / Kaggle Models handle, resolved by `tensorflow_hub.resolve`, which caches
   under `TFHUB_CACHE_DIR`) or a path to a SavedModel folder (any modality): called through
   `mmkeras.layers.SavedModelEncoder` on the same tensor; `endpoint` picks the function and
@@ -160,6 +163,8 @@ def build_pretrained_encoder(spec, name):
         return _application_encoder(spec, name, source.split(":", 1)[1], options)
     if source.startswith(KERAS_HUB_PREFIX) and spec.kind == "image":
         return _keras_hub_image_encoder(spec, name, source[len(KERAS_HUB_PREFIX):], options)
+    if source.startswith(KERAS_HUB_PREFIX) and spec.kind == "audio":
+        return _keras_hub_audio_encoder(spec, name, source[len(KERAS_HUB_PREFIX):], options)
     if source.startswith(KERAS_HUB_PREFIX):
         return _keras_hub_text_encoder(spec, name, source[len(KERAS_HUB_PREFIX):], options)
     if source.startswith(HUB_PREFIX) or os.path.isdir(source):
@@ -403,10 +408,50 @@ def _keras_hub_image_encoder(spec, name, preset, options):
     return _pooled_vector(spec, name, pixels, x, f"keras_hub:{preset}")
 
 
+def _keras_hub_audio_encoder(spec, name, preset, options):
+    """The audio encoder of a keras-hub speech backbone (Whisper, Moonshine) behind its audio converter."""
+    where = f"modalities.{name}.encoder"
+    for key in ("weights", "scaling", "endpoint"):
+        if options.get(key) is not None:
+            raise ValueError(f"Config key '{where}.{key}' does not apply to keras_hub: audio presets; remove it.")
+    keras_hub = _keras_hub()
+    backbone = _from_preset(keras_hub.models.Backbone.from_preset, preset, f"{where}.source")
+    try:
+        converter = keras_hub.layers.AudioConverter.from_preset(preset)
+    except FileNotFoundError as error:
+        raise ValueError(f"Modality {name!r}: the keras-hub preset {preset!r} has no audio converter "
+                         f"(audio_converter.json), so the features its backbone expects are unknown. Save the "
+                         f"converter into the preset folder.") from error
+    rate = getattr(converter, "sampling_rate", None)
+    if rate is not None and int(rate) != spec.sample_rate:
+        raise ValueError(f"Modality {name!r}: the preset {preset!r} takes audio at {rate} Hz. Set "
+                         f"modalities.{name}.sample_rate: {rate}. Received: sample_rate={spec.sample_rate}")
+    waveform = keras.Input((spec.num_samples,), name=name)
+    features = converter(waveform)  # e.g. Whisper's log-mel frames, Moonshine's (batch, samples, 1)
+    if isinstance(backbone.input, dict):
+        # Encoder-decoder speech models: keep the encoder's part of the graph only.
+        audio_keys = [k for k in backbone.input if k.startswith("encoder_") and not k.endswith("padding_mask")]
+        output_key = options.get("output_key") or "encoder_sequence_output"
+        if len(audio_keys) != 1 or output_key not in backbone.output:
+            raise ValueError(f"Modality {name!r}: cannot tell the audio input and output of the backbone of {preset!r} "
+                             f"(inputs {sorted(backbone.input)}, outputs {sorted(backbone.output)}); set "
+                             f"'{where}.output_key' to one of its outputs.")
+        given = {audio_keys[0]: features}
+        for key in backbone.input:
+            if key.startswith("encoder_") and key.endswith("padding_mask"):
+                given[key] = ops.ones_like(features[..., 0], dtype="bool")  # every sample of the clip counts
+        backbone = keras.Model({k: backbone.input[k] for k in given}, backbone.output[output_key])
+    backbone.name = f"{name}_backbone"
+    backbone.trainable = bool(options.get("trainable", False))
+    inputs = given if isinstance(backbone.input, dict) else features
+    x = backbone(inputs, training=False) if not backbone.trainable else backbone(inputs)
+    return _pooled_vector(spec, name, waveform, x, f"keras_hub:{preset}")
+
+
 def _keras_hub_text_encoder(spec, name, preset, options):
     where = f"modalities.{name}.encoder"
     if spec.kind != "text":
-        raise ValueError(f"Modality {name!r}: keras_hub: encoders here take text or images; {name!r} is a "
+        raise ValueError(f"Modality {name!r}: keras_hub: encoders take text, images or audio; {name!r} is a "
                          f"{spec.kind} modality. Use a SavedModel, a TF Hub handle or a .keras file for it.")
     for key in ("weights", "scaling", "endpoint", "output_key"):
         if options.get(key) is not None:

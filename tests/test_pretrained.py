@@ -472,8 +472,39 @@ def test_a_keras_hub_image_preset_without_a_converter_needs_a_scaling(tmp_path):
     assert encoder.get_layer("image_scaling").mode == "torch" and tuple(encoder.output.shape) == (None, 16)
 
 
+def _tiny_whisper_preset(folder, seed=6):
+    """A small keras-hub Whisper backbone and its audio converter (8 kHz, 1 s) saved as a preset folder."""
+    keras_hub = pytest.importorskip("keras_hub")
+    keras.utils.set_random_seed(seed)
+    backbone = keras_hub.models.WhisperBackbone(vocabulary_size=20, num_layers=1, num_heads=2, hidden_dim=8,
+                                                intermediate_dim=16, num_mels=16, max_encoder_sequence_length=100,
+                                                max_decoder_sequence_length=8)
+    converter = keras_hub.layers.WhisperAudioConverter(num_mels=16, sampling_rate=8000, stride=80, num_fft_bins=200,
+                                                       max_audio_length=1)
+    backbone.save_to_preset(str(folder))
+    converter.save_to_preset(str(folder))
+    return backbone, converter
+
+
+def test_a_keras_hub_audio_preset_is_its_converter_and_the_backbones_encoder(tmp_path):
+    backbone, converter = _tiny_whisper_preset(tmp_path / "whisper")
+    options = {"sample_rate": 8000, "duration": 0.5, "encoder": {"source": f"keras_hub:{tmp_path / 'whisper'}"}}
+    encoder = pretrained.build_pretrained_encoder(mmkeras.specs.make_spec("audio", options), "audio")
+    assert encoder.get_layer("audio_backbone").trainable is False
+    clips = np.random.default_rng(1).normal(0, 0.1, (2, 4000)).astype("float32")
+    features = np.asarray(converter(clips))  # padded to the converter's 1 s: (2, 100, 16) log-mel frames
+    sequence = backbone({"encoder_features": features, "decoder_token_ids": np.zeros((2, 1), "int32"),
+                         "decoder_padding_mask": np.ones((2, 1), bool)})["encoder_sequence_output"]
+    np.testing.assert_allclose(encoder(clips).numpy(), sequence.numpy().mean(axis=1), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="takes audio at 8000 Hz. Set modalities.audio.sample_rate: 8000"):
+        pretrained.build_pretrained_encoder(mmkeras.specs.make_spec("audio", dict(options, sample_rate=16000)), "audio")
+    os.remove(tmp_path / "whisper" / "audio_converter.json")
+    with pytest.raises(ValueError, match=r"no audio converter \(audio_converter.json\)"):
+        pretrained.build_pretrained_encoder(mmkeras.specs.make_spec("audio", options), "audio")
+
+
 @pytest.mark.slow
-def test_a_keras_hub_image_preset_trains_reloads_offline_and_serves_raw_bytes(tmp_path):
+def test_keras_hub_image_and_audio_presets_train_reload_offline_and_serve_raw_bytes(tmp_path):
     import shutil
 
     from helpers import predict_in_fresh_process
@@ -481,13 +512,17 @@ def test_a_keras_hub_image_preset_trains_reloads_offline_and_serves_raw_bytes(tm
     folder = tmp_path / "data"
     manifest, rows = write_tiny_dataset(str(folder))
     _tiny_resnet_preset(tmp_path / "resnet_preset")
+    _tiny_whisper_preset(tmp_path / "whisper_preset")
     config = tiny_config(manifest, epochs=1)
     config["modalities"]["image"] = {"height": 8, "width": 8, "channels": 3,  # grey files, converted to RGB
                                      "encoder": {"source": "keras_hub:resnet_preset", "trainable": True}}
+    config["modalities"]["audio"] = {"sample_rate": 8000, "duration": 0.5,
+                                     "encoder": {"source": "keras_hub:whisper_preset", "trainable": True}}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     run = tmp_path / "run"
     assert main(["train", "--config", str(tmp_path / "config.yaml"), "--output", str(run)]) == 0
-    shutil.rmtree(tmp_path / "resnet_preset")  # neither the run nor the export may need it again
+    for preset in ("resnet_preset", "whisper_preset"):
+        shutil.rmtree(tmp_path / preset)  # neither the run nor the export may need them again
     model = keras.saving.load_model(str(run / "model.keras"))
     x = _inputs(model, n=3)
     (fresh,) = predict_in_fresh_process([run / "model.keras"], x, str(tmp_path), env={"CUDA_VISIBLE_DEVICES": ""})
