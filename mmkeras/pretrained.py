@@ -365,14 +365,20 @@ def load_text_preprocessor(folder):
     return preprocessor
 
 
+def _keras_hub_backbone(spec, name, preset, options, unused):
+    """(keras_hub, the preset's backbone), after refusing encoder keys that do not apply to this kind."""
+    for key in unused:
+        if options.get(key) is not None:
+            raise ValueError(f"Config key 'modalities.{name}.encoder.{key}' does not apply to keras_hub: "
+                             f"{spec.kind} presets; remove it.")
+    keras_hub = _keras_hub()
+    return keras_hub, _from_preset(keras_hub.models.Backbone.from_preset, preset, f"modalities.{name}.encoder.source")
+
+
 def _keras_hub_image_encoder(spec, name, preset, options):
     """A keras-hub vision backbone with its preset's image converter (resize + rescale) in front."""
     where = f"modalities.{name}.encoder"
-    for key in ("weights", "endpoint"):
-        if options.get(key) is not None:
-            raise ValueError(f"Config key '{where}.{key}' does not apply to keras_hub: presets; remove it.")
-    keras_hub = _keras_hub()
-    backbone = _from_preset(keras_hub.models.Backbone.from_preset, preset, f"{where}.source")
+    keras_hub, backbone = _keras_hub_backbone(spec, name, preset, options, ("weights", "endpoint"))
     try:
         converter = keras_hub.layers.ImageConverter.from_preset(preset)
     except FileNotFoundError:  # a preset saved without its converter (the backbone alone)
@@ -411,11 +417,7 @@ def _keras_hub_image_encoder(spec, name, preset, options):
 def _keras_hub_audio_encoder(spec, name, preset, options):
     """The audio encoder of a keras-hub speech backbone (Whisper, Moonshine) behind its audio converter."""
     where = f"modalities.{name}.encoder"
-    for key in ("weights", "scaling", "endpoint"):
-        if options.get(key) is not None:
-            raise ValueError(f"Config key '{where}.{key}' does not apply to keras_hub: audio presets; remove it.")
-    keras_hub = _keras_hub()
-    backbone = _from_preset(keras_hub.models.Backbone.from_preset, preset, f"{where}.source")
+    keras_hub, backbone = _keras_hub_backbone(spec, name, preset, options, ("weights", "scaling", "endpoint"))
     try:
         converter = keras_hub.layers.AudioConverter.from_preset(preset)
     except FileNotFoundError as error:
@@ -453,11 +455,8 @@ def _keras_hub_text_encoder(spec, name, preset, options):
     if spec.kind != "text":
         raise ValueError(f"Modality {name!r}: keras_hub: encoders take text, images or audio; {name!r} is a "
                          f"{spec.kind} modality. Use a SavedModel, a TF Hub handle or a .keras file for it.")
-    for key in ("weights", "scaling", "endpoint", "output_key"):
-        if options.get(key) is not None:
-            raise ValueError(f"Config key '{where}.{key}' does not apply to keras_hub: presets; remove it.")
-    keras_hub = _keras_hub()
-    backbone = _from_preset(keras_hub.models.Backbone.from_preset, preset, f"{where}.source")
+    keras_hub, backbone = _keras_hub_backbone(spec, name, preset, options,
+                                              ("weights", "scaling", "endpoint", "output_key"))
     tokenizer = _from_preset(keras_hub.tokenizers.Tokenizer.from_preset, preset, f"{where}.source")
     longest = getattr(backbone, "max_sequence_length", None)
     if longest is not None and spec.sequence_length > longest:

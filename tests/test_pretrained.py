@@ -498,6 +498,9 @@ def test_a_keras_hub_audio_preset_is_its_converter_and_the_backbones_encoder(tmp
     np.testing.assert_allclose(encoder(clips).numpy(), sequence.numpy().mean(axis=1), rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="takes audio at 8000 Hz. Set modalities.audio.sample_rate: 8000"):
         pretrained.build_pretrained_encoder(mmkeras.specs.make_spec("audio", dict(options, sample_rate=16000)), "audio")
+    scaled = dict(options, encoder=dict(options["encoder"], scaling="tf"))
+    with pytest.raises(ValueError, match=r"'modalities.audio.encoder.scaling' does not apply to keras_hub: audio"):
+        pretrained.build_pretrained_encoder(mmkeras.specs.make_spec("audio", scaled), "audio")
     os.remove(tmp_path / "whisper" / "audio_converter.json")
     with pytest.raises(ValueError, match=r"no audio converter \(audio_converter.json\)"):
         pretrained.build_pretrained_encoder(mmkeras.specs.make_spec("audio", options), "audio")
