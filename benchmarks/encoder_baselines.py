@@ -1,7 +1,8 @@
 """The library's image and audio branches, trained alone with the defaults, against simple models a
 practitioner would write first, on the same decoded files.
 
-Run: `.venv/bin/python benchmarks/encoder_baselines.py [--datasets digits tones shapes] [--seeds 1 2 3]`
+Run: `.venv/bin/python benchmarks/encoder_baselines.py [--datasets digits tones shapes] [--seeds 1 2 3]
+      [--modalities image audio]`
 
 Per data set of `datasets.py` (test accuracy, mean ± standard deviation over the seeds):
 - `mmkeras image` / `mmkeras audio`: `mmkeras train` with one modality and the defaults;
@@ -94,11 +95,11 @@ def logistic_regression(splits):
     return float(LogisticRegression(C=0.05, max_iter=3000).fit(x, y).score(xt, yt))
 
 
-def compare(name, paths, seeds, workdir):
+def compare(name, paths, seeds, workdir, modalities=("image", "audio")):
     splits, classes = _decoded(paths)
     test_features, test_labels = splits["test"]
     rows = {}
-    for modality in ("image", "audio"):
+    for modality in modalities:
         for seed in seeds:
             config = {"data": {"train": paths["train"], "validation": paths["validation"]},
                       "modalities": {modality: copy.deepcopy(MODALITIES[modality])},
@@ -111,7 +112,8 @@ def compare(name, paths, seeds, workdir):
             baseline = "small CNN" if modality == "image" else "Conv1D + pooling"
             rows.setdefault(baseline, []).append(fit_plain(plain, splits, modality, seed))
             print(name, modality, seed, {k: round(v[-1], 3) for k, v in rows.items()}, flush=True)
-    rows["logistic regression (pixels)"] = [logistic_regression(splits)]
+    if "image" in modalities:
+        rows["logistic regression (pixels)"] = [logistic_regression(splits)]
     return rows
 
 
@@ -119,12 +121,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=sorted(DATASETS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    parser.add_argument("--modalities", nargs="+", default=["image", "audio"], choices=["image", "audio"])
     args = parser.parse_args()
     workdir = tempfile.mkdtemp(prefix="mmkeras-encoders-")
     results = {}
     lines = ["| data set | model | test accuracy |", "|---|---|---|"]
     for name in args.datasets:
-        results[name] = compare(name, DATASETS[name](os.path.join(workdir, "data", name)), args.seeds, workdir)
+        results[name] = compare(name, DATASETS[name](os.path.join(workdir, "data", name)), args.seeds, workdir,
+                                args.modalities)
         for model, values in results[name].items():
             lines.append(f"| {name} | {model} | {_fmt(float(np.mean(values)), float(np.std(values)))} |")
     print("\n".join(lines))
