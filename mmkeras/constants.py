@@ -4,12 +4,11 @@ Every place that names a feature imports it from here, so a dataset dict, a mode
 TF Serving request key can never disagree.
 """
 
+#: Default names of the built-in kinds' modalities (a modality named after its kind needs no
+#: `kind:` key). The kinds themselves are registered in `mmkeras.modalities.KINDS`.
 TEXT = "text"
 IMAGE = "image"
 AUDIO = "audio"
-
-#: The modality kinds mmkeras has built-in preprocessing and encoders for.
-MODALITY_KINDS = (TEXT, IMAGE, AUDIO)
 
 #: Suffix of the 0/1 presence-flag input that goes with each modality.
 PRESENT_SUFFIX = "_present"

@@ -55,66 +55,28 @@ def scenarios(modalities):
 def corruptions(preprocessor):
     """Named input corruptions for the robustness table, each applied to present examples only.
 
-    Returns a dict name → function(features, rng) → corrupted copy.
+    Each modality's converter names its own (`Modality.corruptions`): image noise and
+    occlusion, audio noise at 20/10/0 dB SNR, half the text tokens dropped, ...
+
+    Returns a dict `<modality>_<corruption>` → function(features, rng) → corrupted copy.
     """
     result = {}
-    for m, spec in preprocessor.specs.items():
-        if spec.kind == constants.IMAGE:
-            for sigma in (0.1, 0.3):
-                result[f"{m}_noise_{sigma}"] = _image_noise(m, sigma)
-            result[f"{m}_occlusion_0.5"] = _image_occlusion(m, 0.5)
-        elif spec.kind == constants.AUDIO:
-            for snr in (20, 10, 0):
-                result[f"{m}_noise_snr_{snr}db"] = _audio_noise(m, snr)
-        elif spec.kind == constants.TEXT:
-            result[f"{m}_drop_0.5_tokens"] = _drop_tokens(m, 0.5)
+    for m, converter in preprocessor.converters.items():
+        for suffix, corrupt in converter.corruptions().items():
+            result[f"{m}_{suffix}"] = _on_present(m, corrupt)
     return result
 
 
-def _present(features, m):
-    return features[constants.presence_name(m)][:, 0] > 0
+def _on_present(m, corrupt):
+    """`corrupt` applied to modality `m` of a features dict, absent examples kept as they were."""
 
-
-def _image_noise(m, sigma):
     def apply(features, rng):
         out = dict(features)
-        noisy = np.clip(features[m] + rng.normal(0, sigma, features[m].shape), 0, 1).astype(features[m].dtype)
-        out[m] = np.where(_present(features, m)[:, None, None, None], noisy, features[m])
+        values = np.asarray(features[m])
+        present = (features[constants.presence_name(m)][:, 0] > 0).reshape((-1,) + (1,) * (values.ndim - 1))
+        out[m] = np.where(present, corrupt(values, rng), values).astype(values.dtype)
         return out
-    return apply
 
-
-def _image_occlusion(m, fraction):
-    def apply(features, rng):
-        out = dict(features)
-        images = features[m].copy()
-        h, w = images.shape[1:3]
-        side_h, side_w = max(1, int(h * fraction)), max(1, int(w * fraction))
-        for i in np.flatnonzero(_present(features, m)):
-            top, left = rng.integers(0, h - side_h + 1), rng.integers(0, w - side_w + 1)
-            images[i, top : top + side_h, left : left + side_w] = 0.0
-        out[m] = images
-        return out
-    return apply
-
-
-def _audio_noise(m, snr_db):
-    def apply(features, rng):
-        out = dict(features)
-        clips = features[m]
-        power = np.mean(np.square(clips), axis=1, keepdims=True)
-        noise = rng.normal(size=clips.shape) * np.sqrt(power / 10 ** (snr_db / 10))
-        out[m] = np.where(_present(features, m)[:, None], clips + noise, clips).astype(clips.dtype)
-        return out
-    return apply
-
-
-def _drop_tokens(m, rate):
-    def apply(features, rng):
-        out = dict(features)
-        ids = features[m]
-        out[m] = np.where(rng.random(ids.shape) < rate, 0, ids).astype(ids.dtype)  # 0 = masked padding
-        return out
     return apply
 
 

@@ -1,5 +1,9 @@
 """The model builders: inputs → one encoder per modality → fusion → heads, top to bottom.
 
+Each modality kind's default encoder is built by its module in `mmkeras/modalities/`
+(`build_text_encoder`, `build_image_encoder`, `build_audio_encoder`, `build_sensor_encoder`, re-exported
+here).
+
 Models take numeric tensors only, as a dict with one entry per modality plus a 0/1
 `<modality>_present` flag for each; the Preprocessor makes these from raw files and is composed
 back in front of the model at export time.
@@ -8,6 +12,7 @@ back in front of the model at export time.
 import keras
 
 from mmkeras import constants
+from mmkeras import modalities
 from mmkeras import specs as specs_lib
 from mmkeras.fusion import LateFusion
 from mmkeras.fusion import get_fusion
@@ -15,146 +20,10 @@ from mmkeras.heads import make_heads
 from mmkeras.layers import LogMelSpectrogram
 from mmkeras.layers import ModalityDropout
 from mmkeras.layers import ModalityLogits
-from mmkeras.layers import SpecAugment
-from mmkeras.pretrained import build_pretrained_encoder
-
-
-def _spec(spec, options, kind):
-    options = dict(options)
-    name = options.pop("name", kind)
-    if spec is None:
-        spec = specs_lib.make_spec(name, {"kind": kind, **options})
-    elif options:
-        raise ValueError(f"Pass either a spec or keyword options, not both. Received options: {sorted(options)}")
-    return spec, name
-
-
-def build_text_encoder(spec=None, **options):
-    """Text encoder: token ids → `Embedding(mask_zero=True)` → (Bi)LSTM → vector.
-
-    Args:
-        spec: `TextSpec`. Settings; alternatively pass TextSpec's fields as keyword options.
-        **options: TextSpec fields, and `name` (the modality name, default "text").
-
-    Example:
-
-    >>> encoder = build_text_encoder(max_tokens=10, sequence_length=6, lstm_units=4)
-    >>> tuple(encoder.output.shape)
-    (None, 4)
-    """
-    spec, p = _spec(spec, options, constants.TEXT)
-    if spec.encoder:  # a pretrained encoder instead (mmkeras.pretrained)
-        return build_pretrained_encoder(spec, p)
-    token_ids = keras.Input((spec.sequence_length,), dtype="int32", name=p)  # (batch, tokens)
-    x = keras.layers.Embedding(spec.max_tokens, spec.embedding_dim, mask_zero=True, name=f"{p}_embedding")(token_ids)
-    lstm = keras.layers.LSTM(spec.lstm_units, name=f"{p}_lstm")
-    if spec.bidirectional:
-        lstm = keras.layers.Bidirectional(lstm, name=f"{p}_bilstm")
-    x = lstm(x)  # (batch, lstm_units [* 2])
-    x = keras.layers.Dropout(spec.dropout, name=f"{p}_dropout")(x)
-    return keras.Model(token_ids, x, name=f"{p}_encoder")
-
-
-def build_image_encoder(spec=None, **options):
-    """Image encoder: `[Conv2D → BatchNormalization → ReLU → MaxPooling2D] * n` → pooled vector.
-
-    The last feature map is averaged down to a `grid` x `grid` map and flattened (default), or
-    pooled globally (`pooling="avg"` or `"max"`).
-
-    Args:
-        spec: `ImageSpec`. Settings; alternatively pass ImageSpec's fields as keyword options.
-        **options: ImageSpec fields, and `name` (the modality name, default "image").
-
-    Example:
-
-    >>> encoder = build_image_encoder(height=8, width=8, channels=1, filters=(4, 8))
-    >>> tuple(encoder.output.shape)  # a 2 x 2 map of 8 filters, flattened
-    (None, 32)
-    >>> tuple(build_image_encoder(height=8, width=8, channels=1, filters=(4, 8), pooling="avg").output.shape)
-    (None, 8)
-    """
-    spec, p = _spec(spec, options, constants.IMAGE)
-    if spec.encoder:  # a pretrained encoder instead (mmkeras.pretrained)
-        return build_pretrained_encoder(spec, p)
-    pixels = keras.Input((spec.height, spec.width, spec.channels), name=p)  # (batch, H, W, C)
-    x = pixels
-    size = min(spec.height, spec.width)
-    for i, filters in enumerate(spec.filters, start=1):
-        x = keras.layers.Conv2D(filters, spec.kernel_size, padding="same", use_bias=False, name=f"{p}_conv_{i}")(x)
-        x = keras.layers.BatchNormalization(momentum=spec.batchnorm_momentum, name=f"{p}_bn_{i}")(x)
-        x = keras.layers.Activation("relu", name=f"{p}_relu_{i}")(x)
-        if size >= 2:
-            x = keras.layers.MaxPooling2D(2, name=f"{p}_pool_{i}")(x)  # (batch, H / 2**i, W / 2**i, filters)
-            size //= 2
-    if spec.pooling == "grid":
-        cells = (min(spec.grid, x.shape[1]), min(spec.grid, x.shape[2]))
-        if cells != tuple(x.shape[1:3]):
-            x = keras.layers.AdaptiveAveragePooling2D(cells, name=f"{p}_grid_pool")(x)  # (batch, g, g, filters)
-        x = keras.layers.Flatten(name=f"{p}_flatten")(x)  # (batch, g * g * filters[-1])
-    elif spec.pooling == "max":
-        x = keras.layers.GlobalMaxPooling2D(name=f"{p}_global_pool")(x)  # (batch, filters[-1])
-    else:
-        x = keras.layers.GlobalAveragePooling2D(name=f"{p}_global_pool")(x)  # (batch, filters[-1])
-    x = keras.layers.Dropout(spec.dropout, name=f"{p}_dropout")(x)
-    return keras.Model(pixels, x, name=f"{p}_encoder")
-
-
-def build_audio_encoder(spec=None, **options):
-    """Audio encoder: waveform → log-mel → SpecAugment → Conv1D front end → (Bi)LSTM → pooling.
-
-    Args:
-        spec: `AudioSpec`. Settings; alternatively pass AudioSpec's fields as keyword options.
-        **options: AudioSpec fields, and `name` (the modality name, default "audio").
-
-    Example:
-
-    >>> encoder = build_audio_encoder(sample_rate=8000, duration=0.5, num_mel_bins=16,
-    ...                               conv_filters=(8,), lstm_units=4)
-    >>> tuple(encoder.output.shape)  # mean and max of the LSTM's outputs over time
-    (None, 8)
-    """
-    spec, p = _spec(spec, options, constants.AUDIO)
-    if spec.encoder:  # a pretrained encoder instead (mmkeras.pretrained)
-        return build_pretrained_encoder(spec, p)
-    waveform = keras.Input((spec.num_samples,), name=p)  # (batch, samples)
-    x = LogMelSpectrogram(
-        sample_rate=spec.sample_rate,
-        num_mel_bins=spec.num_mel_bins,
-        frame_length=spec.frame_length,
-        frame_step=spec.frame_step,
-        fft_length=spec.fft_length,
-        fmin=spec.fmin,
-        fmax=spec.fmax,
-        normalization=spec.normalization,
-        name=f"{p}_mel",
-    )(waveform)  # (batch, frames, mels)
-    if spec.spec_augment:
-        x = SpecAugment(**spec.spec_augment, name=f"{p}_spec_augment")(x)  # training only
-    for i, filters in enumerate(spec.conv_filters, start=1):
-        x = keras.layers.Conv1D(filters, 5, padding="same", use_bias=False, name=f"{p}_conv_{i}")(x)
-        x = keras.layers.BatchNormalization(momentum=0.9, name=f"{p}_bn_{i}")(x)
-        x = keras.layers.Activation("relu", name=f"{p}_relu_{i}")(x)
-        if spec.conv_pool > 1:  # fewer frames for the LSTM: faster on long clips, coarser in time
-            x = keras.layers.MaxPooling1D(spec.conv_pool, name=f"{p}_pool_{i}")(x)  # (batch, frames / pool**i, filters)
-    sequences = spec.pooling != "last"
-    lstm = keras.layers.LSTM(spec.lstm_units, return_sequences=sequences, name=f"{p}_lstm")
-    if spec.bidirectional:
-        lstm = keras.layers.Bidirectional(lstm, name=f"{p}_bilstm")
-    x = lstm(x)  # (batch, [frames,] lstm_units [* 2])
-    if sequences:
-        x = keras.layers.Concatenate(name=f"{p}_pool")([
-            keras.layers.GlobalAveragePooling1D(name=f"{p}_mean_pool")(x),
-            keras.layers.GlobalMaxPooling1D(name=f"{p}_max_pool")(x),
-        ])  # (batch, 2 * lstm_units [* 2])
-    x = keras.layers.Dropout(spec.dropout, name=f"{p}_dropout")(x)
-    return keras.Model(waveform, x, name=f"{p}_encoder")
-
-
-ENCODER_BUILDERS = {
-    constants.TEXT: build_text_encoder,
-    constants.IMAGE: build_image_encoder,
-    constants.AUDIO: build_audio_encoder,
-}
+from mmkeras.modalities.audio import build_audio_encoder  # noqa: F401 (part of this module's API)
+from mmkeras.modalities.image import build_image_encoder  # noqa: F401
+from mmkeras.modalities.sensor import build_sensor_encoder  # noqa: F401
+from mmkeras.modalities.text import build_text_encoder  # noqa: F401
 
 
 def _branch(name, value):
@@ -168,7 +37,7 @@ def _branch(name, value):
             )
         return value, tuple(value.inputs[0].shape[1:]), value.inputs[0].dtype
     spec = specs_lib.make_spec(name, value)
-    encoder = ENCODER_BUILDERS[spec.kind](spec, name=name)
+    encoder = modalities.get_kind(spec.kind).build_encoder(spec, name)
     return encoder, tuple(encoder.inputs[0].shape[1:]), encoder.inputs[0].dtype
 
 

@@ -51,6 +51,7 @@ APPLICATION_SCALING = {
 SCALINGS = ("raw", "tf", "torch", "caffe", "unit")
 ENCODER_KEYS = ("source", "weights", "trainable", "scaling", "endpoint", "output_key")
 #: Prefix of a TF Hub handle in `encoder.source`.
+APPLICATIONS_PREFIX = "keras.applications:"
 HUB_PREFIX = "hub:"
 #: Prefix of a keras-hub preset (a built-in name, a Kaggle/Hugging Face handle, or a local folder).
 KERAS_HUB_PREFIX = "keras_hub:"
@@ -159,14 +160,17 @@ def build_pretrained_encoder(spec, name):
     options = dict(spec.encoder)
     check_encoder_options(name, options)
     source = options["source"]
-    if source.startswith("keras.applications:"):
-        return _application_encoder(spec, name, source.split(":", 1)[1], options)
-    if source.startswith(KERAS_HUB_PREFIX) and spec.kind == "image":
-        return _keras_hub_image_encoder(spec, name, source[len(KERAS_HUB_PREFIX):], options)
-    if source.startswith(KERAS_HUB_PREFIX) and spec.kind == "audio":
-        return _keras_hub_audio_encoder(spec, name, source[len(KERAS_HUB_PREFIX):], options)
-    if source.startswith(KERAS_HUB_PREFIX):
-        return _keras_hub_text_encoder(spec, name, source[len(KERAS_HUB_PREFIX):], options)
+    from mmkeras import modalities
+
+    # keras.applications and keras-hub sources are per kind: each kind lists the ones it takes.
+    for prefix, build in modalities.get_kind(spec.kind).pretrained_builders().items():
+        if source.startswith(prefix):
+            return build(spec, name, source[len(prefix):], options)
+    for prefix in (APPLICATIONS_PREFIX, KERAS_HUB_PREFIX):
+        if source.startswith(prefix):
+            takes = sorted(kind for kind, cls in modalities.KINDS.items() if prefix in cls.pretrained_builders())
+            raise ValueError(f"Modality {name!r}: {prefix} encoders take {', '.join(takes)} modalities only; {name!r} "
+                             f"is a {spec.kind} modality. Use a SavedModel, a TF Hub handle or a .keras file for it.")
     if source.startswith(HUB_PREFIX) or os.path.isdir(source):
         return _saved_model_folder_encoder(spec, name, source, options)
     for key in ("endpoint", "output_key"):
@@ -176,10 +180,8 @@ def build_pretrained_encoder(spec, name):
     return _saved_model_file_encoder(spec, name, source, options)
 
 
-def _application_encoder(spec, name, application, options):
-    if spec.kind != "image":
-        raise ValueError(f"Modality {name!r}: keras.applications encoders take images; {name!r} is a {spec.kind} "
-                         f"modality. Use a .keras file as its encoder instead.")
+def application_encoder(spec, name, application, options):
+    """A `keras.applications` backbone (image modalities), average pooled, its input scaling inside."""
     constructor = getattr(keras.applications, application, None)
     if constructor is None or not callable(constructor):
         known = sorted(n for n in dir(keras.applications) if n[:1].isupper())
@@ -263,7 +265,7 @@ def _saved_model_folder_encoder(spec, name, source, options):
     tensor = keras.Input(expected, dtype=dtype, name=name)
     x = tensor
     if options.get("scaling") is not None:
-        if spec.kind != "image":
+        if not hasattr(spec, "channels") or not hasattr(spec, "height"):
             raise ValueError(f"Config key '{where}.scaling' applies to image modalities only.")
         x = PixelScaling(options["scaling"], name=f"{name}_scaling")(x)
     try:
@@ -375,7 +377,7 @@ def _keras_hub_backbone(spec, name, preset, options, unused):
     return keras_hub, _from_preset(keras_hub.models.Backbone.from_preset, preset, f"modalities.{name}.encoder.source")
 
 
-def _keras_hub_image_encoder(spec, name, preset, options):
+def keras_hub_image_encoder(spec, name, preset, options):
     """A keras-hub vision backbone with its preset's image converter (resize + rescale) in front."""
     where = f"modalities.{name}.encoder"
     keras_hub, backbone = _keras_hub_backbone(spec, name, preset, options, ("weights", "endpoint"))
@@ -414,7 +416,7 @@ def _keras_hub_image_encoder(spec, name, preset, options):
     return _pooled_vector(spec, name, pixels, x, f"keras_hub:{preset}")
 
 
-def _keras_hub_audio_encoder(spec, name, preset, options):
+def keras_hub_audio_encoder(spec, name, preset, options):
     """The audio encoder of a keras-hub speech backbone (Whisper, Moonshine) behind its audio converter."""
     where = f"modalities.{name}.encoder"
     keras_hub, backbone = _keras_hub_backbone(spec, name, preset, options, ("weights", "scaling", "endpoint"))
@@ -450,11 +452,9 @@ def _keras_hub_audio_encoder(spec, name, preset, options):
     return _pooled_vector(spec, name, waveform, x, f"keras_hub:{preset}")
 
 
-def _keras_hub_text_encoder(spec, name, preset, options):
+def keras_hub_text_encoder(spec, name, preset, options):
+    """A keras-hub text backbone (text modalities), padding masked, its sequence output averaged."""
     where = f"modalities.{name}.encoder"
-    if spec.kind != "text":
-        raise ValueError(f"Modality {name!r}: keras_hub: encoders take text, images or audio; {name!r} is a "
-                         f"{spec.kind} modality. Use a SavedModel, a TF Hub handle or a .keras file for it.")
     keras_hub, backbone = _keras_hub_backbone(spec, name, preset, options,
                                               ("weights", "scaling", "endpoint", "output_key"))
     tokenizer = _from_preset(keras_hub.tokenizers.Tokenizer.from_preset, preset, f"{where}.source")

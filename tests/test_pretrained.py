@@ -112,7 +112,7 @@ def test_bad_encoder_settings_name_the_key(encoder, message):
 
 
 def test_keras_applications_take_images_only():
-    with pytest.raises(ValueError, match="take images"):
+    with pytest.raises(ValueError, match="keras.applications: encoders take image modalities only"):
         mmkeras.build_model({"audio": {"sample_rate": 8000, "duration": 0.25, "encoder": MOBILENET}}, num_classes=2)
 
 

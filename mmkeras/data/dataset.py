@@ -9,7 +9,6 @@ import numpy as np
 import tensorflow as tf
 
 from mmkeras import constants
-from mmkeras.data import audio as audio_lib
 from mmkeras.data.bad_records import BadRecordReport
 from mmkeras.data.bad_records import error_text
 from mmkeras.data.bad_records import first_flagged
@@ -88,9 +87,9 @@ def check_columns(manifest, preprocessor, columns, with_labels=True):
 def validate_rows(manifest, preprocessor, columns, on_bad_record, report, with_labels=True):
     """Checks every row in Python (files exist and are non-empty, labels known).
 
-    Compressed audio files (FLAC/OGG/MP3) are converted to WAV here, once (see
-    `audio.WAV_CACHE`); the table's value column then points at the WAV, while messages keep
-    naming the user's file. Returns the table of valid rows as column lists. Under "raise" the first bad record raises a
+    Each modality's converter checks its value too (`Modality.check_value`): compressed audio
+    (FLAC/OGG/MP3) is converted to WAV here, once, and the table's value column then points at
+    the WAV, while messages keep naming the user's file. Returns the table of valid rows as column lists. Under "raise" the first bad record raises a
     `BadRecordError` naming source, row, column and file; under "skip" it goes to `report`.
     """
     table = {_ROW: [], _LABEL: [], **{_value_key(m): [] for m in preprocessor.specs},
@@ -99,11 +98,14 @@ def validate_rows(manifest, preprocessor, columns, on_bad_record, report, with_l
     check_columns(manifest, preprocessor, columns, with_labels)
     for row, number in zip(manifest.rows, manifest.row_numbers):
         values, problem = {}, None
-        for m, spec in preprocessor.specs.items():
+        for m, converter in preprocessor.converters.items():
             column = columns[m]
             cell = row.get(column)
-            if spec.kind == constants.TEXT:
-                values[_value_key(m)], values[_path_key(m)] = cell_text(cell), ""
+            if not converter.reads_files:
+                values[_value_key(m)], issue = converter.check_value(cell_text(cell), "")
+                values[_path_key(m)] = ""
+                if issue:
+                    problem = problem or (column, "", issue)
                 continue
             path = resolve_path(cell, manifest.base_dir)
             values[_value_key(m)] = values[_path_key(m)] = path
@@ -111,11 +113,10 @@ def validate_rows(manifest, preprocessor, columns, on_bad_record, report, with_l
                 problem = problem or (column, path, "file not found")
             elif path and os.path.getsize(path) == 0:
                 problem = problem or (column, path, "empty file")
-            elif path and spec.kind == constants.AUDIO and not problem and audio_lib.sniff_compressed(path):
-                try:
-                    values[_value_key(m)] = audio_lib.WAV_CACHE.wav_path(path)
-                except ValueError as error:
-                    problem = (column, path, str(error))
+            elif path and not problem:
+                values[_value_key(m)], issue = converter.check_value(path, path)
+                if issue:
+                    problem = (column, path, issue)
         if with_labels:
             try:
                 values[_LABEL] = preprocessor.encode_label(row.get(label_column))
@@ -185,27 +186,6 @@ def _tfrecord_elements(files, preprocessor, shuffle, seed, deterministic=False):
         return element
 
     return records.map(parse, num_parallel_calls=AUTOTUNE)
-
-
-def _graph_label(preprocessor, raw):
-    """Label string → (encoded label, reason) in TF ops (TFRecord sources store raw labels)."""
-    if preprocessor.label_type == "regression":
-        ok = tf.strings.regex_full_match(tf.strings.strip(raw), r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
-        value = tf.strings.to_number(tf.where(ok, tf.strings.strip(raw), "0"), tf.float32)
-        return value, tf.where(ok, "", tf.strings.join(["expected a number, got ", raw]))
-    table = tf.lookup.StaticHashTable(
-        tf.lookup.KeyValueTensorInitializer(tf.constant(preprocessor.label_names), tf.range(preprocessor.num_classes, dtype=tf.int64)),
-        default_value=-1,
-    )
-    parts = tf.strings.strip(tf.strings.split(raw, "|"))
-    ids = table.lookup(parts)
-    ok = tf.logical_and(tf.reduce_all(ids >= 0), tf.strings.length(raw) > 0)
-    reason = tf.where(ok, "", tf.strings.join(["unknown label ", raw]))
-    if preprocessor.label_type == "classification":
-        ok_one = tf.logical_and(ok, tf.equal(tf.size(ids), 1))
-        return tf.where(ok_one, ids[0], 0), tf.where(ok_one, "", tf.where(ok, "expected one label", reason))
-    hot = tf.reduce_max(tf.one_hot(tf.maximum(ids, 0), preprocessor.num_classes), axis=0)
-    return hot, reason
 
 
 def make_dataset(
@@ -369,17 +349,15 @@ class _decoder:
         """Per example: read the files, decode images (the decoders take one file at a time)."""
         pre = self.preprocessor
         raw = {}
-        for m, spec in pre.specs.items():
+        for m, converter in pre.converters.items():
             value = element[_value_key(m)]
-            if spec.kind != constants.TEXT and not self.from_tfrecords:
-                value = tf.cond(tf.strings.length(value) > 0, lambda v=value: tf.io.read_file(v), lambda: tf.constant(""))
-            raw[m] = value
+            raw[m] = value if self.from_tfrecords else converter.read(value)  # TFRecords hold the bytes
         staged = pre.decode_images(raw)
         label, label_reason = tf.constant(0, tf.int64), tf.constant("")  # placeholder without labels
         if self.with_labels:
             label = element[_LABEL]
             if self.from_tfrecords:
-                label, label_reason = _graph_label(pre, label)
+                label, label_reason = pre.labels.encode_graph(label)
         paths = {m: element[_path_key(m)] for m in pre.specs}
         return staged, label, {"row": element[_ROW], "paths": paths, "label_reason": label_reason}
 
@@ -426,7 +404,7 @@ def _scan_bad_records(elements, decode, batch_size, report, total):
             rows.append(int(row))
     if len(seen) == total:
         return rows  # every element came back: no decoder raised, no second pass over the data
-    images = [m for m, spec in decode.preprocessor.specs.items() if spec.kind == constants.IMAGE]
+    images = [m for m, converter in decode.preprocessor.converters.items() if converter.per_example]
     for element in elements.as_numpy_iterator():
         row = int(element[_ROW])
         if row in seen:
@@ -486,13 +464,13 @@ def adapt_preprocessor(preprocessor, source, columns=None):
     manifest = read_manifest(source)
     columns = _columns(preprocessor, columns)
     check_columns(manifest, preprocessor, columns)
-    texts = {
-        m: [cell_text(row.get(columns[m])) for row in manifest.rows]
-        for m, spec in preprocessor.specs.items()
-        if spec.kind == constants.TEXT
+    cells = {
+        m: [resolve_path(row.get(columns[m]), manifest.base_dir) if converter.reads_files
+            else cell_text(row.get(columns[m])) for row in manifest.rows]
+        for m, converter in preprocessor.converters.items()
     }
     labels = [row.get(columns[constants.DEFAULT_HEAD]) for row in manifest.rows]
-    preprocessor.adapt(texts=texts, labels=labels)
+    preprocessor.adapt(cells=cells, labels=labels)
 
 
 def write_tfrecords(source, output_dir, preprocessor, columns=None, num_shards=4, on_bad_record="raise", report=None):
@@ -519,10 +497,8 @@ def write_tfrecords(source, output_dir, preprocessor, columns=None, num_shards=4
         for i, number in enumerate(table[_ROW]):
             feature = {_ROW: tf.train.Feature(int64_list=tf.train.Int64List(value=[number])),
                        "label": _bytes_feature(labels[number].encode())}
-            for m, spec in preprocessor.specs.items():
-                value = table[_value_key(m)][i]
-                data = value.encode("utf-8") if spec.kind == constants.TEXT else _file_bytes(value)
-                feature[m] = _bytes_feature(data)
+            for m, converter in preprocessor.converters.items():
+                feature[m] = _bytes_feature(converter.record_bytes(table[_value_key(m)][i]))
                 feature[f"path_{m}"] = _bytes_feature(table[_path_key(m)][i].encode())
             example = tf.train.Example(features=tf.train.Features(feature=feature))
             writers[i % num_shards].write(example.SerializeToString())
@@ -537,11 +513,3 @@ def write_tfrecords(source, output_dir, preprocessor, columns=None, num_shards=4
 
 def _bytes_feature(data):
     return tf.train.Feature(bytes_list=tf.train.BytesList(value=[data]))
-
-
-def _file_bytes(path):
-    """The file's bytes, or b"" for an empty cell (a missing modality)."""
-    if not path:
-        return b""
-    with open(path, "rb") as f:
-        return f.read()

@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -164,10 +165,16 @@ def test_tfrecord_bad_labels_follow_the_policy(dataset_folder):
     pre = _preprocessor(write_manifest(folder, rows))
     rows[2]["label"] = "class7"
     mmkeras.write_tfrecords(write_manifest(folder, rows, "with_bad.csv"), folder / "shards", pre, num_shards=2)
-    with pytest.raises(tf.errors.InvalidArgumentError, match=r"shards, row 3, column label: unknown label class7"):
+    # the same words as a CSV manifest's bad label (one label encoder for both paths)
+    expected = "unknown label 'class7', expected one of ['class0', 'class1', 'class2']"
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"shards, row 3, column label: unknown label") as raised:
         _collect(mmkeras.make_dataset(folder / "shards", pre))
+    assert expected in str(raised.value).replace("\\'", "'")
+    with pytest.raises(mmkeras.BadRecordError, match=re.escape(f"row 3, column label: {expected}")):
+        mmkeras.make_dataset(folder / "with_bad.csv", pre)
     ds = mmkeras.make_dataset(folder / "shards", pre, on_bad_record="skip")
     assert len(_collect(ds)[1]) == 11 and ds.bad_records.rows == [3]
+    assert ds.bad_records.records[(3, "label")][1] == expected
 
 
 def test_cache_in_memory_serves_the_same_examples(dataset_folder):

@@ -1,0 +1,235 @@
+"""The audio kind: WAV file bytes → a mono waveform at one rate and length, and its CRNN encoder."""
+
+import dataclasses
+
+import keras
+import tensorflow as tf
+
+from mmkeras import pretrained
+from mmkeras import specs as specs_lib
+from mmkeras.data import audio as audio_lib
+from mmkeras.layers import LogMelSpectrogram
+from mmkeras.layers import SpecAugment
+from mmkeras.modalities.modality import Modality
+
+KIND = "audio"
+
+#: Training-time augmentation on unless a config says otherwise.
+DEFAULT_AUGMENT = {"gain_db": 6.0}
+DEFAULT_SPEC_AUGMENT = {"time_masks": 2, "time_width": 0.1, "freq_masks": 2, "freq_width": 0.1}
+
+
+@dataclasses.dataclass
+class AudioSpec:
+    """Settings of an audio modality.
+
+    Args:
+        sample_rate: int. Rate (Hz) every clip is resampled to.
+        duration: float. Seconds per clip after padding or cropping.
+        crop: str. Where a long clip is cut: "start", "center" or "random" (training only;
+            "center" at inference).
+        num_mel_bins: int. Mel bands of the log-mel spectrogram.
+        frame_length: int. STFT window in samples (default: 25 ms).
+        frame_step: int. STFT hop in samples (default: 10 ms).
+        fft_length: int. FFT size (default: the power of two >= frame_length).
+        fmin: float. Lowest mel frequency (Hz).
+        fmax: float. Highest mel frequency (Hz; default: sample_rate / 2).
+        normalization: str. "example" (standardise each clip's log-mel over its real frames),
+            "bin" (per-mel-bin statistics from `adapt()`), or "none" (raw dB).
+        conv_filters: tuple of int. Conv1D layers over the mel frames before the LSTM (a CRNN);
+            `()` feeds the log-mel straight to the LSTM.
+        conv_pool: int. MaxPooling1D size after each Conv1D layer. 1 (default) keeps every
+            frame for the LSTM, which learned best on the benchmark data sets (short tones,
+            spoken digits); 2 or more shortens the sequence (faster on long clips).
+        lstm_units: int. Width of the LSTM (per direction).
+        pooling: str. How the LSTM's outputs become one vector: "mean_max" (mean and max over
+            the frames, concatenated: a sound anywhere in the clip counts) or "last" (the
+            final state).
+        spec_augment: dict. Training-only SpecAugment masking of the log-mel (empty: off):
+            "time_masks", "time_width", "freq_masks", "freq_width" (see `SpecAugment`).
+        bidirectional: bool. Read the frames both ways.
+        dropout: float. Dropout on the encoder's output vector.
+        encoder: dict. A pretrained encoder instead of the default branch: `{source:
+            "hub:HANDLE" | SavedModel folder | .keras file, trainable: false, endpoint,
+            output_key}` (every key in `mmkeras.pretrained`).
+        augment: dict. Training-only augmentation (default: gain; `{}` turns it off): "gain_db" (random gain up to
+            +/- this), "noise_snr_db" (white noise at this signal-to-noise ratio), "shift"
+            (random circular shift up to this fraction of the clip).
+
+    Example:
+
+    >>> spec = AudioSpec(sample_rate=8000, duration=0.5)
+    >>> spec.num_samples, spec.frame_length, spec.frame_step, spec.fft_length
+    (4000, 200, 80, 256)
+    """
+
+    kind = KIND
+    sample_rate: int = 16000
+    duration: float = 1.0
+    crop: str = "center"
+    num_mel_bins: int = 64
+    frame_length: int = None
+    frame_step: int = None
+    fft_length: int = None
+    fmin: float = 20.0
+    fmax: float = None
+    normalization: str = "example"
+    conv_filters: tuple = (64, 64)
+    conv_pool: int = 1
+    lstm_units: int = 64
+    pooling: str = "mean_max"
+    bidirectional: bool = False
+    dropout: float = 0.1
+    encoder: dict = None
+    spec_augment: dict = dataclasses.field(default_factory=lambda: dict(DEFAULT_SPEC_AUGMENT))
+    augment: dict = dataclasses.field(default_factory=lambda: dict(DEFAULT_AUGMENT))
+
+    def __post_init__(self):
+        specs_lib.check_keys("audio augment", self.augment, ("gain_db", "noise_snr_db", "shift"))
+        specs_lib.check_keys("audio spec_augment", self.spec_augment, ("time_masks", "time_width", "freq_masks", "freq_width"))
+        specs_lib.check_choice("pooling", self.pooling, ("mean_max", "last"))
+        if self.frame_length is None:
+            self.frame_length = int(round(0.025 * self.sample_rate))
+        if self.frame_step is None:
+            self.frame_step = int(round(0.010 * self.sample_rate))
+        if self.fft_length is None:
+            self.fft_length = 1 << (int(self.frame_length) - 1).bit_length()
+        if self.fmax is None:
+            self.fmax = self.sample_rate / 2.0
+        self.conv_filters = tuple(self.conv_filters)
+        specs_lib.check_choice("crop", self.crop, ("start", "center", "random"))
+        specs_lib.check_choice("normalization", self.normalization, ("example", "bin", "none"))
+
+    @property
+    def num_samples(self):
+        """Samples per clip: `sample_rate * duration`."""
+        return int(round(self.sample_rate * self.duration))
+
+
+def build_audio_encoder(spec=None, **options):
+    """Audio encoder: waveform → log-mel → SpecAugment → Conv1D front end → (Bi)LSTM → pooling.
+
+    Args:
+        spec: `AudioSpec`. Settings; alternatively pass AudioSpec's fields as keyword options.
+        **options: AudioSpec fields, and `name` (the modality name, default "audio").
+
+    Example:
+
+    >>> encoder = build_audio_encoder(sample_rate=8000, duration=0.5, num_mel_bins=16,
+    ...                               conv_filters=(8,), lstm_units=4)
+    >>> tuple(encoder.output.shape)  # mean and max of the LSTM's outputs over time
+    (None, 8)
+    """
+    spec, p = specs_lib.resolve_spec(spec, options, KIND)
+    if spec.encoder:  # a pretrained encoder instead (mmkeras.pretrained)
+        return pretrained.build_pretrained_encoder(spec, p)
+    waveform = keras.Input((spec.num_samples,), name=p)  # (batch, samples)
+    x = LogMelSpectrogram(
+        sample_rate=spec.sample_rate,
+        num_mel_bins=spec.num_mel_bins,
+        frame_length=spec.frame_length,
+        frame_step=spec.frame_step,
+        fft_length=spec.fft_length,
+        fmin=spec.fmin,
+        fmax=spec.fmax,
+        normalization=spec.normalization,
+        name=f"{p}_mel",
+    )(waveform)  # (batch, frames, mels)
+    if spec.spec_augment:
+        x = SpecAugment(**spec.spec_augment, name=f"{p}_spec_augment")(x)  # training only
+    for i, filters in enumerate(spec.conv_filters, start=1):
+        x = keras.layers.Conv1D(filters, 5, padding="same", use_bias=False, name=f"{p}_conv_{i}")(x)
+        x = keras.layers.BatchNormalization(momentum=0.9, name=f"{p}_bn_{i}")(x)
+        x = keras.layers.Activation("relu", name=f"{p}_relu_{i}")(x)
+        if spec.conv_pool > 1:  # fewer frames for the LSTM: faster on long clips, coarser in time
+            x = keras.layers.MaxPooling1D(spec.conv_pool, name=f"{p}_pool_{i}")(x)  # (batch, frames / pool**i, filters)
+    sequences = spec.pooling != "last"
+    lstm = keras.layers.LSTM(spec.lstm_units, return_sequences=sequences, name=f"{p}_lstm")
+    if spec.bidirectional:
+        lstm = keras.layers.Bidirectional(lstm, name=f"{p}_bilstm")
+    x = lstm(x)  # (batch, [frames,] lstm_units [* 2])
+    if sequences:
+        x = keras.layers.Concatenate(name=f"{p}_pool")([
+            keras.layers.GlobalAveragePooling1D(name=f"{p}_mean_pool")(x),
+            keras.layers.GlobalMaxPooling1D(name=f"{p}_max_pool")(x),
+        ])  # (batch, 2 * lstm_units [* 2])
+    x = keras.layers.Dropout(spec.dropout, name=f"{p}_dropout")(x)
+    return keras.Model(waveform, x, name=f"{p}_encoder")
+
+
+class AudioModality(Modality):
+    """Audio: the cell names a WAV file (FLAC/OGG/MP3 are converted to WAV when the manifest is
+    read); decoded, down-mixed to mono, resampled to `sample_rate` and padded or cropped to
+    `duration`, a whole batch at a time. The log-mel spectrogram is computed inside the model.
+
+    Example:
+
+    >>> import numpy as np, tensorflow as tf
+    >>> audio = AudioModality("audio", AudioSpec(sample_rate=8000, duration=0.25))
+    >>> clips, present, reason = audio.decode(tf.constant([b"", b"RIFF....WAVE"]))
+    >>> clips.shape.as_list(), present.numpy().tolist(), reason.numpy()[0]
+    ([2, 2000], [False, True], b'')
+    """
+
+    kind = KIND
+    spec_class = AudioSpec
+
+    @classmethod
+    def model_input(cls, spec):
+        return (spec.num_samples,), "float32"
+
+    @classmethod
+    def build_encoder(cls, spec, name):
+        return build_audio_encoder(spec, name=name)
+
+    @classmethod
+    def pretrained_builders(cls):
+        return {pretrained.KERAS_HUB_PREFIX: pretrained.keras_hub_audio_encoder}
+
+    def check_value(self, value, path):
+        """A compressed file (FLAC/OGG/MP3) is converted to WAV once, here (see `audio.WAV_CACHE`)."""
+        if value and audio_lib.sniff_compressed(value):
+            try:
+                return audio_lib.WAV_CACHE.wav_path(value), None
+            except ValueError as error:
+                return value, str(error)
+        return value, None
+
+    def decode(self, values, training=False, seed=None):
+        return audio_lib.decode_clips(values, self.spec, training, seed)
+
+    def augment(self, clips, seed=None):
+        """Random gain, white noise at a given SNR, and circular time shift on `(batch, samples)`."""
+        options = self.spec.augment
+        if not options:
+            return clips
+        batch = tf.shape(clips)[0]
+        if options.get("gain_db"):
+            gain_db = tf.random.uniform([batch, 1], -options["gain_db"], options["gain_db"], seed=seed)
+            clips = clips * tf.pow(10.0, gain_db / 20.0)
+        if options.get("noise_snr_db") is not None:
+            clips = add_noise(clips, tf.random.normal(tf.shape(clips), seed=seed), options["noise_snr_db"])
+        if options.get("shift"):
+            limit = int(options["shift"] * clips.shape[1])
+            if limit:
+                shifts = tf.random.uniform([batch], -limit, limit + 1, tf.int32, seed=seed)
+                clips = tf.map_fn(lambda a: tf.roll(a[0], a[1], axis=0), (clips, shifts),
+                                  fn_output_signature=tf.float32)
+        return clips
+
+    def corruptions(self):
+        return {f"noise_snr_{snr}db": _noise_corruption(snr) for snr in (20, 10, 0)}
+
+
+def add_noise(clips, normal, snr_db):
+    """`clips` plus standard normal draws `normal` scaled to `snr_db` below each clip's power."""
+    power = tf.reduce_mean(tf.square(clips), axis=1, keepdims=True)
+    noise_power = power / tf.pow(10.0, tf.cast(snr_db, clips.dtype) / 10.0)
+    return clips + tf.cast(normal, clips.dtype) * tf.sqrt(noise_power)
+
+
+def _noise_corruption(snr_db):
+    def apply(clips, rng):
+        return add_noise(tf.constant(clips), rng.normal(size=clips.shape), float(snr_db)).numpy().astype(clips.dtype)
+
+    return apply

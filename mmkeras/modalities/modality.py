@@ -1,0 +1,130 @@
+"""What every modality kind provides: the converter between manifest cells and model inputs.
+
+A kind (text, image, audio, ...) is one module holding its spec dataclass, its converter (a
+subclass of `Modality`) and its default encoder builder. The Preprocessor, the data pipeline,
+the evaluation's corruptions and the model builder call the converter's methods and never ask
+which kind it is, so a new kind is one new module registered in `mmkeras.modalities`.
+
+One converter instance serves one named modality of a Preprocessor: `Modality(name, spec)`.
+"""
+
+import tensorflow as tf
+
+
+class Modality:
+    """Base of the modality converters: cells → `(tensor, present, reason)` in TensorFlow ops.
+
+    Class attributes a kind sets:
+        kind: str. The kind's name, as written in a config's `kind:` key.
+        spec_class: the kind's spec dataclass.
+        reads_files: bool. The manifest cell names a file whose bytes are decoded (False: the
+            cell itself is the data, as text is).
+        per_example: bool. Decoded one example at a time (stage one, `decode_one`), because
+            TensorFlow's decoder takes one file; else a whole batch at once (`decode`).
+
+    Args:
+        name: str. The modality's name (input and feature name).
+        spec: the kind's spec.
+        state: dict. Learned state as `get_state` returned it (None: not adapted yet).
+        folder: str. Folder of the saved Preprocessor, for state kept in files beside it.
+    """
+
+    kind = None
+    spec_class = None
+    reads_files = True
+    per_example = False
+
+    def __init__(self, name, spec, state=None, folder=None):
+        self.name = name
+        self.spec = spec
+
+    # ----------------------------------------------------------------- spec-level facts
+    @classmethod
+    def model_input(cls, spec):
+        """(shape without the batch dimension, dtype) of the tensor the converter makes."""
+        raise NotImplementedError(f"{cls.__name__} does not define model_input()")
+
+    @classmethod
+    def build_encoder(cls, spec, name):
+        """The default encoder: a named `keras.Model` from the model input to `(batch, features)`."""
+        raise NotImplementedError(f"{cls.__name__} does not define build_encoder()")
+
+    @classmethod
+    def pretrained_builders(cls):
+        """Pretrained sources only this kind takes: source prefix → fn(spec, name, rest, options) → encoder.
+
+        Sources every kind takes (`hub:`, SavedModel folders, `.keras` files) are not listed.
+        """
+        return {}
+
+    # ----------------------------------------------------------------- learned state
+    def adapt(self, cells):
+        """Learns state from the training manifest's cells (strings; file paths if `reads_files`)."""
+
+    def get_state(self, folder):
+        """Learned state as a JSON-friendly dict; may write files into `folder` (the saved Preprocessor)."""
+        return {}
+
+    def serving_layers(self):
+        """Keras layers the served graph runs before the model (tracked by the export)."""
+        return []
+
+    # ----------------------------------------------------------------- Python side (manifest rows)
+    def check_value(self, value, path):
+        """Checks one row's value in Python before any TF op runs.
+
+        Args:
+            value: str. For file kinds the resolved path ("" when the cell is empty).
+            path: str. The path shown in messages ("" for inline kinds).
+
+        Returns:
+            (value to decode, problem or None): the value may be replaced (e.g. a converted file).
+        """
+        return value, None
+
+    def record_bytes(self, value):
+        """The bytes a TFRecord stores for one example's value (the file's bytes, or the text)."""
+        if not self.reads_files:
+            return value.encode("utf-8")
+        if not value:
+            return b""
+        with open(value, "rb") as f:
+            return f.read()
+
+    def read(self, value):
+        """In TF ops: a manifest value (a path for file kinds) → the raw string to decode."""
+        if not self.reads_files:
+            return value
+        return tf.cond(tf.strings.length(value) > 0, lambda: tf.io.read_file(value), lambda: tf.constant(""))
+
+    # ----------------------------------------------------------------- TF side (decoding)
+    def decode_one(self, data):
+        """Stage one, for `per_example` kinds: a scalar string → (tensor, present, reason)."""
+        return data
+
+    def one_signature(self):
+        """`tf.TensorSpec`s of `decode_one`'s outputs (for `tf.map_fn` over a batch)."""
+        shape, dtype = self.model_input(self.spec)
+        return tf.TensorSpec(list(shape), dtype), tf.TensorSpec([], tf.bool), tf.TensorSpec([], tf.string)
+
+    def decode(self, values, training=False, seed=None):
+        """Stage two, for a batch: `[batch]` strings (or `decode_one`'s batched outputs) →
+        (tensor `(batch, ...)`, present `[batch]` bool, reason `[batch]` string, "" where fine).
+        """
+        if self.per_example:
+            return values
+        raise NotImplementedError(f"{type(self).__name__} does not define decode()")
+
+    def augment(self, tensor, seed=None):
+        """Training-only augmentation of a batch of model inputs (default: none)."""
+        return tensor
+
+    # ----------------------------------------------------------------- robustness report
+    def corruptions(self):
+        """Named input corruptions for the robustness table: suffix → fn(batch array, rng) → array.
+
+        `rng` is a `numpy.random.Generator`; the report names each `<modality>_<suffix>` and
+        keeps absent examples as they were.
+        """
+        return {}
+

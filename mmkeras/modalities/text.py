@@ -1,0 +1,175 @@
+"""The text kind: a UTF-8 string per example → token ids, and its Embedding + LSTM encoder."""
+
+import dataclasses
+import os
+
+import keras
+import tensorflow as tf
+
+from mmkeras import pretrained
+from mmkeras import specs as specs_lib
+from mmkeras.modalities.modality import Modality
+
+KIND = "text"
+
+
+@dataclasses.dataclass
+class TextSpec:
+    """Settings of a text modality.
+
+    Args:
+        max_tokens: int. Vocabulary size, including the padding (0) and out-of-vocabulary (1) ids.
+        sequence_length: int. Token ids per example; shorter texts are padded with 0.
+        standardize: str. `TextVectorization` standardisation ("lower_and_strip_punctuation",
+            "lower", "strip_punctuation" or None).
+        embedding_dim: int. Width of the token embedding.
+        lstm_units: int. Width of the LSTM (per direction).
+        bidirectional: bool. Read the text both ways.
+        dropout: float. Dropout on the encoder's output vector.
+        encoder: dict. A pretrained encoder instead of the default branch: `{source:
+            "keras_hub:PRESET" | "hub:HANDLE" | SavedModel folder | .keras file, trainable: false}`
+            (every key in `mmkeras.pretrained`).
+
+    Example:
+
+    >>> TextSpec(max_tokens=100).sequence_length
+    32
+    """
+
+    kind = KIND
+    max_tokens: int = 20000
+    sequence_length: int = 32
+    standardize: str = "lower_and_strip_punctuation"
+    embedding_dim: int = 64
+    lstm_units: int = 64
+    bidirectional: bool = False
+    dropout: float = 0.1
+    encoder: dict = None
+
+
+def build_text_encoder(spec=None, **options):
+    """Text encoder: token ids → `Embedding(mask_zero=True)` → (Bi)LSTM → vector.
+
+    Args:
+        spec: `TextSpec`. Settings; alternatively pass TextSpec's fields as keyword options.
+        **options: TextSpec fields, and `name` (the modality name, default "text").
+
+    Example:
+
+    >>> encoder = build_text_encoder(max_tokens=10, sequence_length=6, lstm_units=4)
+    >>> tuple(encoder.output.shape)
+    (None, 4)
+    """
+    spec, p = specs_lib.resolve_spec(spec, options, KIND)
+    if spec.encoder:  # a pretrained encoder instead (mmkeras.pretrained)
+        return pretrained.build_pretrained_encoder(spec, p)
+    token_ids = keras.Input((spec.sequence_length,), dtype="int32", name=p)  # (batch, tokens)
+    x = keras.layers.Embedding(spec.max_tokens, spec.embedding_dim, mask_zero=True, name=f"{p}_embedding")(token_ids)
+    lstm = keras.layers.LSTM(spec.lstm_units, name=f"{p}_lstm")
+    if spec.bidirectional:
+        lstm = keras.layers.Bidirectional(lstm, name=f"{p}_bilstm")
+    x = lstm(x)  # (batch, lstm_units [* 2])
+    x = keras.layers.Dropout(spec.dropout, name=f"{p}_dropout")(x)
+    return keras.Model(token_ids, x, name=f"{p}_encoder")
+
+
+class TextModality(Modality):
+    """Text: the manifest cell is the text; an empty (or all-blank) string marks it absent.
+
+    Token ids come from a `TextVectorization` layer whose vocabulary `adapt` learns, or from
+    the keras-hub preset's own tokenizer when the encoder is a keras-hub preset. The layer runs
+    in `tf.data` and in the served graph alike.
+
+    Example:
+
+    >>> import tensorflow as tf
+    >>> text = TextModality("text", TextSpec(max_tokens=10, sequence_length=3))
+    >>> text.adapt(["red apple", "green apple", ""])
+    >>> ids, present, reason = text.decode(tf.constant(["apple pie", " "]))
+    >>> ids.numpy().tolist(), present.numpy().tolist()
+    ([[2, 1, 0], [0, 0, 0]], [True, False])
+    """
+
+    kind = KIND
+    spec_class = TextSpec
+    reads_files = False
+
+    def __init__(self, name, spec, state=None, folder=None):
+        super().__init__(name, spec, state, folder)
+        state = state or {}
+        self.preset = pretrained.is_keras_hub_source(spec)
+        if self.preset:
+            tokenizer = state.get("tokenizer")
+            self.vectorizer = (pretrained.load_text_preprocessor(os.path.join(folder or "", tokenizer)) if tokenizer
+                               else pretrained.keras_hub_text_preprocessor(spec, name))
+            self.ready = True  # the preset's vocabulary is fixed
+        else:
+            vocabulary = state.get("vocabulary")
+            self.vectorizer = keras.layers.TextVectorization(
+                max_tokens=spec.max_tokens,
+                standardize=spec.standardize,
+                output_mode="int",
+                output_sequence_length=spec.sequence_length,
+                vocabulary=vocabulary,
+            )
+            self.ready = bool(vocabulary)  # Python-side: checked while tracing, where tables are symbolic
+
+    @classmethod
+    def model_input(cls, spec):
+        return (spec.sequence_length,), "int32"
+
+    @classmethod
+    def build_encoder(cls, spec, name):
+        return build_text_encoder(spec, name=name)
+
+    @classmethod
+    def pretrained_builders(cls):
+        return {pretrained.KERAS_HUB_PREFIX: pretrained.keras_hub_text_encoder}
+
+    def vocabulary(self):
+        """The vocabulary ("" is padding, "[UNK]" out-of-vocabulary)."""
+        source = self.vectorizer.tokenizer if self.preset else self.vectorizer
+        return [str(token) for token in source.get_vocabulary()]
+
+    def adapt(self, cells):
+        if self.preset:
+            return
+        values = [v for v in cells if isinstance(v, str) and v.strip()]
+        if values:
+            self.vectorizer.adapt(tf.constant(values))
+            self.ready = True
+
+    def get_state(self, folder):
+        if not self.preset:
+            return {"vocabulary": self.vocabulary()}
+        # The keras-hub tokenizer is saved beside the state, so reloading never fetches the preset.
+        tokenizer = f"tokenizer_{self.name}"
+        pretrained.save_text_preprocessor(self.vectorizer, os.path.join(folder, tokenizer))
+        return {"tokenizer": tokenizer}
+
+    def serving_layers(self):
+        return [self.vectorizer]
+
+    def decode(self, values, training=False, seed=None):
+        if not self.ready:
+            raise ValueError(
+                f"Text modality {self.name!r} has no vocabulary yet: call adapt() (or adapt_preprocessor()) on "
+                "the training data, or pass vocabularies= when constructing the Preprocessor."
+            )
+        present = tf.strings.length(tf.strings.strip(values)) > 0
+        ids = self.vectorizer(values)
+        ids = tf.cast(ids["token_ids"] if isinstance(ids, dict) else ids, tf.int32)  # (batch, sequence_length)
+        ids = tf.where(present[:, None], ids, tf.zeros_like(ids))
+        return ids, present, tf.fill(tf.shape(values), "")
+
+    def corruptions(self):
+        return {"drop_0.5_tokens": _drop_tokens(0.5)}
+
+
+def _drop_tokens(rate):
+    """Replaces each token id by padding (0, masked by the encoder) with probability `rate`."""
+
+    def apply(ids, rng):
+        return tf.where(rng.random(ids.shape) < rate, 0, ids).numpy().astype(ids.dtype)
+
+    return apply

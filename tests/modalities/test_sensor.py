@@ -1,0 +1,170 @@
+import io
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+import yaml
+
+import mmkeras
+from mmkeras.cli import main
+from mmkeras.training import load_run
+from mmkeras.modalities.sensor import SensorModality
+from mmkeras.modalities.sensor import SensorSpec
+
+SERIES = np.array([[0.5, -1.0, 2.0], [1.5, 0.0, -2.0], [2.5, 1.0, 0.0], [3.5, 2.0, 4.0]], "float32")
+
+
+def _csv(values, header=True):
+    lines = ["ax,ay,az"] if header else []
+    lines += [",".join(f"{v:g}" for v in row) for row in values]
+    return ("\r\n".join(lines) + "\n").encode()
+
+
+def _npy(values, **kwargs):
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(values, **kwargs))
+    return buffer.getvalue()
+
+
+def _decode(data, **settings):
+    spec = SensorSpec(**{"channels": 3, "length": 4, "normalization": "none", **settings})
+    series, present, reason = SensorModality("sensor", spec).decode_one(tf.constant(data))
+    return series.numpy(), bool(present), reason.numpy().decode()
+
+
+@pytest.mark.parametrize("data", [
+    _csv(SERIES), _csv(SERIES, header=False), _npy(SERIES), _npy(SERIES, dtype="float64"),
+    _npy(np.asfortranarray(SERIES)),
+], ids=["csv", "csv-no-header", "npy-f4", "npy-f8", "npy-fortran"])
+def test_csv_and_npy_files_give_the_same_series(data):
+    series, present, reason = _decode(data)
+    assert (present, reason) == (True, "")
+    np.testing.assert_allclose(series, SERIES)
+
+
+def test_integer_npy_and_one_channel_arrays():
+    series, _, reason = _decode(_npy(np.arange(12).reshape(4, 3), dtype="int16"))
+    assert reason == "" and series.tolist() == np.arange(12).reshape(4, 3).tolist()
+    series, _, reason = _decode(_npy(np.arange(4, dtype="float32")), channels=1)
+    assert reason == "" and series[:, 0].tolist() == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"ax,ay,az\n1,2,3\n4,5\n", "expected 3 columns (one per channel), got 2 on line 3"),
+    (b"1,2,3\n4,five,6\n", "line 2 is not numbers separated by commas"),
+    (b"ax,ay,az\n", "no rows of numbers"),
+    (_npy(SERIES)[:-8], "truncated .npy file: its header says shape (4, 3) but the data holds 10 values"),
+    (_npy(SERIES)[:12], "truncated .npy file (no complete header)"),
+    (_npy(SERIES[:, :2]), "expected 3 channels, got 2 (.npy shape (4, 2))"),
+    (_npy(np.zeros((2, 2, 3), "float32")), "expected a .npy array of shape (steps, channels), got shape (2, 2, 3)"),
+    (_npy(["a", "b"]), "unsupported .npy element type <U1"),
+])
+def test_a_bad_file_gives_a_reason_that_says_what_was_expected(data, message):
+    series, present, reason = _decode(data)
+    assert present and reason.startswith(message)
+    assert not series.any()  # a bad file is zeros, never garbage
+
+
+def test_an_empty_cell_is_an_absent_modality():
+    series, present, reason = _decode(b"")
+    assert (present, reason) == (False, "") and not series.any()
+
+
+def test_long_and_short_series_are_cropped_padded_or_resampled():
+    long = np.arange(30, dtype="float32").reshape(10, 3)
+    assert _decode(_npy(long), crop="start")[0][:, 0].tolist() == [0, 3, 6, 9]
+    assert _decode(_npy(long), crop="center")[0][:, 0].tolist() == [9, 12, 15, 18]
+    assert _decode(_npy(long), crop="end")[0][:, 0].tolist() == [18, 21, 24, 27]
+    short, _, _ = _decode(_npy(long[:2]))
+    assert short[:, 0].tolist() == [0, 3, 0, 0]  # zeros after the readings
+    stretched, _, _ = _decode(_npy(np.array([[0.0] * 3, [6.0] * 3], "float32")), fit="resample", length=4)
+    assert stretched[0, 0] < stretched[1, 0] < stretched[2, 0] < stretched[3, 0]  # a linear ramp, not a copy
+    np.testing.assert_allclose(_decode(_npy(long), fit="resample", length=10)[0], long)
+
+
+def test_adapted_statistics_standardise_every_channel_and_survive_save_and_load(tmp_path):
+    rng = np.random.default_rng(0)
+    arrays = [rng.normal([1.0, -5.0, 100.0], [0.5, 2.0, 30.0], (int(n), 3)).astype("float32") for n in (6, 9, 4)]
+    paths = []
+    for i, values in enumerate(arrays):
+        paths.append(str(tmp_path / f"{i}.npy"))
+        np.save(paths[-1], values)
+    pre = mmkeras.Preprocessor({"motion": {"kind": "sensor", "channels": 3, "length": 9}})
+    pre.adapt(cells={"motion": paths + [""]}, labels=["a"])
+    everything = np.concatenate(arrays)
+    converter = pre.converters["motion"]
+    np.testing.assert_allclose(converter.mean, everything.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(converter.std, everything.std(0), rtol=1e-4)
+    pre.save(tmp_path / "pre")
+    again = mmkeras.Preprocessor.load(tmp_path / "pre")
+    batch = {"motion": tf.constant([open(paths[1], "rb").read(), b""])}
+    features = again.preprocess_batch(batch)
+    np.testing.assert_allclose(features["motion"][0].numpy(), (arrays[1] - everything.mean(0)) / everything.std(0),
+                               rtol=1e-4, atol=1e-5)
+    assert features["motion_present"].numpy().ravel().tolist() == [1.0, 0.0]
+    with pytest.raises(ValueError, match="has no channel statistics yet: call adapt"):
+        mmkeras.Preprocessor({"motion": {"kind": "sensor"}}).preprocess_batch({"motion": tf.constant([b""])})
+
+
+def test_augmentation_changes_present_series_only_and_the_encoder_reads_every_step():
+    pre = mmkeras.Preprocessor({"motion": {"kind": "sensor", "channels": 3, "length": 4, "normalization": "none"}})
+    features = pre.preprocess_batch({"motion": tf.constant([_csv(SERIES), b""])})
+    augmented = pre.augment_batch(features, seed=1)
+    assert not np.allclose(augmented["motion"][0], SERIES) and not np.asarray(augmented["motion"][1]).any()
+    encoder = mmkeras.modalities.get_kind("sensor").build_encoder(SensorSpec(channels=3, length=4), "motion")
+    assert tuple(encoder.input.shape) == (None, 4, 3) and encoder.get_layer("motion_lstm")
+
+
+def _write_sensor_dataset(folder, count=48, seed=0):
+    """Three classes told apart by the sensor's shape over time (and a weak text clue); CSV and .npy files."""
+    rng = np.random.default_rng(seed)
+    os.makedirs(folder / "files", exist_ok=True)
+    rows = ["text,motion,label"]
+    t = np.linspace(0, 1, 20)[:, None]
+    for i in range(count):
+        label = i % 3
+        shape = [np.sin(2 * np.pi * t * 2), t * 2 - 1, np.cos(2 * np.pi * t * 4)][label]
+        values = (np.repeat(shape, 2, axis=1) * [1.0, 0.5] + rng.normal(0, 0.3, (20, 2))).astype("float32")
+        name = f"files/{i}.npy" if i % 2 else f"files/{i}.csv"
+        if i % 2:
+            np.save(folder / name, values)
+        else:
+            (folder / name).write_bytes(_csv(values, header=False).replace(b"\r", b""))
+        text = "reading" if i % 4 else ""  # no clue to the class
+        rows.append(f"{text},{name if i != 7 else ''},c{label}")  # one example without its series
+    (folder / "manifest.csv").write_text("\n".join(rows) + "\n")
+    return str(folder / "manifest.csv"), count
+
+
+@pytest.mark.slow
+def test_sensor_data_trains_exports_and_serves_raw_file_bytes_through_the_cli(tmp_path):
+    from helpers import predict_in_fresh_process
+    from test_pretrained import _assert_served_equals_keras
+
+    manifest, count = _write_sensor_dataset(tmp_path)
+    config = {
+        "data": {"train": manifest, "validation_split": 0.25},
+        "modalities": {"text": {"max_tokens": 10, "sequence_length": 2, "embedding_dim": 4, "lstm_units": 4},
+                       "motion": {"kind": "sensor", "channels": 2, "length": 20, "conv_filters": [8], "lstm_units": 8}},
+        "fusion": {"type": "attention", "units": 8},
+        "training": {"epochs": 12, "batch_size": 8, "learning_rate": 0.01, "tensorboard": False, "verbose": 0},
+    }
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(tmp_path / "config.yaml"), "--output", str(run)]) == 0
+    assert main(["evaluate", "--run", str(run), "--data", manifest, "--output", str(tmp_path / "eval")]) == 0
+    metrics = yaml.safe_load(open(tmp_path / "eval" / "metrics.json"))
+    assert metrics["ablation"]["all"]["accuracy"] >= 0.8  # the series carries the class
+    assert metrics["ablation"]["without_motion"]["accuracy"] < 0.6
+    assert {"motion_noise_0.5", "motion_noise_1.0", "motion_channel_lost"} <= set(metrics["robustness"])
+    assert main(["export", "--run", str(run), "--output", str(tmp_path / "served")]) == 0
+    _assert_served_equals_keras(run, tmp_path / "served", manifest, count, tmp_path)
+
+    model, pre, _ = load_run(str(run))
+    x, _ = next(iter(mmkeras.make_dataset(manifest, pre, batch_size=8)))
+    x = {k: v.numpy() for k, v in x.items()}
+    (fresh,) = predict_in_fresh_process([run / "model.keras"], x, str(tmp_path), env={"CUDA_VISIBLE_DEVICES": ""})
+    np.testing.assert_allclose(fresh["label"], keras.saving.load_model(str(run / "model.keras")).predict(
+        x, verbose=0)["label"], rtol=1e-5, atol=1e-6)
