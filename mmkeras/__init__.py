@@ -1,4 +1,4 @@
-"""mmkeras: multimodal (text, image, audio, sensor) deep learning in Keras 3, from files to TF Serving."""
+"""mmkeras: multimodal (text, image, audio, sensor, tabular) deep learning in Keras 3, from files to TF Serving."""
 
 import os as _os
 
@@ -21,6 +21,7 @@ from mmkeras.model import build_audio_encoder  # noqa: E402
 from mmkeras.model import build_image_encoder  # noqa: E402
 from mmkeras.model import build_model  # noqa: E402
 from mmkeras.model import build_sensor_encoder  # noqa: E402
+from mmkeras.model import build_tabular_encoder  # noqa: E402
 from mmkeras.model import build_text_encoder  # noqa: E402
 from mmkeras.model import compile_model  # noqa: E402
 from mmkeras.model import with_modality_weights  # noqa: E402
@@ -28,6 +29,7 @@ from mmkeras.preprocessor import Preprocessor  # noqa: E402
 from mmkeras.modalities.audio import AudioSpec  # noqa: E402
 from mmkeras.modalities.image import ImageSpec  # noqa: E402
 from mmkeras.modalities.sensor import SensorSpec  # noqa: E402
+from mmkeras.modalities.tabular import TabularSpec  # noqa: E402
 from mmkeras.modalities.text import TextSpec  # noqa: E402
 
 __version__ = "0.1.0"
@@ -41,6 +43,7 @@ __all__ = [
     "ImageSpec",
     "Preprocessor",
     "SensorSpec",
+    "TabularSpec",
     "TextSpec",
     "adapt_model",
     "adapt_preprocessor",
@@ -48,6 +51,7 @@ __all__ = [
     "build_image_encoder",
     "build_model",
     "build_sensor_encoder",
+    "build_tabular_encoder",
     "build_text_encoder",
     "compile_model",
     "constants",

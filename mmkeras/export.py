@@ -25,6 +25,8 @@ TENSORS_SIGNATURE = "serving_tensors"
 LABELS_FILE = "labels.txt"
 #: Every head's name, type, width and class names, under `<version>/assets.extra/`.
 HEADS_FILE = "heads.json"
+#: Beside heads.json: each served input's manifest column and whether a client sends a file's bytes.
+INPUTS_FILE = "inputs.json"
 
 
 def next_version(export_base):
@@ -80,7 +82,7 @@ def export_saved_model(model, preprocessor, export_base, version=None, check_inp
     served = serving_model(model)
     heads = model_heads(model, preprocessor, label_names)
 
-    raw_signature = {m: tf.TensorSpec([None], tf.string, name=m) for m in preprocessor.modalities}
+    raw_signature = {name: tf.TensorSpec([None], tf.string, name=name) for name in preprocessor.served_inputs()}
     tensor_signature = {
         name: tf.TensorSpec([None, *spec.shape], spec.dtype, name=name)
         for name, spec in preprocessor.feature_signature().items()
@@ -93,7 +95,7 @@ def export_saved_model(model, preprocessor, export_base, version=None, check_inp
         return postprocess(served(inputs, training=False), heads)
 
     # Run the Preprocessor once so that its Keras layers are built before they are tracked.
-    preprocessor.preprocess_batch({m: tf.constant([""]) for m in preprocessor.modalities})
+    preprocessor.preprocess_batch({name: tf.constant([""]) for name in preprocessor.served_inputs()})
     archive = keras.export.ExportArchive()
     archive.track(served)
     for vectorizer in preprocessor.serving_layers():
@@ -111,6 +113,8 @@ def export_saved_model(model, preprocessor, export_base, version=None, check_inp
         os.makedirs(os.path.join(temporary, "assets.extra"))
         with open(os.path.join(temporary, "assets.extra", HEADS_FILE), "w", encoding="utf-8") as f:
             json.dump([h.to_dict() for h in heads], f, indent=1, ensure_ascii=False)
+        with open(os.path.join(temporary, "assets.extra", INPUTS_FILE), "w", encoding="utf-8") as f:
+            json.dump(served_input_table(preprocessor), f, indent=1, ensure_ascii=False)
         if heads[0].label_names:
             with open(os.path.join(temporary, "assets.extra", LABELS_FILE), "w", encoding="utf-8") as f:
                 f.write("\n".join(heads[0].label_names) + "\n")
@@ -121,6 +125,34 @@ def export_saved_model(model, preprocessor, export_base, version=None, check_inp
         shutil.rmtree(temporary, ignore_errors=True)
         raise
     return final
+
+
+def served_input_table(preprocessor):
+    """Served input → {"modality", "column", "file"}: what a client puts in each input of a row.
+
+    "file" is true where the input carries a file's bytes (the manifest cell is its path), false
+    where it carries the cell's own text.
+    """
+    table = {}
+    for name, converter in preprocessor.converters.items():
+        for served, column in converter.served_inputs().items():
+            table[served] = {"modality": name, "column": column, "file": bool(converter.reads_files)}
+    return table
+
+
+def load_served_inputs(path, restored):
+    """The served input table of a version folder (`served_input_table`), also for older exports.
+
+    Exports written before `inputs.json` served one input per modality; text was the one whose
+    decoded tensor is token ids (int32), every other input a file's bytes.
+    """
+    table_path = os.path.join(resolve_version(path), "assets.extra", INPUTS_FILE)
+    if os.path.exists(table_path):
+        with open(table_path, encoding="utf-8") as f:
+            return json.load(f)
+    tensors = restored.signatures[TENSORS_SIGNATURE].structured_input_signature[1]
+    names = restored.signatures["serving_default"].structured_input_signature[1]
+    return {m: {"modality": m, "column": m, "file": tensors[m].dtype != tf.int32} for m in names}
 
 
 def _store_each_variable_once(archive):
@@ -192,8 +224,10 @@ def _check(path, model, preprocessor, heads, check_inputs):
     signature = restored.signatures["serving_default"]
     if check_inputs is None:
         # Every modality missing: must still answer with a proper distribution.
-        check_inputs = {m: tf.constant([""]) for m in preprocessor.modalities}
-    inputs = {m: tf.constant(v, tf.string) for m, v in check_inputs.items()}
+        check_inputs = {name: [""] for name in preprocessor.served_inputs()}
+    size = len(next(iter(check_inputs.values())))
+    # The signature takes every input; one left out of check_inputs is sent empty (missing).
+    inputs = {name: tf.constant(check_inputs.get(name, [""] * size), tf.string) for name in preprocessor.served_inputs()}
     got = signature(**inputs)
     expected = postprocess(model(preprocessor.preprocess_batch(inputs), training=False), heads)
     for key, value in expected.items():

@@ -12,8 +12,8 @@ from mmkeras.data.dataset import decode_errors_located
 from mmkeras.data.manifest import BadRecordError
 from mmkeras.data.manifest import cell_text
 from mmkeras.data.manifest import resolve_path
-from mmkeras.export import TENSORS_SIGNATURE
 from mmkeras.export import load_saved_model
+from mmkeras.export import load_served_inputs
 from mmkeras.export import serving_model
 from mmkeras.postprocess import model_heads
 from mmkeras.postprocess import postprocess
@@ -29,14 +29,18 @@ def is_saved_model(path):
     )
 
 
-def _raw_batches(manifest, modalities, text_modalities, columns, batch_size):
-    """Yields (row numbers, {modality: [batch] raw strings}) read the way a TF Serving client would."""
+def _raw_batches(manifest, inputs, columns, batch_size):
+    """Yields (row numbers, {served input: [batch] raw strings}) read the way a TF Serving client would.
+
+    `inputs` is the export's served input table (`export.load_served_inputs`).
+    """
     for start in range(0, len(manifest), batch_size):
         rows = manifest.rows[start : start + batch_size]
         raw = {}
-        for m in modalities:
-            column = columns.get(m, m)
-            if m in text_modalities:
+        for m, entry in inputs.items():
+            # a renamed column (columns=) applies to inputs named after their modality
+            column = columns.get(m, entry["column"]) if m == entry["modality"] else entry["column"]
+            if not entry["file"]:
                 raw[m] = [cell_text(r.get(column)).encode("utf-8") for r in rows]
             else:
                 values = []
@@ -73,10 +77,8 @@ def predict(model_path, source, output=None, columns=None, batch_size=64):
     if is_saved_model(model_path):
         restored, heads = load_saved_model(model_path)
         signature = restored.signatures["serving_default"]
-        modalities = list(signature.structured_input_signature[1])
-        tensor_inputs = restored.signatures[TENSORS_SIGNATURE].structured_input_signature[1]
-        text_modalities = {m for m in modalities if tensor_inputs[m].dtype == tf.int32}
-        for numbers, raw in _raw_batches(manifest, modalities, text_modalities, columns, batch_size):
+        inputs = load_served_inputs(model_path, restored)
+        for numbers, raw in _raw_batches(manifest, inputs, columns, batch_size):
             try:
                 out = signature(**{m: tf.constant(v, tf.string) for m, v in raw.items()})
             except tf.errors.InvalidArgumentError as error:

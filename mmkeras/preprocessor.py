@@ -55,6 +55,13 @@ class Preprocessor:
             states.setdefault(name, {})["tokenizer"] = tokenizer
         self.converters = {name: modalities_lib.converter(name, spec, states.get(name), folder)
                            for name, spec in self.specs.items()}
+        owners = {}
+        for name, converter in self.converters.items():
+            for served in converter.served_inputs():
+                if served in owners:
+                    raise ValueError(f"Modalities {owners[served]!r} and {name!r} both take a served input named "
+                                     f"{served!r}: rename a modality or a column.")
+                owners[served] = name
 
     # ----------------------------------------------------------------- state
     @property
@@ -81,6 +88,15 @@ class Preprocessor:
     def vocabulary(self, name):
         """The text modality `name`'s vocabulary ("" is padding, "[UNK]" out-of-vocabulary)."""
         return self.converters[name].vocabulary()
+
+    def served_inputs(self):
+        """Served input name → the manifest column it comes from: one `[None]` string input each.
+
+        One per modality (named after it), except kinds that read several columns (tabular: one
+        per column).
+        """
+        return {served: column for converter in self.converters.values()
+                for served, column in converter.served_inputs().items()}
 
     def serving_layers(self):
         """The Keras layers the served graph runs before the model (to be tracked by an export)."""
@@ -198,16 +214,18 @@ class Preprocessor:
     def decode_batch(self, raw, training=False):
         """A batch of raw values (dict of `[batch]` strings) → (features, reasons), never raising.
 
-        A modality missing from `raw` is absent for the whole batch.
+        `raw` is keyed by served input (`served_inputs()`: the modality's name for most kinds); a
+        modality none of whose inputs is in `raw` is absent for the whole batch.
         """
-        given = sorted(raw)
-        raw = {name: tf.convert_to_tensor(value, tf.string) for name, value in raw.items() if name in self.specs}
+        given, inputs = sorted(raw), self.served_inputs()
+        raw = {name: tf.convert_to_tensor(value, tf.string) for name, value in raw.items() if name in inputs}
         if not raw:
-            raise ValueError(f"Expected at least one of the inputs {self.modalities}. Received: {given}")
+            raise ValueError(f"Expected at least one of the inputs {list(inputs)}. Received: {given}")
         empty = tf.fill(tf.shape(next(iter(raw.values()))), "")
         staged = {}
         for name, converter in self.converters.items():
-            value = raw.get(name, empty)
+            value = converter.join_served(raw)
+            value = empty if value is None else value
             if converter.per_example:
                 value = tf.map_fn(converter.decode_one, value, fn_output_signature=converter.one_signature())
             staged[name] = value
@@ -215,7 +233,8 @@ class Preprocessor:
 
     def _checked_batch(self, raw):
         """`raw` with assertions that every input is a non-empty 1-D batch of one common size."""
-        raw = {name: tf.convert_to_tensor(value, tf.string) for name, value in raw.items() if name in self.specs}
+        inputs = self.served_inputs()
+        raw = {name: tf.convert_to_tensor(value, tf.string) for name, value in raw.items() if name in inputs}
         if not raw:
             return raw
         names = sorted(raw)

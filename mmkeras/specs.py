@@ -80,7 +80,7 @@ def make_spec(name, options):
         )
     for key, value in options.items():
         _check_type(name, key, value, cls.__dataclass_fields__[key].type)
-    for key in ("filters", "conv_filters"):
+    for key in ("filters", "conv_filters", "hidden_units"):
         if key in options:
             options[key] = tuple(options[key])
     if options.get("encoder") is not None:
@@ -106,6 +106,8 @@ def _check_type(modality, key, value, kind):
         bool: (isinstance(value, bool), "true or false"),
         str: (isinstance(value, str), "a string"),
         dict: (isinstance(value, dict), "a mapping"),
+        list: (isinstance(value, (list, tuple)) and all(isinstance(v, str) and v for v in value),
+               "a list of column names"),
         tuple: (isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1
                                                          for v in value), "a list of integers >= 1"),
     }

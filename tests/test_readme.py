@@ -62,8 +62,9 @@ def test_config_block_lists_every_key_with_its_default():
         assert documented[section] == {k: v for k, v in DEFAULTS[section].items() if k != "train"} | (
             {"train": documented[section]["train"]} if section == "data" else {}), section
     assert documented["fusion"] == DEFAULTS["fusion"]
+    required = {"tabular": ("numeric", "categorical")}  # settings a kind has no default for
     for kind, options in documented["modalities"].items():
-        defaults = spec_to_dict(SPECS[kind]())
+        defaults = spec_to_dict(SPECS[kind](**{key: options[key] for key in required.get(kind, ())}))
         defaults.pop("kind")
         if kind == "audio":  # derived from the sample rate when left out
             for key in ("frame_length", "frame_step", "fft_length", "fmax"):

@@ -71,16 +71,18 @@ def check_columns(manifest, preprocessor, columns, with_labels=True):
     seen = set()
     for row in manifest.rows:
         seen.update(row)
-    wanted = {m: columns[m] for m in preprocessor.specs}
+    wanted = [(m, column) for m, converter in preprocessor.converters.items()
+              for column in converter.manifest_columns(columns)]
     if with_labels:
-        wanted["label"] = columns[constants.DEFAULT_HEAD]
-    for what, column in wanted.items():
+        wanted.append(("label", columns[constants.DEFAULT_HEAD]))
+    for what, column in wanted:
         if column not in seen:
             kind = "the label" if what == "label" else f"modality {what!r}"
+            fix = (f"name the right one with columns: {{{what}: ...}}" if column == columns.get(what, what)
+                   else f"fix the column names in modalities.{what}")
             raise BadRecordError(
                 f"{manifest.source}: no column {column!r} for {kind}. The manifest's columns are {sorted(seen)}; "
-                f"name the right one with columns: {{{what}: ...}} (an empty cell marks a modality missing for "
-                "one row, a missing column is an error)."
+                f"{fix} (an empty cell marks a modality missing for one row, a missing column is an error)."
             )
 
 
@@ -99,15 +101,17 @@ def validate_rows(manifest, preprocessor, columns, on_bad_record, report, with_l
     for row, number in zip(manifest.rows, manifest.row_numbers):
         values, problem = {}, None
         for m, converter in preprocessor.converters.items():
-            column = columns[m]
-            cell = row.get(column)
+            read = converter.manifest_columns(columns)
+            column = "/".join(read)
             if not converter.reads_files:
-                values[_value_key(m)], issue = converter.check_value(cell_text(cell), "")
-                values[_path_key(m)] = ""
+                value, issue = converter.join_cells([row.get(c) for c in read])
+                if not issue:
+                    value, issue = converter.check_value(value, "")
+                values[_value_key(m)], values[_path_key(m)] = value, ""
                 if issue:
                     problem = problem or (column, "", issue)
                 continue
-            path = resolve_path(cell, manifest.base_dir)
+            path = resolve_path(row.get(column), manifest.base_dir)
             values[_value_key(m)] = values[_path_key(m)] = path
             if path and not os.path.isfile(path):
                 problem = problem or (column, path, "file not found")
@@ -366,7 +370,8 @@ class _decoder:
         pre = self.preprocessor
         features, reasons = pre.decode_staged_batch(staged, training=training)
         empty = tf.fill(tf.shape(info["row"]), "")
-        problems = [(self.columns[m], info["paths"][m], reasons[m]) for m in pre.specs]
+        problems = [("/".join(converter.manifest_columns(self.columns)), info["paths"][m], reasons[m])
+                    for m, converter in pre.converters.items()]
         if self.with_labels and self.from_tfrecords:
             problems.append((self.columns[constants.DEFAULT_HEAD], empty, info["label_reason"]))
         column, path, reason = empty, empty, empty
@@ -410,7 +415,7 @@ def _scan_bad_records(elements, decode, batch_size, report, total):
         if row in seen:
             continue
         paths = [(m, element[_path_key(m)].decode()) for m in images if element[_path_key(m)]]
-        column = "/".join(decode.columns[m] for m, _ in paths) or "image"
+        column = "/".join(decode.columns.get(m, m) for m, _ in paths) or "image"
         report.add(row, column, ", ".join(p for _, p in paths), UNDECODABLE_IMAGE)
         rows.append(row)
     return rows
@@ -464,11 +469,13 @@ def adapt_preprocessor(preprocessor, source, columns=None):
     manifest = read_manifest(source)
     columns = _columns(preprocessor, columns)
     check_columns(manifest, preprocessor, columns)
-    cells = {
-        m: [resolve_path(row.get(columns[m]), manifest.base_dir) if converter.reads_files
-            else cell_text(row.get(columns[m])) for row in manifest.rows]
-        for m, converter in preprocessor.converters.items()
-    }
+    cells = {}
+    for m, converter in preprocessor.converters.items():
+        read = converter.manifest_columns(columns)
+        if converter.reads_files:
+            cells[m] = [resolve_path(row.get(read[0]), manifest.base_dir) for row in manifest.rows]
+        else:
+            cells[m] = [converter.join_cells([row.get(c) for c in read])[0] for row in manifest.rows]
     labels = [row.get(columns[constants.DEFAULT_HEAD]) for row in manifest.rows]
     preprocessor.adapt(cells=cells, labels=labels)
 

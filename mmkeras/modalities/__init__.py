@@ -8,7 +8,7 @@ added with `register_kind`.
 Example:
 
 >>> sorted(KINDS)
-['audio', 'image', 'sensor', 'text']
+['audio', 'image', 'sensor', 'tabular', 'text']
 >>> get_kind("image").spec_class.__name__
 'ImageSpec'
 """
@@ -17,9 +17,10 @@ from mmkeras.modalities.audio import AudioModality
 from mmkeras.modalities.image import ImageModality
 from mmkeras.modalities.modality import Modality
 from mmkeras.modalities.sensor import SensorModality
+from mmkeras.modalities.tabular import TabularModality
 from mmkeras.modalities.text import TextModality
 
-KINDS = {cls.kind: cls for cls in (TextModality, ImageModality, AudioModality, SensorModality)}
+KINDS = {cls.kind: cls for cls in (TextModality, ImageModality, AudioModality, SensorModality, TabularModality)}
 
 
 def get_kind(kind):

@@ -10,6 +10,8 @@ One converter instance serves one named modality of a Preprocessor: `Modality(na
 
 import tensorflow as tf
 
+from mmkeras.data.manifest import cell_text
+
 
 class Modality:
     """Base of the modality converters: cells → `(tensor, present, reason)` in TensorFlow ops.
@@ -68,6 +70,28 @@ class Modality:
     def serving_layers(self):
         """Keras layers the served graph runs before the model (tracked by the export)."""
         return []
+
+    # ----------------------------------------------------------------- columns and served inputs
+    def manifest_columns(self, columns):
+        """The manifest columns this modality reads, given the run's modality → column mapping."""
+        return [columns.get(self.name, self.name)]
+
+    def served_inputs(self):
+        """Served input name → the manifest column a client fills it from (one `[None]` string each)."""
+        return {self.name: self.name}
+
+    def join_cells(self, cells):
+        """Python: the cells of `manifest_columns` for one row → (one string for `decode`, problem or None).
+
+        Only for kinds that do not read files; file kinds take one column, resolved as a path.
+        """
+        return cell_text(cells[0]), None
+
+    def join_served(self, raw):
+        """TF: the served inputs (dict of `[batch]` strings) → this modality's `[batch]` strings, or
+        None when the request has none of its inputs (the modality is absent for the whole batch).
+        """
+        return raw.get(self.name)
 
     # ----------------------------------------------------------------- Python side (manifest rows)
     def check_value(self, value, path):

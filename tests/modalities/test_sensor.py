@@ -1,15 +1,10 @@
 import io
-import os
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-import yaml
 
 import mmkeras
-from mmkeras.cli import main
-from mmkeras.training import load_run
 from mmkeras.modalities.sensor import SensorModality
 from mmkeras.modalities.sensor import SensorSpec
 
@@ -115,56 +110,3 @@ def test_augmentation_changes_present_series_only_and_the_encoder_reads_every_st
     assert not np.allclose(augmented["motion"][0], SERIES) and not np.asarray(augmented["motion"][1]).any()
     encoder = mmkeras.modalities.get_kind("sensor").build_encoder(SensorSpec(channels=3, length=4), "motion")
     assert tuple(encoder.input.shape) == (None, 4, 3) and encoder.get_layer("motion_lstm")
-
-
-def _write_sensor_dataset(folder, count=48, seed=0):
-    """Three classes told apart by the sensor's shape over time (and a weak text clue); CSV and .npy files."""
-    rng = np.random.default_rng(seed)
-    os.makedirs(folder / "files", exist_ok=True)
-    rows = ["text,motion,label"]
-    t = np.linspace(0, 1, 20)[:, None]
-    for i in range(count):
-        label = i % 3
-        shape = [np.sin(2 * np.pi * t * 2), t * 2 - 1, np.cos(2 * np.pi * t * 4)][label]
-        values = (np.repeat(shape, 2, axis=1) * [1.0, 0.5] + rng.normal(0, 0.3, (20, 2))).astype("float32")
-        name = f"files/{i}.npy" if i % 2 else f"files/{i}.csv"
-        if i % 2:
-            np.save(folder / name, values)
-        else:
-            (folder / name).write_bytes(_csv(values, header=False).replace(b"\r", b""))
-        text = "reading" if i % 4 else ""  # no clue to the class
-        rows.append(f"{text},{name if i != 7 else ''},c{label}")  # one example without its series
-    (folder / "manifest.csv").write_text("\n".join(rows) + "\n")
-    return str(folder / "manifest.csv"), count
-
-
-@pytest.mark.slow
-def test_sensor_data_trains_exports_and_serves_raw_file_bytes_through_the_cli(tmp_path):
-    from helpers import predict_in_fresh_process
-    from test_pretrained import _assert_served_equals_keras
-
-    manifest, count = _write_sensor_dataset(tmp_path)
-    config = {
-        "data": {"train": manifest, "validation_split": 0.25},
-        "modalities": {"text": {"max_tokens": 10, "sequence_length": 2, "embedding_dim": 4, "lstm_units": 4},
-                       "motion": {"kind": "sensor", "channels": 2, "length": 20, "conv_filters": [8], "lstm_units": 8}},
-        "fusion": {"type": "attention", "units": 8},
-        "training": {"epochs": 12, "batch_size": 8, "learning_rate": 0.01, "tensorboard": False, "verbose": 0},
-    }
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    run = tmp_path / "run"
-    assert main(["train", "--config", str(tmp_path / "config.yaml"), "--output", str(run)]) == 0
-    assert main(["evaluate", "--run", str(run), "--data", manifest, "--output", str(tmp_path / "eval")]) == 0
-    metrics = yaml.safe_load(open(tmp_path / "eval" / "metrics.json"))
-    assert metrics["ablation"]["all"]["accuracy"] >= 0.8  # the series carries the class
-    assert metrics["ablation"]["without_motion"]["accuracy"] < 0.6
-    assert {"motion_noise_0.5", "motion_noise_1.0", "motion_channel_lost"} <= set(metrics["robustness"])
-    assert main(["export", "--run", str(run), "--output", str(tmp_path / "served")]) == 0
-    _assert_served_equals_keras(run, tmp_path / "served", manifest, count, tmp_path)
-
-    model, pre, _ = load_run(str(run))
-    x, _ = next(iter(mmkeras.make_dataset(manifest, pre, batch_size=8)))
-    x = {k: v.numpy() for k, v in x.items()}
-    (fresh,) = predict_in_fresh_process([run / "model.keras"], x, str(tmp_path), env={"CUDA_VISIBLE_DEVICES": ""})
-    np.testing.assert_allclose(fresh["label"], keras.saving.load_model(str(run / "model.keras")).predict(
-        x, verbose=0)["label"], rtol=1e-5, atol=1e-6)
