@@ -1,11 +1,15 @@
 """`mmkeras demo`: a small multimodal data set written as real files, then train → evaluate →
 export → predict → one query, through the same code paths as the CLI.
 
-The data: each example is a digit 0-9 seen three ways, none of them enough alone:
+The data: each example is a digit 0-9 seen five ways, none of them enough alone:
 - image: scikit-learn's bundled handwritten digits (8x8, real handwriting), with noise and a
   random occluding block;
 - audio: the digit's telephone (DTMF) tone pair with jittered pitch and timing, in loud noise;
-- text: one partial clue ("an even number", "bigger than five", ...), sometimes none.
+- text: one partial clue ("an even number", "bigger than five", ...), sometimes none;
+- motion (a sensor series, CSV): the pen's two-axis movement, a wobble whose speed tells the
+  digit modulo 5, in heavy noise;
+- writer (tabular): the pen's `pressure` (a number that grows with the digit, very noisy) and
+  its `ink` colour (usually blue for 5-9 and black for 0-4); some cells are empty.
 """
 
 import csv
@@ -22,6 +26,11 @@ CLIP_SECONDS = 0.5
 DTMF = {1: (697, 1209), 2: (697, 1336), 3: (697, 1477), 4: (770, 1209), 5: (770, 1336), 6: (770, 1477),
         7: (852, 1209), 8: (852, 1336), 9: (852, 1477), 0: (941, 1336)}
 
+#: Time steps of each demo motion series.
+MOTION_STEPS = 32
+#: Manifest columns of the demo data, in order.
+COLUMNS = ["text", "image", "audio", "motion", "pressure", "ink", "label"]
+
 DEMO_CONFIG = {
     "data": {"train": "data/train.csv", "validation": "data/validation.csv"},
     "modalities": {
@@ -29,6 +38,8 @@ DEMO_CONFIG = {
         "image": {"height": 16, "width": 16, "channels": 1, "filters": [16, 32]},
         "audio": {"sample_rate": SAMPLE_RATE, "duration": CLIP_SECONDS, "num_mel_bins": 32,
                   "conv_filters": [32, 32], "lstm_units": 32},
+        "motion": {"kind": "sensor", "channels": 2, "length": MOTION_STEPS, "conv_filters": [16], "lstm_units": 16},
+        "writer": {"kind": "tabular", "numeric": ["pressure"], "categorical": ["ink"], "hidden_units": [16]},
     },
     # The library's default fusion (attention, modality dropout 0.25), as a user gets it.
     "fusion": {"type": "attention"},
@@ -75,6 +86,22 @@ def tone_pair(digit, rng):
     return (np.clip(audio, -1, 1) * 32767).astype("<i2")
 
 
+def pen_motion(digit, rng):
+    """(MOTION_STEPS, 2) pen movement: a wobble of 1-5 cycles (the digit modulo 5) in heavy noise."""
+    t = np.arange(MOTION_STEPS) / MOTION_STEPS
+    cycles, phase = 1 + digit % 5, rng.uniform(0, 2 * np.pi)
+    wobble = np.stack([np.sin(2 * np.pi * cycles * t + phase), 0.5 * np.cos(2 * np.pi * cycles * t + phase)], axis=1)
+    return wobble + rng.normal(0.0, 1.4, wobble.shape)
+
+
+def writer_cells(digit, rng):
+    """(pressure, ink) cells: pressure grows with the digit under heavy noise; ink is usually
+    blue for 5-9 and black for 0-4; either cell is sometimes empty."""
+    pressure = f"{0.3 * digit + rng.normal(0.0, 1.2):.2f}" if rng.random() > 0.1 else ""
+    ink = ("blue" if digit >= 5 else "black") if rng.random() < 0.6 else str(rng.choice(["blue", "black", "red"]))
+    return pressure, ink if rng.random() > 0.1 else ""
+
+
 def _write_wav(path, samples):
     with wave.open(path, "wb") as w:
         w.setnchannels(1)
@@ -97,6 +124,10 @@ def write_demo_data(folder, examples=None, seed=0):
     order = rng.permutation(len(digits.target))[: examples or len(digits.target)]
     os.makedirs(os.path.join(folder, "images"), exist_ok=True)
     os.makedirs(os.path.join(folder, "audio"), exist_ok=True)
+    os.makedirs(os.path.join(folder, "motion"), exist_ok=True)
+    # The motion and writer signals draw from their own generator, so the image, audio and text
+    # of every example stay what they were before those columns existed.
+    extra = np.random.default_rng(seed + 1000)
     rows = []
     for i in order:
         digit = int(digits.target[i])
@@ -104,7 +135,14 @@ def write_demo_data(folder, examples=None, seed=0):
         audio_path = f"audio/{i:04d}.wav"
         Image.fromarray(degrade_image(digits.images[i], rng), "L").save(os.path.join(folder, image_path))
         _write_wav(os.path.join(folder, audio_path), tone_pair(digit, rng))
-        rows.append({"text": clue(digit, rng), "image": image_path, "audio": audio_path, "label": str(digit)})
+        motion_path = f"motion/{i:04d}.csv"
+        motion = pen_motion(digit, extra)
+        with open(os.path.join(folder, motion_path), "w") as f:
+            f.write("x,y\n" + "".join(f"{x:.3f},{y:.3f}\n" for x, y in motion))
+        pressure, ink = writer_cells(digit, extra)
+        rows.append({"text": clue(digit, rng), "image": image_path, "audio": audio_path,
+                     "motion": motion_path if extra.random() > 0.05 else "", "pressure": pressure, "ink": ink,
+                     "label": str(digit)})
     return write_splits(folder, rows)
 
 
@@ -116,10 +154,27 @@ def write_splits(folder, rows, train=0.7, validation=0.15):
     for name, part in (("train", rows[:cut1]), ("validation", rows[cut1:cut2]), ("test", rows[cut2:])):
         paths[name] = os.path.join(folder, f"{name}.csv")
         with open(paths[name], "w", newline="") as f:
-            writer = csv.DictWriter(f, ["text", "image", "audio", "label"])
+            writer = csv.DictWriter(f, COLUMNS)
             writer.writeheader()
             writer.writerows(part)
     return paths
+
+
+def _accuracy_alone(model, preprocessor, source):
+    """Test accuracy with each modality alone (every other one marked missing)."""
+    from mmkeras.data import make_dataset
+    from mmkeras.evaluation import collect
+    from mmkeras.evaluation import mark_absent
+    from mmkeras.export import serving_model
+
+    features, labels = collect(make_dataset(source, preprocessor, batch_size=64))
+    served = serving_model(model)
+    alone = {}
+    for m in preprocessor.modalities:
+        others = [o for o in preprocessor.modalities if o != m]
+        probabilities = served.predict(mark_absent(features, others), verbose=0)["label"]
+        alone[m] = float((probabilities.argmax(-1) == labels).mean())
+    return alone
 
 
 def run_demo(workdir="mmkeras_demo", epochs=None, examples=None):
@@ -130,6 +185,7 @@ def run_demo(workdir="mmkeras_demo", epochs=None, examples=None):
     from mmkeras.evaluation import format_ablation
     from mmkeras.export import export_saved_model
     from mmkeras.export import load_saved_model
+    from mmkeras.export import load_served_inputs
     from mmkeras.predict import predict
     from mmkeras.training import load_run
     from mmkeras.training import train
@@ -169,23 +225,23 @@ def run_demo(workdir="mmkeras_demo", epochs=None, examples=None):
     restored, _ = load_saved_model(version_dir)
     import tensorflow as tf
 
-    request = {
-        "text": tf.constant([first["text"]]),
-        "image": tf.constant([open(os.path.join(data_dir, first["image"]), "rb").read()]),
-        "audio": tf.constant([open(os.path.join(data_dir, first["audio"]), "rb").read()]),
-    }
+    request = {}
+    for name, entry in load_served_inputs(version_dir, restored).items():  # as a TF Serving client fills them
+        cell = first[entry["column"]]
+        data = open(os.path.join(data_dir, cell), "rb").read() if entry["file"] and cell else cell.encode()
+        request[name] = tf.constant([data])
     answer = restored.signatures["serving_default"](**request)
     ablation = result["ablation"]
-    alone = {m: ablation["without_" + "_".join(o for o in preprocessor.modalities if o != m)]["accuracy"]
-             for m in preprocessor.modalities}
+    alone = _accuracy_alone(model, preprocessor, paths["test"])
     print()
     print("=" * 64)
     print(f"fused model accuracy (test, all modalities): {ablation['all']['accuracy']:.3f}")
     for m, accuracy in alone.items():
         print(f"  with {m} alone (others marked missing):   {accuracy:.3f}")
     print(f"SavedModel: {version_dir}")
-    weights = answer["modality_weights"].numpy()[0].round(2).tolist() if "modality_weights" in answer else None
-    print(f"query: text={first['text']!r}, image={first['image']}, audio={first['audio']} (true label {first['label']})")
+    weights = ([round(float(w), 2) for w in answer["modality_weights"].numpy()[0]]
+               if "modality_weights" in answer else None)
+    print(f"query: {', '.join(f'{k}={v!r}' for k, v in first.items() if k != 'label')} (true label {first['label']})")
     print(f"  → label {answer['label'].numpy()[0].decode()}, p={answer['probabilities'].numpy()[0].max():.2f}, "
           f"modality weights {dict(zip(preprocessor.modalities, weights)) if weights else 'n/a'}")
     print(f"predictions for the test manifest: {predictions_path}")

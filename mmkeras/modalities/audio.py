@@ -11,6 +11,7 @@ from mmkeras.data import audio as audio_lib
 from mmkeras.layers import LogMelSpectrogram
 from mmkeras.layers import SpecAugment
 from mmkeras.modalities.modality import Modality
+from mmkeras.modalities.sequence_blocks import conv_lstm
 
 KIND = "audio"
 
@@ -137,22 +138,8 @@ def build_audio_encoder(spec=None, **options):
     )(waveform)  # (batch, frames, mels)
     if spec.spec_augment:
         x = SpecAugment(**spec.spec_augment, name=f"{p}_spec_augment")(x)  # training only
-    for i, filters in enumerate(spec.conv_filters, start=1):
-        x = keras.layers.Conv1D(filters, 5, padding="same", use_bias=False, name=f"{p}_conv_{i}")(x)
-        x = keras.layers.BatchNormalization(momentum=0.9, name=f"{p}_bn_{i}")(x)
-        x = keras.layers.Activation("relu", name=f"{p}_relu_{i}")(x)
-        if spec.conv_pool > 1:  # fewer frames for the LSTM: faster on long clips, coarser in time
-            x = keras.layers.MaxPooling1D(spec.conv_pool, name=f"{p}_pool_{i}")(x)  # (batch, frames / pool**i, filters)
-    sequences = spec.pooling != "last"
-    lstm = keras.layers.LSTM(spec.lstm_units, return_sequences=sequences, name=f"{p}_lstm")
-    if spec.bidirectional:
-        lstm = keras.layers.Bidirectional(lstm, name=f"{p}_bilstm")
-    x = lstm(x)  # (batch, [frames,] lstm_units [* 2])
-    if sequences:
-        x = keras.layers.Concatenate(name=f"{p}_pool")([
-            keras.layers.GlobalAveragePooling1D(name=f"{p}_mean_pool")(x),
-            keras.layers.GlobalMaxPooling1D(name=f"{p}_max_pool")(x),
-        ])  # (batch, 2 * lstm_units [* 2])
+    x = conv_lstm(x, p, spec.conv_filters, spec.lstm_units, conv_pool=spec.conv_pool,
+                  bidirectional=spec.bidirectional, pooling=spec.pooling)  # (batch, features)
     x = keras.layers.Dropout(spec.dropout, name=f"{p}_dropout")(x)
     return keras.Model(waveform, x, name=f"{p}_encoder")
 

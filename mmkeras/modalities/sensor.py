@@ -21,6 +21,7 @@ import tensorflow as tf
 from mmkeras import pretrained
 from mmkeras import specs as specs_lib
 from mmkeras.modalities.modality import Modality
+from mmkeras.modalities.sequence_blocks import conv_lstm
 
 KIND = "sensor"
 
@@ -110,21 +111,8 @@ def build_sensor_encoder(spec=None, **options):
     if spec.encoder:  # a pretrained encoder instead (mmkeras.pretrained)
         return pretrained.build_pretrained_encoder(spec, p)
     series = keras.Input((spec.length, spec.channels), name=p)  # (batch, steps, channels)
-    x = series
-    for i, filters in enumerate(spec.conv_filters, start=1):
-        x = keras.layers.Conv1D(filters, spec.kernel_size, padding="same", use_bias=False, name=f"{p}_conv_{i}")(x)
-        x = keras.layers.BatchNormalization(momentum=0.9, name=f"{p}_bn_{i}")(x)
-        x = keras.layers.Activation("relu", name=f"{p}_relu_{i}")(x)  # (batch, steps, filters)
-        if spec.conv_pool > 1:
-            x = keras.layers.MaxPooling1D(spec.conv_pool, name=f"{p}_pool_{i}")(x)  # (batch, steps / pool, filters)
-    lstm = keras.layers.LSTM(spec.lstm_units, return_sequences=True, name=f"{p}_lstm")
-    if spec.bidirectional:
-        lstm = keras.layers.Bidirectional(lstm, name=f"{p}_bilstm")
-    x = lstm(x)  # (batch, steps, lstm_units [* 2])
-    x = keras.layers.Concatenate(name=f"{p}_pool")([
-        keras.layers.GlobalAveragePooling1D(name=f"{p}_mean_pool")(x),
-        keras.layers.GlobalMaxPooling1D(name=f"{p}_max_pool")(x),
-    ])  # (batch, 2 * lstm_units [* 2])
+    x = conv_lstm(series, p, spec.conv_filters, spec.lstm_units, kernel_size=spec.kernel_size,
+                  conv_pool=spec.conv_pool, bidirectional=spec.bidirectional)  # (batch, 2 * lstm_units [* 2])
     x = keras.layers.Dropout(spec.dropout, name=f"{p}_dropout")(x)
     return keras.Model(series, x, name=f"{p}_encoder")
 
