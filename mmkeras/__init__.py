@@ -1,4 +1,4 @@
-"""mmkeras: multimodal (text, image, audio, sensor, tabular) deep learning in Keras 3, from files to TF Serving."""
+"""mmkeras: multimodal (text, image, audio, sensor, tabular, video) deep learning in Keras 3, from files to TF Serving."""
 
 import os as _os
 
@@ -23,6 +23,7 @@ from mmkeras.model import build_model  # noqa: E402
 from mmkeras.model import build_sensor_encoder  # noqa: E402
 from mmkeras.model import build_tabular_encoder  # noqa: E402
 from mmkeras.model import build_text_encoder  # noqa: E402
+from mmkeras.model import build_video_encoder  # noqa: E402
 from mmkeras.model import compile_model  # noqa: E402
 from mmkeras.model import with_modality_weights  # noqa: E402
 from mmkeras.preprocessor import Preprocessor  # noqa: E402
@@ -31,6 +32,7 @@ from mmkeras.modalities.image import ImageSpec  # noqa: E402
 from mmkeras.modalities.sensor import SensorSpec  # noqa: E402
 from mmkeras.modalities.tabular import TabularSpec  # noqa: E402
 from mmkeras.modalities.text import TextSpec  # noqa: E402
+from mmkeras.modalities.video import VideoSpec  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -45,6 +47,7 @@ __all__ = [
     "SensorSpec",
     "TabularSpec",
     "TextSpec",
+    "VideoSpec",
     "adapt_model",
     "adapt_preprocessor",
     "build_audio_encoder",
@@ -53,6 +56,7 @@ __all__ = [
     "build_sensor_encoder",
     "build_tabular_encoder",
     "build_text_encoder",
+    "build_video_encoder",
     "compile_model",
     "constants",
     "export_saved_model",

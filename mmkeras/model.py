@@ -2,7 +2,7 @@
 
 Each modality kind's default encoder is built by its module in `mmkeras/modalities/`
 (`build_text_encoder`, `build_image_encoder`, `build_audio_encoder`, `build_sensor_encoder`,
-`build_tabular_encoder`, re-exported here).
+`build_tabular_encoder`, `build_video_encoder`, re-exported here).
 
 Models take numeric tensors only, as a dict with one entry per modality plus a 0/1
 `<modality>_present` flag for each; the Preprocessor makes these from raw files and is composed
@@ -25,6 +25,7 @@ from mmkeras.modalities.image import build_image_encoder  # noqa: F401
 from mmkeras.modalities.sensor import build_sensor_encoder  # noqa: F401
 from mmkeras.modalities.tabular import build_tabular_encoder  # noqa: F401
 from mmkeras.modalities.text import build_text_encoder  # noqa: F401
+from mmkeras.modalities.video import build_video_encoder  # noqa: F401
 
 
 def _branch(name, value):

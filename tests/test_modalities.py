@@ -113,8 +113,8 @@ def test_a_registered_kind_trains_evaluates_reloads_and_serves(reading_kind, tmp
 
 def test_unknown_kinds_and_bad_registrations_say_what_was_expected(reading_kind):
     with pytest.raises(ValueError, match=r"Expected its name or its 'kind' option to be one of \['audio', 'image', "
-                                         r"'reading', 'sensor', 'tabular', 'text'\]. Received: kind='video'"):
-        mmkeras.Preprocessor({"clips": {"kind": "video"}})
+                                         r"'reading', 'sensor', 'tabular', 'text', 'video'\]. Received: kind='hologram'"):
+        mmkeras.Preprocessor({"clips": {"kind": "hologram"}})
     with pytest.raises(ValueError, match="Unknown option"):
         mmkeras.Preprocessor({"sensor": {"kind": "reading", "height": 3}})
     with pytest.raises(ValueError, match="Expected a Modality subclass"):

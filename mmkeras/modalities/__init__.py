@@ -8,7 +8,7 @@ added with `register_kind`.
 Example:
 
 >>> sorted(KINDS)
-['audio', 'image', 'sensor', 'tabular', 'text']
+['audio', 'image', 'sensor', 'tabular', 'text', 'video']
 >>> get_kind("image").spec_class.__name__
 'ImageSpec'
 """
@@ -19,8 +19,10 @@ from mmkeras.modalities.modality import Modality
 from mmkeras.modalities.sensor import SensorModality
 from mmkeras.modalities.tabular import TabularModality
 from mmkeras.modalities.text import TextModality
+from mmkeras.modalities.video import VideoModality
 
-KINDS = {cls.kind: cls for cls in (TextModality, ImageModality, AudioModality, SensorModality, TabularModality)}
+KINDS = {cls.kind: cls for cls in (TextModality, ImageModality, AudioModality, SensorModality, TabularModality,
+                                    VideoModality)}
 
 
 def get_kind(kind):

@@ -83,7 +83,9 @@ def test_sensor_and_tabular_data_train_export_and_serve_through_the_cli(tmp_path
 
 NEW_KINDS = {"motion": {"kind": "sensor", "channels": 2, "length": 8, "conv_filters": [4], "lstm_units": 4},
              "person": {"kind": "tabular", "numeric": ["age"], "categorical": ["device"], "max_categories": 3,
-                        "hidden_units": [4]}}
+                        "hidden_units": [4]},
+             "clip": {"kind": "video", "frames": 3, "height": 8, "width": 8, "channels": 1, "filters": [4],
+                      "units": 4}}
 
 
 @pytest.mark.parametrize("fusion", sorted(mmkeras.FUSIONS))
@@ -94,11 +96,14 @@ def test_every_fusion_takes_the_new_kinds_and_ignores_them_when_absent(fusion):
     model = mmkeras.build_model(NEW_KINDS, num_classes=3, fusion=fusion, fusion_options=TINY_FUSION_OPTIONS[fusion],
                                 modality_dropout=0.25)
     x = random_inputs(model, n=8)
+    x["clip"][..., -1] = 1.0  # the video's mask plane: every frame real
     history = model.fit(x, {"label": np.arange(8) % 3}, epochs=1, batch_size=4, verbose=0)
     assert np.isfinite(history.history["loss"][0])
     for missing in NEW_KINDS:
         absent = dict(x, **{f"{missing}_present": np.zeros((8, 1), "float32")})
         flipped = dict(absent, **{missing: (x[missing][::-1] * -3 + 1).astype("float32")})
+        if missing == "clip":  # keep the mask plane a mask: only the pixels change
+            flipped[missing][..., -1] = x[missing][..., -1]
         before, after = (model.predict(v, verbose=0)["label"] for v in (absent, flipped))
         np.testing.assert_allclose(before, after, rtol=1e-5, atol=1e-6, err_msg=f"{fusion}: {missing}")
         assert not np.allclose(before, model.predict(x, verbose=0)["label"]), f"{fusion}: {missing} had no effect"
