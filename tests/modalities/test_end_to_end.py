@@ -41,11 +41,32 @@ def _write_dataset(folder, count=48, seed=0):
     return str(folder / "manifest.csv"), count
 
 
-@pytest.mark.slow
-def test_sensor_and_tabular_data_train_export_and_serve_through_the_cli(tmp_path):
+def train_evaluate_export(tmp_path, manifest, config):
+    """`mmkeras train`, `evaluate` and `export` on `config`; returns (run dir, served dir, metrics)."""
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    run, served = tmp_path / "run", tmp_path / "served"
+    assert main(["train", "--config", str(tmp_path / "config.yaml"), "--output", str(run)]) == 0
+    assert main(["evaluate", "--run", str(run), "--data", manifest, "--output", str(tmp_path / "eval")]) == 0
+    assert main(["export", "--run", str(run), "--output", str(served)]) == 0
+    return run, served, yaml.safe_load(open(tmp_path / "eval" / "metrics.json"))
+
+
+def assert_served_and_reloaded_equal_keras(tmp_path, run, served, manifest, count):
+    """The SavedModel's answers on raw files, and a fresh process's `.keras` reload, equal Keras's."""
     from helpers import predict_in_fresh_process
     from test_pretrained import _assert_served_equals_keras
 
+    _assert_served_equals_keras(run, served, manifest, count, tmp_path)
+    _, pre, _ = load_run(str(run))
+    x, _ = next(iter(mmkeras.make_dataset(manifest, pre, batch_size=8)))
+    x = {k: v.numpy() for k, v in x.items()}
+    (fresh,) = predict_in_fresh_process([run / "model.keras"], x, str(tmp_path), env={"CUDA_VISIBLE_DEVICES": ""})
+    np.testing.assert_allclose(fresh["label"], keras.saving.load_model(str(run / "model.keras")).predict(
+        x, verbose=0)["label"], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_sensor_and_tabular_data_train_export_and_serve_through_the_cli(tmp_path):
     manifest, count = _write_dataset(tmp_path)
     config = {
         "data": {"train": manifest, "validation_split": 0.25},
@@ -56,30 +77,17 @@ def test_sensor_and_tabular_data_train_export_and_serve_through_the_cli(tmp_path
         "fusion": {"type": "attention", "units": 8},
         "training": {"epochs": 12, "batch_size": 8, "learning_rate": 0.01, "tensorboard": False, "verbose": 0},
     }
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    run = tmp_path / "run"
-    assert main(["train", "--config", str(tmp_path / "config.yaml"), "--output", str(run)]) == 0
-    assert main(["evaluate", "--run", str(run), "--data", manifest, "--output", str(tmp_path / "eval")]) == 0
-    metrics = yaml.safe_load(open(tmp_path / "eval" / "metrics.json"))
+    run, served, metrics = train_evaluate_export(tmp_path, manifest, config)
     assert metrics["ablation"]["all"]["accuracy"] >= 0.8  # the series carries the class
     without_motion = metrics["ablation"]["without_motion"]["accuracy"]
     assert without_motion <= metrics["ablation"]["all"]["accuracy"] - 0.2  # the series matters most
     assert without_motion >= 0.5  # the device column alone still beats chance (1/3)
     assert {"motion_noise_0.5", "motion_noise_1.0", "motion_channel_lost", "person_half_cells_missing",
             "person_numeric_noise_1.0"} <= set(metrics["robustness"])
-    assert main(["export", "--run", str(run), "--output", str(tmp_path / "served")]) == 0
-    restored, _ = load_saved_model(str(tmp_path / "served"))
+    restored, _ = load_saved_model(str(served))
     served_inputs = restored.signatures["serving_default"].structured_input_signature[1]
     assert sorted(served_inputs) == ["age", "device", "motion", "text"]  # one per tabular column
-    _assert_served_equals_keras(run, tmp_path / "served", manifest, count, tmp_path)
-
-    model, pre, _ = load_run(str(run))
-    x, _ = next(iter(mmkeras.make_dataset(manifest, pre, batch_size=8)))
-    x = {k: v.numpy() for k, v in x.items()}
-    (fresh,) = predict_in_fresh_process([run / "model.keras"], x, str(tmp_path), env={"CUDA_VISIBLE_DEVICES": ""})
-    np.testing.assert_allclose(fresh["label"], keras.saving.load_model(str(run / "model.keras")).predict(
-        x, verbose=0)["label"], rtol=1e-5, atol=1e-6)
-
+    assert_served_and_reloaded_equal_keras(tmp_path, run, served, manifest, count)
 
 NEW_KINDS = {"motion": {"kind": "sensor", "channels": 2, "length": 8, "conv_filters": [4], "lstm_units": 4},
              "person": {"kind": "tabular", "numeric": ["age"], "categorical": ["device"], "max_categories": 3,

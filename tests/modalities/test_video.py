@@ -5,11 +5,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-import yaml
 from PIL import Image
 
 import mmkeras
-from mmkeras.cli import main
 from mmkeras.modalities.video import VideoModality
 from mmkeras.modalities.video import VideoSpec
 
@@ -93,10 +91,8 @@ def _write_dataset(folder, count=45, seed=0):
 
 @pytest.mark.slow
 def test_gif_clips_train_export_and_serve_raw_bytes_through_the_cli(tmp_path):
-    from helpers import predict_in_fresh_process
-    from test_pretrained import _assert_served_equals_keras
-
-    from mmkeras.training import load_run
+    from test_end_to_end import assert_served_and_reloaded_equal_keras
+    from test_end_to_end import train_evaluate_export
 
     manifest, count = _write_dataset(tmp_path)
     config = {
@@ -107,20 +103,8 @@ def test_gif_clips_train_export_and_serve_raw_bytes_through_the_cli(tmp_path):
         "fusion": {"type": "attention", "units": 8},
         "training": {"epochs": 15, "batch_size": 8, "learning_rate": 0.01, "tensorboard": False, "verbose": 0},
     }
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    run = tmp_path / "run"
-    assert main(["train", "--config", str(tmp_path / "config.yaml"), "--output", str(run)]) == 0
-    assert main(["evaluate", "--run", str(run), "--data", manifest, "--output", str(tmp_path / "eval")]) == 0
-    metrics = yaml.safe_load(open(tmp_path / "eval" / "metrics.json"))
+    run, served, metrics = train_evaluate_export(tmp_path, manifest, config)
     assert metrics["ablation"]["all"]["accuracy"] >= 0.8  # the direction of motion is the label
     assert metrics["ablation"]["without_clip"]["accuracy"] < 0.5
     assert {"clip_half_frames_lost", "clip_noise_0.3"} <= set(metrics["robustness"])
-    assert main(["export", "--run", str(run), "--output", str(tmp_path / "served")]) == 0
-    _assert_served_equals_keras(run, tmp_path / "served", manifest, count, tmp_path)
-
-    _, pre, _ = load_run(str(run))
-    x, _ = next(iter(mmkeras.make_dataset(manifest, pre, batch_size=8)))
-    x = {k: v.numpy() for k, v in x.items()}
-    (fresh,) = predict_in_fresh_process([run / "model.keras"], x, str(tmp_path), env={"CUDA_VISIBLE_DEVICES": ""})
-    np.testing.assert_allclose(fresh["label"], keras.saving.load_model(str(run / "model.keras")).predict(
-        x, verbose=0)["label"], rtol=1e-5, atol=1e-6)
+    assert_served_and_reloaded_equal_keras(tmp_path, run, served, manifest, count)
