@@ -9,11 +9,11 @@ import re
 import numpy as np
 import tensorflow as tf
 
+from mmkeras.data.manifest import NUMBER_PATTERN
+
 LABEL_TYPES = ("classification", "multilabel", "regression")
 #: Separator of several labels in one cell (multi-label), e.g. "cat|dog".
 LABEL_SEPARATOR = "|"
-#: What a regression label cell must look like (a decimal number, optionally with an exponent).
-NUMBER_PATTERN = r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?"
 #: Label names listed in full in an "unknown label" message; longer lists are cut with "...".
 SHOWN_NAMES = 20
 
@@ -71,9 +71,11 @@ class LabelEncoder:
             return [""]
         return [part.strip() for part in str(value).split(self.separator)]
 
+    def _shown_names(self):
+        return self.names if len(self.names) <= SHOWN_NAMES else self.names[:SHOWN_NAMES] + ["..."]
+
     def _unknown_message(self, label):
-        shown = self.names if len(self.names) <= SHOWN_NAMES else self.names[:SHOWN_NAMES] + ["..."]
-        return f"unknown label {label!r}, expected one of {shown}"
+        return f"unknown label {label!r}, expected one of {self._shown_names()}"
 
     def problem(self, value):
         """Why a cell is not a valid label, or "" when it is."""
@@ -136,10 +138,9 @@ class LabelEncoder:
         parts = tf.strings.strip(tf.strings.split(raw, self.separator))
         ids = table.lookup(parts)
         known = ids >= 0
-        shown = self.names if len(self.names) <= SHOWN_NAMES else self.names[:SHOWN_NAMES] + ["..."]
         first_unknown = tf.boolean_mask(parts, tf.logical_not(known))
         unknown = tf.strings.join(["unknown label '", tf.concat([first_unknown, [""]], 0)[0],
-                                   f"', expected one of {shown}"])
+                                   f"', expected one of {self._shown_names()}"])
         empty = tf.equal(tf.strings.length(tf.strings.strip(raw)), 0)
         reason = tf.where(empty, "empty label", tf.where(tf.reduce_all(known), "", unknown))
         if self.label_type == "classification":

@@ -12,6 +12,9 @@ from mmkeras import constants
 
 #: Column that holds the label unless `columns` says otherwise.
 LABEL_COLUMN = "label"
+#: A cell that is a number: decimal, optionally signed, with an optional exponent ("-1.5e3").
+#: The one definition for regression labels, tabular numbers and sensor CSV values.
+NUMBER_PATTERN = r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?"
 
 
 class BadRecordError(ValueError):

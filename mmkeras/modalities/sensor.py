@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from mmkeras import pretrained
 from mmkeras import specs as specs_lib
+from mmkeras.data.manifest import NUMBER_PATTERN
 from mmkeras.modalities.modality import Modality
 from mmkeras.modalities.sequence_blocks import conv_lstm
 
@@ -32,7 +33,7 @@ DEFAULT_AUGMENT = {"scale": 0.1, "jitter": 0.03}
 ADAPT_FILES = 2000
 
 NPY_MAGIC = b"\x93NUMPY"
-_NUMBER = r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*"
+_NUMBER = rf"\s*{NUMBER_PATTERN}\s*"
 _NUMBER_LINE = rf"{_NUMBER}(,{_NUMBER})*"
 #: .npy element types read: descr → (TF dtype, bytes per element).
 _NPY_TYPES = {"<f4": (tf.float32, 4), "<f8": (tf.float64, 8), "<i2": (tf.int16, 2), "<i4": (tf.int32, 4),

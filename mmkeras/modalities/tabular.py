@@ -21,13 +21,13 @@ import tensorflow as tf
 
 from mmkeras import pretrained
 from mmkeras import specs as specs_lib
+from mmkeras.data.manifest import NUMBER_PATTERN
 from mmkeras.data.manifest import cell_text
 from mmkeras.modalities.modality import Modality
 
 KIND = "tabular"
 #: Joins one row's cells into the one string per example that the pipeline carries.
 SEPARATOR = "\x1f"
-_NUMBER = r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*"
 
 
 @dataclasses.dataclass
@@ -213,7 +213,7 @@ class TabularModality(Modality):
         numeric = len(self.spec.numeric)
         if numeric:
             text = cells[:, :numeric]
-            is_number = tf.strings.regex_full_match(text, _NUMBER)
+            is_number = tf.strings.regex_full_match(text, NUMBER_PATTERN)  # cells are stripped
             bad = tf.logical_and(tf.strings.length(text) > 0, tf.logical_not(is_number))
             for j, column in enumerate(self.spec.numeric):
                 reason = tf.where(tf.logical_and(tf.equal(reason, ""), bad[:, j]), tf.strings.join(
@@ -257,4 +257,4 @@ class TabularModality(Modality):
 
 
 def _is_number(text):
-    return re.fullmatch(_NUMBER, text) is not None
+    return re.fullmatch(NUMBER_PATTERN, text.strip()) is not None
