@@ -265,7 +265,9 @@ def _saved_model_folder_encoder(spec, name, source, options):
     tensor = keras.Input(expected, dtype=dtype, name=name)
     x = tensor
     if options.get("scaling") is not None:
-        if not hasattr(spec, "channels") or not hasattr(spec, "height"):
+        from mmkeras import modalities
+
+        if not modalities.get_kind(spec.kind).takes_pixel_scaling:
             raise ValueError(f"Config key '{where}.scaling' applies to image modalities only.")
         x = PixelScaling(options["scaling"], name=f"{name}_scaling")(x)
     try:

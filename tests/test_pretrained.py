@@ -211,6 +211,14 @@ def test_a_trainable_saved_model_fine_tunes_with_adaptive_optimizers(tmp_path, o
     assert all(not np.array_equal(a, w.numpy()) for a, w in zip(before, backbone.weights))
 
 
+def test_pixel_scaling_is_refused_for_a_kind_whose_input_is_not_pixels(tmp_path):
+    _audio_saved_model(tmp_path / "sm")
+    spec = mmkeras.specs.make_spec("audio", {"sample_rate": 8000, "duration": 0.5,
+                                             "encoder": {"source": str(tmp_path / "sm"), "scaling": "tf"}})
+    with pytest.raises(ValueError, match=r"'modalities.audio.encoder.scaling' applies to image modalities only"):
+        pretrained.build_pretrained_encoder(spec, "audio")
+
+
 def test_offline_hub_handle_fails_with_the_handle_and_the_way_out(tmp_path, monkeypatch):
     pytest.importorskip("tensorflow_hub")
     monkeypatch.setenv("TFHUB_CACHE_DIR", str(tmp_path / "cache"))

@@ -139,6 +139,7 @@ class ImageModality(Modality):
     kind = KIND
     spec_class = ImageSpec
     per_example = True
+    takes_pixel_scaling = True
 
     def __init__(self, name, spec, state=None, folder=None):
         super().__init__(name, spec, state, folder)

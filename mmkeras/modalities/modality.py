@@ -23,6 +23,8 @@ class Modality:
             cell itself is the data, as text is).
         per_example: bool. Decoded one example at a time (stage one, `decode_one`), because
             TensorFlow's decoder takes one file; else a whole batch at once (`decode`).
+        takes_pixel_scaling: bool. The model input is pixels in [0, 1], so a pretrained
+            encoder's `scaling:` option applies.
 
     Args:
         name: str. The modality's name (input and feature name).
@@ -35,6 +37,7 @@ class Modality:
     spec_class = None
     reads_files = True
     per_example = False
+    takes_pixel_scaling = False
 
     def __init__(self, name, spec, state=None, folder=None):
         self.name = name
