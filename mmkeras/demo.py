@@ -160,27 +160,11 @@ def write_splits(folder, rows, train=0.7, validation=0.15):
     return paths
 
 
-def _accuracy_alone(model, preprocessor, source):
-    """Test accuracy with each modality alone (every other one marked missing)."""
-    from mmkeras.data import make_dataset
-    from mmkeras.evaluation import collect
-    from mmkeras.evaluation import mark_absent
-    from mmkeras.export import serving_model
-
-    features, labels = collect(make_dataset(source, preprocessor, batch_size=64))
-    served = serving_model(model)
-    alone = {}
-    for m in preprocessor.modalities:
-        others = [o for o in preprocessor.modalities if o != m]
-        probabilities = served.predict(mark_absent(features, others), verbose=0)["label"]
-        alone[m] = float((probabilities.argmax(-1) == labels).mean())
-    return alone
-
-
 def run_demo(workdir="mmkeras_demo", epochs=None, examples=None):
     """Runs the whole loop on the demo data and prints what a user wants to see."""
     import yaml
 
+    from mmkeras.evaluation import alone_key
     from mmkeras.evaluation import evaluate
     from mmkeras.evaluation import format_ablation
     from mmkeras.export import export_saved_model
@@ -232,7 +216,8 @@ def run_demo(workdir="mmkeras_demo", epochs=None, examples=None):
         request[name] = tf.constant([data])
     answer = restored.signatures["serving_default"](**request)
     ablation = result["ablation"]
-    alone = _accuracy_alone(model, preprocessor, paths["test"])
+    alone = {m: ablation[alone_key(ablation, m, preprocessor.modalities)]["accuracy"]
+             for m in preprocessor.modalities}
     print()
     print("=" * 64)
     print(f"fused model accuracy (test, all modalities): {ablation['all']['accuracy']:.3f}")

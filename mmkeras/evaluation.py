@@ -34,7 +34,8 @@ def mark_absent(features, modalities):
 
 
 def scenarios(modalities):
-    """Ablations to report: all present, each modality missing, each pair missing (3+ modalities).
+    """Ablations to report: all present, each modality missing, each pair missing (3+ modalities),
+    and each modality alone (4+ modalities; with 2 or 3, a missing one or pair already leaves one).
 
     Example:
 
@@ -42,6 +43,8 @@ def scenarios(modalities):
     ['all', 'without_text', 'without_image']
     >>> list(scenarios(["text", "image", "audio"]))[4:]
     ['without_text_image', 'without_text_audio', 'without_image_audio']
+    >>> list(scenarios(["a", "b", "c", "d"]))[-4:]
+    ['only_a', 'only_b', 'only_c', 'only_d']
     """
     result = {"all": ()}
     for m in modalities:
@@ -49,7 +52,16 @@ def scenarios(modalities):
     if len(modalities) >= 3:
         for pair in itertools.combinations(modalities, 2):
             result["without_" + "_".join(pair)] = pair
+    if len(modalities) >= 4:
+        for m in modalities:
+            result[f"only_{m}"] = tuple(o for o in modalities if o != m)
     return result
+
+
+def alone_key(ablation, modality, modalities):
+    """The ablation entry in which `modality` is the only one present ("only_<m>" or "without_...")."""
+    key = f"only_{modality}"
+    return key if key in ablation else "without_" + "_".join(o for o in modalities if o != modality)
 
 
 def corruptions(preprocessor):
@@ -100,7 +112,8 @@ def evaluate(model, preprocessor, source, output_dir=None, columns=None, batch_s
 
     Returns:
         dict: "report" (scikit-learn's, per class plus macro and weighted averages), "ablation"
-        (accuracy and F1 with each modality, and each pair, missing), "robustness" (the same with
+        (accuracy and F1 with each modality, and each pair, missing; with 4+ modalities each one
+        alone too), "robustness" (the same with
         each modality's input corrupted: image noise and occlusion, audio noise at 20/10/0 dB
         SNR, half the text tokens dropped), "modality_weights_per_class" where the fusion has
         weights, "modality_weights_under_corruption" (the mean weight of each modality with clean
@@ -182,14 +195,19 @@ def format_ablation(ablation):
     """The ablation as an aligned text table."""
     lines = [f"{'condition':<28}{'accuracy':>10}{'macro F1':>10}"]
     for name, scores in ablation.items():
-        if name == "all":
-            label = "all present"
-        elif name.startswith("without_"):
-            label = "missing: " + name[len("without_"):].replace("_", ", ")
-        else:
-            label = name
-        lines.append(f"{label:<28}{scores['accuracy']:>10.3f}{scores['macro_f1']:>10.3f}")
+        lines.append(f"{condition_label(name):<28}{scores['accuracy']:>10.3f}{scores['macro_f1']:>10.3f}")
     return "\n".join(lines)
+
+
+def condition_label(name):
+    """An ablation or robustness key as a reader sees it ("missing: text, image", "alone: audio")."""
+    if name == "all":
+        return "all present"
+    if name.startswith("without_"):
+        return "missing: " + name[len("without_"):].replace("_", ", ")
+    if name.startswith("only_"):
+        return "alone: " + name[len("only_"):]
+    return name
 
 
 def plot_confusion_matrix(matrix, names, path):
@@ -221,8 +239,7 @@ def plot_robustness(ablation, robustness, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [("all present", ablation["all"]["accuracy"])]
-    rows += [(n.replace("without_", "missing: ").replace("_", ", "), v["accuracy"]) for n, v in ablation.items() if n != "all"]
+    rows = [(condition_label(n), v["accuracy"]) for n, v in ablation.items()]  # "all" first
     rows += [(n, v["accuracy"]) for n, v in robustness.items()]
     fig, ax = plt.subplots(figsize=(7, 0.35 * len(rows) + 1))
     ax.barh(range(len(rows)), [v for _, v in rows], color=["#2a6"] + ["#c63"] * (len(ablation) - 1) + ["#369"] * len(robustness))
