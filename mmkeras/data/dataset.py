@@ -86,6 +86,18 @@ def check_columns(manifest, preprocessor, columns, with_labels=True):
             )
 
 
+def _row_value(converter, row, columns, base_dir):
+    """(value, problem or None) of one modality in a manifest row, before any check of its own.
+
+    A file kind's value is its cell as a path resolved against `base_dir` ("" when empty);
+    another kind's is its cells joined by the converter (the text itself for text).
+    """
+    read = converter.manifest_columns(columns)
+    if converter.reads_files:
+        return resolve_path(row.get(read[0]), base_dir), None
+    return converter.join_cells([row.get(c) for c in read])
+
+
 def validate_rows(manifest, preprocessor, columns, on_bad_record, report, with_labels=True):
     """Checks every row in Python (files exist and are non-empty, labels known).
 
@@ -101,17 +113,16 @@ def validate_rows(manifest, preprocessor, columns, on_bad_record, report, with_l
     for row, number in zip(manifest.rows, manifest.row_numbers):
         values, problem = {}, None
         for m, converter in preprocessor.converters.items():
-            read = converter.manifest_columns(columns)
-            column = "/".join(read)
+            column = "/".join(converter.manifest_columns(columns))
+            value, issue = _row_value(converter, row, columns, manifest.base_dir)
             if not converter.reads_files:
-                value, issue = converter.join_cells([row.get(c) for c in read])
                 if not issue:
                     value, issue = converter.check_value(value, "")
                 values[_value_key(m)], values[_path_key(m)] = value, ""
                 if issue:
                     problem = problem or (column, "", issue)
                 continue
-            path = resolve_path(row.get(column), manifest.base_dir)
+            path = value
             values[_value_key(m)] = values[_path_key(m)] = path
             if path and not os.path.isfile(path):
                 problem = problem or (column, path, "file not found")
@@ -469,13 +480,8 @@ def adapt_preprocessor(preprocessor, source, columns=None):
     manifest = read_manifest(source)
     columns = _columns(preprocessor, columns)
     check_columns(manifest, preprocessor, columns)
-    cells = {}
-    for m, converter in preprocessor.converters.items():
-        read = converter.manifest_columns(columns)
-        if converter.reads_files:
-            cells[m] = [resolve_path(row.get(read[0]), manifest.base_dir) for row in manifest.rows]
-        else:
-            cells[m] = [converter.join_cells([row.get(c) for c in read])[0] for row in manifest.rows]
+    cells = {m: [_row_value(converter, row, columns, manifest.base_dir)[0] for row in manifest.rows]
+             for m, converter in preprocessor.converters.items()}
     labels = [row.get(columns[constants.DEFAULT_HEAD]) for row in manifest.rows]
     preprocessor.adapt(cells=cells, labels=labels)
 
