@@ -170,7 +170,9 @@ def run_demo(workdir="mmkeras_demo", epochs=None, examples=None):
     from mmkeras.export import export_saved_model
     from mmkeras.export import load_saved_model
     from mmkeras.export import load_served_inputs
+    from mmkeras.predict import padded
     from mmkeras.predict import predict
+    from mmkeras.predict import served_value
     from mmkeras.training import load_run
     from mmkeras.training import train
 
@@ -211,9 +213,8 @@ def run_demo(workdir="mmkeras_demo", epochs=None, examples=None):
 
     request = {}
     for name, entry in load_served_inputs(version_dir, restored).items():  # as a TF Serving client fills them
-        cell = first[entry["column"]]
-        data = open(os.path.join(data_dir, cell), "rb").read() if entry["file"] and cell else cell.encode()
-        request[name] = tf.constant([data])
+        value = served_value(entry, first[entry["column"]], data_dir)
+        request[name] = tf.constant(padded([value]) if entry["list"] else [value])
     answer = restored.signatures["serving_default"](**request)
     ablation = result["ablation"]
     alone = {m: ablation[alone_key(ablation, m, preprocessor.modalities)]["accuracy"]

@@ -82,7 +82,7 @@ def export_saved_model(model, preprocessor, export_base, version=None, check_inp
     served = serving_model(model)
     heads = model_heads(model, preprocessor, label_names)
 
-    raw_signature = {name: tf.TensorSpec([None], tf.string, name=name) for name in preprocessor.served_inputs()}
+    raw_signature = preprocessor.served_signature()
     tensor_signature = {
         name: tf.TensorSpec([None, *spec.shape], spec.dtype, name=name)
         for name, spec in preprocessor.feature_signature().items()
@@ -95,7 +95,7 @@ def export_saved_model(model, preprocessor, export_base, version=None, check_inp
         return postprocess(served(inputs, training=False), heads)
 
     # Run the Preprocessor once so that its Keras layers are built before they are tracked.
-    preprocessor.preprocess_batch({name: tf.constant([""]) for name in preprocessor.served_inputs()})
+    preprocessor.preprocess_batch(empty_request(preprocessor))
     archive = keras.export.ExportArchive()
     archive.track(served)
     for vectorizer in preprocessor.serving_layers():
@@ -128,16 +128,24 @@ def export_saved_model(model, preprocessor, export_base, version=None, check_inp
 
 
 def served_input_table(preprocessor):
-    """Served input → {"modality", "column", "file"}: what a client puts in each input of a row.
+    """Served input → {"modality", "column", "file", "list"}: what a client puts in each input of a row.
 
     "file" is true where the input carries a file's bytes (the manifest cell is its path), false
-    where it carries the cell's own text.
+    where it carries the cell's own text. "list" is true for an input that takes a list of
+    files' bytes per example (a video's frames: the cell names a folder of frames).
     """
     table = {}
     for name, converter in preprocessor.converters.items():
         for served, column in converter.served_inputs().items():
-            table[served] = {"modality": name, "column": column, "file": bool(converter.reads_files)}
+            table[served] = {"modality": name, "column": column, "file": bool(converter.reads_files),
+                             "list": converter.served_rank(served) == 2}
     return table
+
+
+def empty_request(preprocessor, size=1):
+    """A request of `size` examples with every modality missing ("" in every input)."""
+    return {name: tf.fill([size] + [1] * (len(spec.shape) - 1), "")
+            for name, spec in preprocessor.served_signature().items()}
 
 
 def load_served_inputs(path, restored):
@@ -152,7 +160,7 @@ def load_served_inputs(path, restored):
             return json.load(f)
     tensors = restored.signatures[TENSORS_SIGNATURE].structured_input_signature[1]
     names = restored.signatures["serving_default"].structured_input_signature[1]
-    return {m: {"modality": m, "column": m, "file": tensors[m].dtype != tf.int32} for m in names}
+    return {m: {"modality": m, "column": m, "file": tensors[m].dtype != tf.int32, "list": False} for m in names}
 
 
 def _store_each_variable_once(archive):
@@ -224,10 +232,12 @@ def _check(path, model, preprocessor, heads, check_inputs):
     signature = restored.signatures["serving_default"]
     if check_inputs is None:
         # Every modality missing: must still answer with a proper distribution.
-        check_inputs = {name: [""] for name in preprocessor.served_inputs()}
+        check_inputs = empty_request(preprocessor)
     size = len(next(iter(check_inputs.values())))
     # The signature takes every input; one left out of check_inputs is sent empty (missing).
-    inputs = {name: tf.constant(check_inputs.get(name, [""] * size), tf.string) for name in preprocessor.served_inputs()}
+    inputs = {**empty_request(preprocessor, size),
+              **{name: tf.constant(value, tf.string) for name, value in check_inputs.items()
+                 if name in preprocessor.served_inputs()}}
     got = signature(**inputs)
     expected = postprocess(model(preprocessor.preprocess_batch(inputs), training=False), heads)
     for key, value in expected.items():

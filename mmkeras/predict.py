@@ -12,6 +12,7 @@ from mmkeras.data.dataset import decode_errors_located
 from mmkeras.data.manifest import BadRecordError
 from mmkeras.data.manifest import cell_text
 from mmkeras.data.manifest import resolve_path
+from mmkeras.data.video import frame_files
 from mmkeras.export import load_saved_model
 from mmkeras.export import load_served_inputs
 from mmkeras.export import serving_model
@@ -29,28 +30,51 @@ def is_saved_model(path):
     )
 
 
+def served_value(entry, cell, base_dir, where=""):
+    """What a TF Serving client sends in one served input for one manifest cell.
+
+    Args:
+        entry: the input's row of the export's served input table (`export.load_served_inputs`).
+        cell: the manifest cell.
+        base_dir: folder that relative paths start from.
+        where: "manifest, row N, column C" for the file-not-found message.
+
+    Returns:
+        bytes (the cell's text, or the file's bytes; b"" for an empty cell), or for a list input
+        a list of bytes: the image files of the folder the cell names (none when it names a file).
+    """
+    if not entry["file"]:
+        return cell_text(cell).encode("utf-8")
+    path = resolve_path(cell, base_dir)
+    if path and not os.path.exists(path):
+        raise FileNotFoundError(f"{where}, file {path}: file not found")
+    if entry.get("list"):
+        return [open(f, "rb").read() for f in frame_files(path)] if path and os.path.isdir(path) else []
+    return open(path, "rb").read() if path and os.path.isfile(path) else b""
+
+
+def padded(lists):
+    """Lists of bytes → rows of one length (at least 1), padded with b"" (a `[batch, items]` input)."""
+    width = max([len(v) for v in lists] + [1])
+    return [list(v) + [b""] * (width - len(v)) for v in lists]
+
+
 def _raw_batches(manifest, inputs, columns, batch_size):
-    """Yields (row numbers, {served input: [batch] raw strings}) read the way a TF Serving client would.
+    """Yields (row numbers, {served input: [batch] raw values}) read the way a TF Serving client would.
 
     `inputs` is the export's served input table (`export.load_served_inputs`).
     """
     for start in range(0, len(manifest), batch_size):
         rows = manifest.rows[start : start + batch_size]
+        numbers = manifest.row_numbers[start : start + batch_size]
         raw = {}
         for m, entry in inputs.items():
-            # a renamed column (columns=) applies to inputs named after their modality
-            column = columns.get(m, entry["column"]) if m == entry["modality"] else entry["column"]
-            if not entry["file"]:
-                raw[m] = [cell_text(r.get(column)).encode("utf-8") for r in rows]
-            else:
-                values = []
-                for r, number in zip(rows, manifest.row_numbers[start : start + batch_size]):
-                    path = resolve_path(r.get(column), manifest.base_dir)
-                    if path and not os.path.isfile(path):
-                        raise FileNotFoundError(f"{manifest.source}, row {number}, column {column}, file {path}: file not found")
-                    values.append(open(path, "rb").read() if path else b"")
-                raw[m] = values
-        yield manifest.row_numbers[start : start + batch_size], raw
+            # a renamed column (columns=) applies to the inputs of a modality that reads one column
+            column = columns.get(entry["modality"], entry["column"]) if entry["column"] == entry["modality"] else entry["column"]
+            values = [served_value(entry, r.get(column), manifest.base_dir, f"{manifest.source}, row {number}, column {column}")
+                      for r, number in zip(rows, numbers)]
+            raw[m] = padded(values) if entry.get("list") else values
+        yield numbers, raw
 
 
 def predict(model_path, source, output=None, columns=None, batch_size=64):
@@ -119,7 +143,7 @@ def _locate_served_error(signature, numbers, raw, manifest, columns):
         if name is None:
             for m in one:
                 try:
-                    call({**one, m: [b""]})
+                    call({**one, m: [[b""]] if isinstance(one[m][0], list) else [b""]})
                 except tf.errors.InvalidArgumentError:
                     continue
                 name, message = m, f"Input {m}: could not be decoded ({message})"

@@ -90,13 +90,18 @@ class Preprocessor:
         return self.converters[name].vocabulary()
 
     def served_inputs(self):
-        """Served input name → the manifest column it comes from: one `[None]` string input each.
+        """Served input name → the manifest column it comes from.
 
         One per modality (named after it), except kinds that read several columns (tabular: one
-        per column).
+        per column) or take a second form (video: `<name>_frames`, a list of frames).
         """
         return {served: column for converter in self.converters.values()
                 for served, column in converter.served_inputs().items()}
+
+    def served_signature(self):
+        """Served input name → `tf.TensorSpec` of strings: `[None]`, or `[None, None]` for list inputs."""
+        return {served: tf.TensorSpec([None] * converter.served_rank(served), tf.string, name=served)
+                for converter in self.converters.values() for served in converter.served_inputs()}
 
     def serving_layers(self):
         """The Keras layers the served graph runs before the model (to be tracked by an export)."""
@@ -221,7 +226,7 @@ class Preprocessor:
         raw = {name: tf.convert_to_tensor(value, tf.string) for name, value in raw.items() if name in inputs}
         if not raw:
             raise ValueError(f"Expected at least one of the inputs {list(inputs)}. Received: {given}")
-        empty = tf.fill(tf.shape(next(iter(raw.values()))), "")
+        empty = tf.fill(tf.shape(next(iter(raw.values())))[:1], "")
         staged = {}
         for name, converter in self.converters.items():
             value = converter.join_served(raw)
@@ -232,23 +237,27 @@ class Preprocessor:
         return self.decode_staged_batch(staged, training)
 
     def _checked_batch(self, raw):
-        """`raw` with assertions that every input is a non-empty 1-D batch of one common size."""
-        inputs = self.served_inputs()
-        raw = {name: tf.convert_to_tensor(value, tf.string) for name, value in raw.items() if name in inputs}
+        """`raw` with assertions that every input is a non-empty batch of one common size, of its rank."""
+        signature = self.served_signature()
+        raw = {name: tf.convert_to_tensor(value, tf.string) for name, value in raw.items() if name in signature}
         if not raw:
             return raw
         names = sorted(raw)
         checks = []
         for name in names:
-            # The signature declares [None], so the traced graph takes the rank to be 1 (tf.rank
-            # is folded to a constant) while a loaded SavedModel still accepts [n, k]: the check
-            # reads the shape the tensor has when the request runs.
+            # The signature declares the rank, so the traced graph takes it as given (tf.rank is
+            # folded to a constant) while a loaded SavedModel still accepts other ranks: the
+            # check reads the shape the tensor has when the request runs.
             value = raw[name]
             shape = tf.strings.reduce_join(tf.strings.as_string(tf.shape(value)), separator=", ")
-            checks.append(tf.debugging.Assert(tf.strings.regex_full_match(shape, r"[0-9]+"), [tf.strings.join([
-                f"Input {name}: expected a 1-D batch of strings (one per example), got shape [", shape, "]"])]))
+            if len(signature[name].shape) == 1:
+                pattern, expected = r"[0-9]+", "a 1-D batch of strings (one per example)"
+            else:
+                pattern, expected = r"[0-9]+, [0-9]+", 'a 2-D batch of strings (a list per example, "" padding)'
+            checks.append(tf.debugging.Assert(tf.strings.regex_full_match(shape, pattern), [tf.strings.join([
+                f"Input {name}: expected {expected}, got shape [", shape, "]"])]))
         with tf.control_dependencies(checks):
-            sizes = tf.stack([tf.size(raw[name]) for name in names])
+            sizes = tf.stack([tf.shape(raw[name])[0] for name in names])
         listed = tf.strings.reduce_join(
             tf.strings.join([tf.constant(names), tf.strings.as_string(sizes)], separator=" "), separator=", ")
         checks = [

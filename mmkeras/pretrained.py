@@ -170,7 +170,7 @@ def build_pretrained_encoder(spec, name):
         if source.startswith(prefix):
             takes = sorted(kind for kind, cls in modalities.KINDS.items() if prefix in cls.pretrained_builders())
             raise ValueError(f"Modality {name!r}: {prefix} encoders take {', '.join(takes)} modalities only; {name!r} "
-                             f"is a {spec.kind} modality. Use a SavedModel, a TF Hub handle or a .keras file for it.")
+                             f"is of kind {spec.kind}. Use a SavedModel, a TF Hub handle or a .keras file for it.")
     if source.startswith(HUB_PREFIX) or os.path.isdir(source):
         return _saved_model_folder_encoder(spec, name, source, options)
     for key in ("endpoint", "output_key"):
@@ -268,7 +268,8 @@ def _saved_model_folder_encoder(spec, name, source, options):
         from mmkeras import modalities
 
         if not modalities.get_kind(spec.kind).takes_pixel_scaling:
-            raise ValueError(f"Config key '{where}.scaling' applies to image modalities only.")
+            takes = sorted(kind for kind, cls in modalities.KINDS.items() if cls.takes_pixel_scaling)
+            raise ValueError(f"Config key '{where}.scaling' applies to {', '.join(takes)} modalities only.")
         x = PixelScaling(options["scaling"], name=f"{name}_scaling")(x)
     try:
         layer = SavedModelEncoder(folder, endpoint=options.get("endpoint"), output_key=options.get("output_key"),

@@ -234,11 +234,20 @@ def _stages(config, model):
     frozen_epochs = train_cfg.get("frozen_epochs", 0)
     if not frozen_epochs:
         return [_Stage(None, 0, train_cfg["epochs"], train_cfg["learning_rate"])]
-    backbones = [model.get_layer(f"{name}_encoder").get_layer(f"{name}_backbone")
-                 for name in config_lib.fine_tuned_modalities(config)]
+    backbones = [_backbone(model, name) for name in config_lib.fine_tuned_modalities(config)]
     fine_tune_rate = train_cfg.get("fine_tune_learning_rate") or train_cfg["learning_rate"] / 10
     return [_Stage("frozen", 0, frozen_epochs, train_cfg["learning_rate"], frozen=backbones),
             _Stage("fine_tune", frozen_epochs, train_cfg["epochs"], fine_tune_rate, unfrozen=backbones)]
+
+
+def _backbone(model, name):
+    """Modality `name`'s pretrained backbone layer, also where it runs inside a wrapper (video: per frame)."""
+    wanted = f"{name}_backbone"
+    encoder = model.get_layer(f"{name}_encoder")
+    found = [layer for layer in encoder._flatten_layers(include_self=False) if layer.name == wanted]
+    if not found:
+        raise ValueError(f"Modality {name!r} has no layer {wanted!r} to unfreeze (is its encoder pretrained?)")
+    return found[0]
 
 
 def _callbacks(train_cfg, output_dir, validating, backup_dir):

@@ -90,3 +90,45 @@ def tiny_config(manifest, epochs=2, **training):
         "model": {"hidden_units": 8},
         "training": {"epochs": epochs, "batch_size": 6, "tensorboard": False, "verbose": 0, **training},
     }
+
+
+def gif_from(frames, duration=40):
+    """An animated GIF of uint8 frames (h, w) grey or (h, w, 3) RGB."""
+    pictures = [Image.fromarray(f) for f in frames]
+    buffer = io.BytesIO()
+    pictures[0].save(buffer, "GIF", save_all=True, append_images=pictures[1:], duration=duration, loop=0)
+    return buffer.getvalue()
+
+
+def write_frame_folder(folder, frames, fmt="png"):
+    """One image file per frame, named so that only a natural sort orders them (f2 before f10)."""
+    os.makedirs(folder, exist_ok=True)
+    for i, frame in enumerate(frames):
+        Image.fromarray(frame).save(os.path.join(folder, f"f{i}.{fmt}"))
+    return folder
+
+
+#: Container → (file extension, codec) of the compressed videos tests write with PyAV.
+VIDEO_FORMATS = {"mp4": ("mp4", "mpeg4"), "webm": ("webm", "libvpx"), "avi": ("avi", "mpeg4")}
+
+
+def write_video(path, frames, container="mp4", rate=8, sound=None, sound_rate=16000):
+    """A compressed video file of uint8 RGB frames `(h, w, 3)` (even sizes), written with PyAV;
+    with `sound` (float samples in [-1, 1], mono) an AAC soundtrack too."""
+    import av
+
+    with av.open(path, "w") as out:
+        stream = out.add_stream(VIDEO_FORMATS[container][1], rate=rate)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        track = None if sound is None else out.add_stream("aac", rate=sound_rate, layout="mono")
+        for frame in frames:
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        out.mux(stream.encode())
+        if track is not None:
+            samples = np.asarray(sound, "float32")[None, :]
+            chunk = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
+            chunk.sample_rate = sound_rate
+            out.mux(track.encode(chunk))
+            out.mux(track.encode())
+    return path

@@ -112,7 +112,7 @@ def test_bad_encoder_settings_name_the_key(encoder, message):
 
 
 def test_keras_applications_take_images_only():
-    with pytest.raises(ValueError, match="keras.applications: encoders take image modalities only"):
+    with pytest.raises(ValueError, match="keras.applications: encoders take image, video modalities only; 'audio' is of kind audio"):
         mmkeras.build_model({"audio": {"sample_rate": 8000, "duration": 0.25, "encoder": MOBILENET}}, num_classes=2)
 
 
@@ -215,7 +215,7 @@ def test_pixel_scaling_is_refused_for_a_kind_whose_input_is_not_pixels(tmp_path)
     _audio_saved_model(tmp_path / "sm")
     spec = mmkeras.specs.make_spec("audio", {"sample_rate": 8000, "duration": 0.5,
                                              "encoder": {"source": str(tmp_path / "sm"), "scaling": "tf"}})
-    with pytest.raises(ValueError, match=r"'modalities.audio.encoder.scaling' applies to image modalities only"):
+    with pytest.raises(ValueError, match=r"'modalities.audio.encoder.scaling' applies to image, video modalities only"):
         pretrained.build_pretrained_encoder(spec, "audio")
 
 

@@ -2,23 +2,19 @@
 
 WAV decodes in-graph (see `wav.py`) and so works in stock TF Serving. FLAC, OGG/Vorbis and MP3
 need a decoder library: when a manifest is read, each compressed file is converted once to a WAV
-file in a cache folder (soundfile), and the pipeline reads that WAV. No Python runs inside the
-`tf.data` graph, so an exception during training unwinds at once (a `tf.py_function` step would
-wait for the Python lock that the unwinding thread holds).
+file in a cache folder (soundfile; see `file_cache`), and the pipeline reads that WAV. So is the
+soundtrack of a video file (MP4/WebM/AVI, through PyAV), so that one clip can feed a video
+modality and an audio modality.
 """
 
-import atexit
 import functools
-import hashlib
 import io
-import os
-import shutil
-import tempfile
-import threading
 
 import tensorflow as tf
 
+from mmkeras.data import video
 from mmkeras.data import wav
+from mmkeras.data.file_cache import ConversionCache
 
 
 #: Leading bytes of the compressed formats the training pipeline decodes.
@@ -213,13 +209,14 @@ def compressed_audio_backend():
 
 
 def sniff_compressed(path):
-    """The compressed format name of the file at `path` ("FLAC", "OGG", "MP3"...), or None."""
+    """The compressed format name of the file at `path` ("FLAC", "OGG", "MP3"..., or a video
+    container such as "MP4/MOV", whose soundtrack is read), or None."""
     with open(path, "rb") as f:
         head = f.read(4)
     for name, signature in COMPRESSED_SIGNATURES.items():
         if head.startswith(signature):
             return name
-    return None
+    return video.sniff_container(path)
 
 
 def transcode_to_wav(data):
@@ -246,41 +243,12 @@ def transcode_to_wav(data):
     return out.getvalue()
 
 
-class WavCache:
-    """Compressed audio files converted to WAV once per process, in a temporary folder.
-
-    Keyed by path, size and modification time, so a manifest read again (validation, evaluation)
-    reuses the conversions. The folder is removed when the process exits.
-    """
-
-    def __init__(self):
-        self._folder = None
-        self._done = {}
-        self._lock = threading.Lock()
-
-    def _root(self):
-        if self._folder is None:
-            self._folder = tempfile.mkdtemp(prefix="mmkeras-wav-")
-            atexit.register(shutil.rmtree, self._folder, True)
-        return self._folder
-
-    def wav_path(self, path):
-        """The path of a WAV with `path`'s audio. Raises ValueError when `path` does not decode."""
-        stat = os.stat(path)
-        key = (os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
-        with self._lock:
-            if key in self._done:
-                return self._done[key]
-        with open(path, "rb") as f:
-            data = transcode_to_wav(f.read())
-        name = hashlib.sha1(repr(key).encode()).hexdigest()[:20] + ".wav"
-        target = os.path.join(self._root(), name)
-        with open(target, "wb") as f:
-            f.write(data)
-        with self._lock:
-            self._done[key] = target
-        return target
+def _wav_of_file(path):
+    if video.sniff_container(path):
+        return video.soundtrack_wav(path)
+    with open(path, "rb") as f:
+        return transcode_to_wav(f.read())
 
 
-#: The process-wide cache that manifests use.
-WAV_CACHE = WavCache()
+#: The process-wide cache of compressed audio converted to WAV that manifests use.
+WAV_CACHE = ConversionCache("wav", ".wav", _wav_of_file)

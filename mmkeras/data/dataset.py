@@ -102,8 +102,9 @@ def validate_rows(manifest, preprocessor, columns, on_bad_record, report, with_l
     """Checks every row in Python (files exist and are non-empty, labels known).
 
     Each modality's converter checks its value too (`Modality.check_value`): compressed audio
-    (FLAC/OGG/MP3) is converted to WAV here, once, and the table's value column then points at
-    the WAV, while messages keep naming the user's file. Returns the table of valid rows as column lists. Under "raise" the first bad record raises a
+    (FLAC/OGG/MP3) is converted to WAV here, once, and so are compressed video and frame folders
+    to decoded frames; the table's value column then points at the converted file, while
+    messages keep naming the user's file. Returns the table of valid rows as column lists. Under "raise" the first bad record raises a
     `BadRecordError` naming source, row, column and file; under "skip" it goes to `report`.
     """
     table = {_ROW: [], _LABEL: [], **{_value_key(m): [] for m in preprocessor.specs},
@@ -124,9 +125,9 @@ def validate_rows(manifest, preprocessor, columns, on_bad_record, report, with_l
                 continue
             path = value
             values[_value_key(m)] = values[_path_key(m)] = path
-            if path and not os.path.isfile(path):
+            if path and not (os.path.isfile(path) or (converter.reads_folders and os.path.isdir(path))):
                 problem = problem or (column, path, "file not found")
-            elif path and os.path.getsize(path) == 0:
+            elif path and os.path.isfile(path) and os.path.getsize(path) == 0:
                 problem = problem or (column, path, "empty file")
             elif path and not problem:
                 values[_value_key(m)], issue = converter.check_value(path, path)

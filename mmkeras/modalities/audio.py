@@ -174,10 +174,11 @@ class AudioModality(Modality):
         return {pretrained.KERAS_HUB_PREFIX: pretrained.keras_hub_audio_encoder}
 
     def check_value(self, value, path):
-        """A compressed file (FLAC/OGG/MP3) is converted to WAV once, here (see `audio.WAV_CACHE`)."""
+        """A compressed file (FLAC/OGG/MP3, or a video's soundtrack) is converted to WAV once, here
+        (see `audio.WAV_CACHE`)."""
         if value and audio_lib.sniff_compressed(value):
             try:
-                return audio_lib.WAV_CACHE.wav_path(value), None
+                return audio_lib.WAV_CACHE.converted(value), None
             except ValueError as error:
                 return value, str(error)
         return value, None

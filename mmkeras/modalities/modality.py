@@ -21,6 +21,8 @@ class Modality:
         spec_class: the kind's spec dataclass.
         reads_files: bool. The manifest cell names a file whose bytes are decoded (False: the
             cell itself is the data, as text is).
+        reads_folders: bool. The cell may name a folder instead of a file (`check_value` turns
+            it into a file the pipeline reads; video: a folder of frames).
         per_example: bool. Decoded one example at a time (stage one, `decode_one`), because
             TensorFlow's decoder takes one file; else a whole batch at once (`decode`).
         takes_pixel_scaling: bool. The model input is pixels in [0, 1], so a pretrained
@@ -36,6 +38,7 @@ class Modality:
     kind = None
     spec_class = None
     reads_files = True
+    reads_folders = False
     per_example = False
     takes_pixel_scaling = False
 
@@ -80,8 +83,12 @@ class Modality:
         return [columns.get(self.name, self.name)]
 
     def served_inputs(self):
-        """Served input name → the manifest column a client fills it from (one `[None]` string each)."""
+        """Served input name → the manifest column a client fills it from (strings, see `served_rank`)."""
         return {self.name: self.name}
+
+    def served_rank(self, served):
+        """Rank of served input `served`: 1 (`[batch]` strings) or 2 (`[batch, items]`, "" padding)."""
+        return 1
 
     def join_cells(self, cells):
         """Python: the cells of `manifest_columns` for one row → (one string for `decode`, problem or None).
