@@ -1,10 +1,16 @@
 """tf.data pipeline throughput against a plain Python loop, and pipeline-fed against in-memory training.
 
-Run: `.venv/bin/python benchmarks/pipeline_throughput.py [--examples 3000]` (needs `pip install -e .[bench]`).
+Run: `.venv/bin/python benchmarks/pipeline_throughput.py [--examples 3000] [--video-examples 600]`
+(needs `pip install -e .[bench,video]`; `--examples 0` runs the video rows only).
 
 Both sides do the same work per example: read a PNG, convert and resize it to 32x32x3 floats; read a
 22.05 kHz WAV, resample it to 16 kHz and pad/crop to 1 s; tokenise the text to 16 ids; look up the
 label. The baseline is how notebooks usually do it: PIL and librosa in a Python loop.
+
+Video rows: clips of 24 frames at 64x64 as animated GIFs and as MP4 (mpeg4), 8 frames taken
+evenly and resized to 32x32 RGB. The baseline decodes them in a Python loop with PyAV (the
+cv2/PyAV way); the pipeline decodes GIFs in-graph every epoch, and MP4s once when the manifest
+is read (PyAV, into a cache of decoded frames) and then reads those.
 
 The pipeline's first epoch includes starting the iterator; later epochs (the same iterator, as
 `mmkeras train` runs them) decode every file again. Training rates are the median epoch after
@@ -56,6 +62,79 @@ def python_loop(rows, folder, vocabulary, label_names):
     return len(ys)
 
 
+VIDEO = {"clip": {"kind": "video", "frames": 8, "height": 32, "width": 32, "channels": 3}}
+
+
+def write_clips(folder, count, seed=0):
+    """`count` clips of a bright square moving over noise, as GIF and as MP4: (gif rows, mp4 rows)."""
+    import av
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    gifs, mp4s = [], []
+    for i in range(count):
+        frames = []
+        for t in range(24):
+            pixels = rng.integers(0, 80, (64, 64, 3)).astype("uint8")
+            pixels[20:32, 2 * t : 2 * t + 12] = 255
+            frames.append(pixels)
+        label = f"c{i % 4}"
+        pictures = [Image.fromarray(f) for f in frames]
+        pictures[0].save(os.path.join(folder, f"{i}.gif"), save_all=True, append_images=pictures[1:], duration=40)
+        with av.open(os.path.join(folder, f"{i}.mp4"), "w") as out:
+            stream = out.add_stream("mpeg4", rate=24)
+            stream.height, stream.width, stream.pix_fmt = 64, 64, "yuv420p"
+            for frame in frames:
+                out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+            out.mux(stream.encode())
+        gifs.append({"clip": f"{i}.gif", "label": label})
+        mp4s.append({"clip": f"{i}.mp4", "label": label})
+    return gifs, mp4s
+
+
+def video_loop(rows, folder):
+    """The notebook way: PyAV decodes each clip, 8 frames kept, PIL resizes them."""
+    import av
+    from PIL import Image
+
+    clips = []
+    for row in rows:
+        with av.open(os.path.join(folder, row["clip"])) as container:
+            frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+        picked = np.round(np.linspace(0, len(frames) - 1, 8)).astype(int)
+        clips.append(np.stack([np.asarray(Image.fromarray(frames[k]).resize((32, 32), Image.BILINEAR), "float32") / 255
+                               for k in picked]))
+    return len(clips)
+
+
+def video_rows(count, batch_size):
+    folder = tempfile.mkdtemp(prefix="mmkeras-bench-video-")
+    print(f"writing {count} clips (24 frames, 64x64) as GIF and as MP4 to {folder}")
+    gifs, mp4s = write_clips(folder, count)
+    pre = mmkeras.Preprocessor(VIDEO)
+    pre.adapt(labels=[r["label"] for r in gifs])
+    video_loop(gifs[:5], folder)  # warm-up: imports
+    pipeline_pass(mmkeras.make_dataset(mmkeras.read_manifest(gifs[:16], folder), pre, batch_size=batch_size))
+    results = {}
+    for name, rows in (("GIF", gifs), ("MP4", mp4s)):
+        n, loop_s = timed(video_loop, rows, folder)
+        results[f"python loop, PyAV + PIL, {name}"] = n / loop_s
+        # make_dataset reads the manifest: for MP4 this is where PyAV decodes each clip, once.
+        dataset, build_s = timed(mmkeras.make_dataset, mmkeras.read_manifest(rows, folder), pre, None, batch_size)
+        iterator = iter(dataset.repeat(2))
+        epochs = []
+        for _ in range(2):
+            start = time.perf_counter()
+            seen = sum(int(y["label"].shape[0]) for _, y in itertools.islice(iterator, len(dataset)))
+            epochs.append(seen / (time.perf_counter() - start))
+        results[f"tf.data, {name}, first epoch (with reading the manifest)"] = count / (build_s + count / epochs[0])
+        results[f"tf.data, {name}, later epochs"] = epochs[1]
+    for name, rate in results.items():
+        form = "GIF" if "GIF" in name else "MP4"
+        loop = results[f"python loop, PyAV + PIL, {form}"]
+        print(f"video: {name:52s} {rate:8.1f} clips/s  ({rate / loop:.2f}x the {form} loop)")
+
+
 def pipeline_pass(dataset):
     count = 0
     for _, y in dataset:
@@ -74,7 +153,12 @@ def main():
     parser.add_argument("--examples", type=int, default=3000)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--fit-examples", type=int, default=1024)
+    parser.add_argument("--video-examples", type=int, default=600, help="clips for the video rows (0: none)")
     args = parser.parse_args()
+    if args.video_examples:
+        video_rows(args.video_examples, args.batch_size)
+    if not args.examples:
+        return
 
     folder = tempfile.mkdtemp(prefix="mmkeras-bench-")
     print(f"writing {args.examples} examples (64x64 PNG, 1 s 22.05 kHz WAV, text) to {folder}")
