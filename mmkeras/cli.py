@@ -39,7 +39,16 @@ def _export(args):
     from mmkeras.export import export_saved_model
     from mmkeras.training import load_run
 
-    model, preprocessor, _ = load_run(args.run)
+    model, preprocessor, config = load_run(args.run)
+    if args.format == "tflite":
+        from mmkeras.tflite import export_run_tflite
+
+        path = export_run_tflite(model, preprocessor, config, args.output, quantize=args.quantize,
+                                 representative_examples=args.representative_examples)
+        print(f"TFLite model written: {path} (inputs.json, heads.json and preprocessor/ beside it)")
+        return 0
+    if args.quantize != "none":
+        raise SystemExit("mmkeras export: --quantize applies to --format tflite")
     path = export_saved_model(model, preprocessor, args.output, version=args.version)
     print(f"SavedModel written and checked: {path}")
     return 0
@@ -100,14 +109,20 @@ def build_parser():
     evaluate.add_argument("--on-bad-record", choices=["raise", "skip"], default="raise")
     evaluate.set_defaults(func=_evaluate)
 
-    export = sub.add_parser("export", help="SavedModel for TF Serving")
+    export = sub.add_parser("export", help="SavedModel for TF Serving, or a TFLite model")
     export.add_argument("--run", required=True)
     export.add_argument("--output", required=True, help="export base, e.g. saved_models/NAME")
     export.add_argument("--version", type=int, default=None, help="default: highest existing + 1")
+    export.add_argument("--format", choices=["savedmodel", "tflite"], default="savedmodel",
+                        help="savedmodel (raw bytes in, TF Serving) or tflite (decoded tensors in, one example a call)")
+    export.add_argument("--quantize", choices=["none", "dynamic", "float16", "int8"], default="none",
+                        help="tflite only: int8 calibrates on examples of the run's training manifest")
+    export.add_argument("--representative-examples", type=int, default=200,
+                        help="tflite int8: training examples used to calibrate activations")
     export.set_defaults(func=_export)
 
     predict = sub.add_parser("predict", help="predict a manifest with a run or a SavedModel")
-    predict.add_argument("--model", required=True, help="run directory or SavedModel folder")
+    predict.add_argument("--model", required=True, help="run directory, SavedModel folder, or TFLite export (model.tflite or its folder)")
     predict.add_argument("--data", required=True)
     predict.add_argument("--output", default=None, help="CSV to write (default: print JSON lines)")
     predict.set_defaults(func=_predict)

@@ -3,6 +3,7 @@
 import csv
 import os
 
+import numpy as np
 import tensorflow as tf
 
 from mmkeras.data import make_dataset
@@ -19,6 +20,8 @@ from mmkeras.export import serving_model
 from mmkeras.postprocess import model_heads
 from mmkeras.postprocess import postprocess
 from mmkeras.postprocess import result_rows
+from mmkeras.tflite import TFLiteModel
+from mmkeras.tflite import is_tflite
 
 
 def is_saved_model(path):
@@ -84,8 +87,10 @@ def predict(model_path, source, output=None, columns=None, batch_size=64):
     labels and columns.
 
     Args:
-        model_path: a run directory (uses `model.keras` and the Preprocessor), or a SavedModel
-            folder / export base (uses `serving_default` on raw bytes, as TF Serving does).
+        model_path: a run directory (uses `model.keras` and the Preprocessor), a SavedModel
+            folder / export base (uses `serving_default` on raw bytes, as TF Serving does), or a
+            TFLite export (`model.tflite` or its folder: files decoded by the Preprocessor saved
+            beside it, then the TFLite model one example at a time).
         source: manifest (CSV/JSONL path, DataFrame, list of dicts); labels are not needed.
         output: CSV path to write: `row`, then per head `label` and one `prob_<class>` column
             per class, or `value` for regression (prefixed by the head's name when there are
@@ -108,6 +113,18 @@ def predict(model_path, source, output=None, columns=None, batch_size=64):
             except tf.errors.InvalidArgumentError as error:
                 raise _locate_served_error(signature, numbers, raw, manifest, columns) from error
             results.extend(result_rows(numbers, {k: v.numpy() for k, v in out.items()}, heads))
+    elif is_tflite(model_path):
+        lite = TFLiteModel(model_path)
+        dataset = make_dataset(manifest, lite.preprocessor(), columns=columns, batch_size=batch_size,
+                               with_labels=False)
+        outputs = {}
+        with decode_errors_located(dataset):
+            for features in dataset:
+                for name, value in lite.predict({k: v.numpy() for k, v in features.items()}).items():
+                    outputs.setdefault(name, []).append(value)
+        outputs = {name: np.concatenate(values) for name, values in outputs.items()}
+        out = {k: v.numpy() for k, v in postprocess(outputs, lite.heads).items()}
+        results.extend(result_rows(manifest.row_numbers, out, lite.heads))
     else:
         from mmkeras.training import load_run
 

@@ -1,0 +1,85 @@
+"""TFLite export: float32 and quantised models on decoded tensors, through Python and the CLI."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+import mmkeras
+from mmkeras.cli import main
+from mmkeras.tflite import TFLiteModel
+from mmkeras.tflite import export_tflite
+
+from helpers import random_inputs
+
+MODALITIES = {"text": {"max_tokens": 30, "sequence_length": 6, "embedding_dim": 8, "lstm_units": 8},
+              "image": {"height": 12, "width": 12, "channels": 1, "filters": [8, 16]},
+              "audio": {"sample_rate": 8000, "duration": 0.25, "num_mel_bins": 16, "conv_filters": [8],
+                        "lstm_units": 8}}
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    pre = mmkeras.Preprocessor(MODALITIES)
+    pre.adapt(texts={"text": ["red apple", "green pear"]}, labels=["a", "b", "c"])
+    model = mmkeras.build_model(MODALITIES, num_classes=3, fusion="attention")
+    x = random_inputs(model, n=6)
+    x["audio_present"][2] = 0.0  # a missing modality, as a client marks it
+    return model, pre, x, model.predict(x, verbose=0)["label"]
+
+
+def test_float_tflite_answers_as_keras_and_quantised_ones_are_smaller(tiny, tmp_path):
+    model, pre, x, expected = tiny
+    sizes = {}
+    for quantize in ("none", "dynamic", "float16"):
+        path = export_tflite(model, pre, str(tmp_path / quantize), quantize=quantize)
+        sizes[quantize] = os.path.getsize(path)
+        got = TFLiteModel(str(tmp_path / quantize)).predict(x)["label"]
+        tolerance = 1e-5 if quantize == "none" else 0.02
+        np.testing.assert_allclose(got, expected, atol=tolerance, err_msg=quantize)
+    assert sizes["dynamic"] < sizes["none"] and sizes["float16"] < sizes["none"]
+    described = json.load(open(tmp_path / "none" / "inputs.json"))
+    assert described["inputs"]["text"] == {"shape": [1, 6], "dtype": "int32",
+                                           "content": "modality 'text' as the Preprocessor decodes it (zeros when missing)"}
+    assert mmkeras.Preprocessor.load(str(tmp_path / "none" / "preprocessor")).label_names == ["a", "b", "c"]
+
+
+def test_int8_calibrates_on_representative_data_and_needs_it(tiny, tmp_path):
+    model, pre, x, expected = tiny
+    with pytest.raises(ValueError, match="quantize='int8' needs representative data"):
+        export_tflite(model, pre, str(tmp_path / "int8"), quantize="int8")
+    with pytest.raises(ValueError, match=r"Expected quantize to be one of \['none', 'dynamic', 'float16', 'int8'\]"):
+        export_tflite(model, pre, str(tmp_path / "x"), quantize="int4")
+    export_tflite(model, pre, str(tmp_path / "int8"), quantize="int8", representative=[x])
+    lite = TFLiteModel(str(tmp_path / "int8" / "model.tflite"))
+    got = lite.predict(x)["label"]
+    np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=0.02)
+    np.testing.assert_allclose(got, expected, atol=0.05)  # int8 activations: close, not equal
+    with pytest.raises(ValueError, match=r"features lack the input\(s\) \['image', 'image_present'\]"):
+        lite.predict({k: v for k, v in x.items() if not k.startswith("image")})
+
+
+@pytest.mark.slow
+def test_cli_exports_tflite_from_a_run_and_predicts_a_manifest(tiny_run, tmp_path):
+    run, manifest, _ = tiny_run
+    assert main(["predict", "--model", run, "--data", manifest, "--output", str(tmp_path / "keras.csv")]) == 0
+    keras_rows = open(tmp_path / "keras.csv").read().splitlines()
+    for quantize in ("none", "int8"):
+        folder = tmp_path / quantize
+        assert main(["export", "--run", run, "--output", str(folder), "--format", "tflite", "--quantize", quantize,
+                     "--representative-examples", "20"]) == 0
+        assert main(["predict", "--model", str(folder / "model.tflite"), "--data", manifest,
+                     "--output", str(tmp_path / f"{quantize}.csv")]) == 0
+        rows = open(tmp_path / f"{quantize}.csv").read().splitlines()
+        assert rows[0] == keras_rows[0] and len(rows) == len(keras_rows)
+        probabilities = np.array([[float(v) for v in r.split(",")[2:]] for r in rows[1:]])
+        expected = np.array([[float(v) for v in r.split(",")[2:]] for r in keras_rows[1:]])
+        if quantize == "none":
+            np.testing.assert_allclose(probabilities, expected, atol=1e-5)
+        else:  # int8 activations of a two-epoch model: the same answer for most rows
+            assert (probabilities.argmax(1) == expected.argmax(1)).mean() >= 0.75
+            np.testing.assert_allclose(probabilities, expected, atol=0.25)
+    assert json.load(open(tmp_path / "int8" / "inputs.json"))["quantize"] == "int8"
+    with pytest.raises(SystemExit, match="--quantize applies to --format tflite"):
+        main(["export", "--run", run, "--output", str(tmp_path / "sm"), "--quantize", "int8"])
