@@ -1,4 +1,4 @@
-"""The `mmkeras` command line: demo, train, evaluate, export, predict, prepare."""
+"""The `mmkeras` command line: demo, train, distill, tune, evaluate, export, predict, prepare."""
 
 import argparse
 import json
@@ -32,6 +32,29 @@ def _evaluate(args):
     if result["skipped_records"]:
         print(f"skipped {result['skipped_records']} bad record(s): see {output}/skipped_records.csv")
     print(f"metrics, report, confusion matrix and robustness plot written to {output}")
+    return 0
+
+
+def _distill(args):
+    from mmkeras.distillation import distill
+
+    _, _, history = distill(args.teacher, args.config, args.output, temperature=args.temperature, alpha=args.alpha,
+                            overwrite=args.overwrite)
+    print(f"student trained from {args.teacher} ({len(history.get('loss', []))} epochs): {args.output}")
+    return 0
+
+
+def _tune(args):
+    from mmkeras.tuning import BEST_CONFIG
+    from mmkeras.tuning import TRIALS_FILE
+    from mmkeras.tuning import tune
+
+    _, rows = tune(args.config, args.output, trials=args.trials, max_epochs=args.max_epochs, overwrite=args.overwrite)
+    best = rows[0] if rows else {}
+    print(f"{len(rows)} trial(s); best score {best.get('score')}: "
+          + ", ".join(f"{k}={v}" for k, v in best.items() if k not in ("trial", "status", "score")))
+    print(f"best config: {os.path.join(args.output, BEST_CONFIG)} (mmkeras train --config it); "
+          f"trials: {os.path.join(args.output, TRIALS_FILE)}")
     return 0
 
 
@@ -101,6 +124,23 @@ def build_parser():
     train.add_argument("--output", required=True, help="run directory")
     train.add_argument("--overwrite", action="store_true", help="train again in a directory holding a finished run")
     train.set_defaults(func=_train)
+
+    distill = sub.add_parser("distill", help="train a smaller student on a trained run's softened outputs")
+    distill.add_argument("--teacher", required=True, help="the teacher's run directory")
+    distill.add_argument("--config", required=True, help="the student's config (data defaults to the teacher's)")
+    distill.add_argument("--output", required=True, help="the student's run directory")
+    distill.add_argument("--temperature", type=float, default=2.0, help="softening temperature T")
+    distill.add_argument("--alpha", type=float, default=0.5, help="weight of the teacher's term (1 - alpha: the labels')")
+    distill.add_argument("--overwrite", action="store_true")
+    distill.set_defaults(func=_distill)
+
+    tune = sub.add_parser("tune", help="KerasTuner search over the config's tuning: ranges")
+    tune.add_argument("--config", required=True)
+    tune.add_argument("--output", required=True, help="search folder (a search there is resumed)")
+    tune.add_argument("--trials", type=int, default=10, help="trials in all (bayesian, random)")
+    tune.add_argument("--max-epochs", type=int, default=None, help="epochs per trial at most (default: training.epochs)")
+    tune.add_argument("--overwrite", action="store_true", help="start afresh instead of resuming")
+    tune.set_defaults(func=_tune)
 
     evaluate = sub.add_parser("evaluate", help="classification report, confusion matrix, modality ablation")
     evaluate.add_argument("--run", required=True)

@@ -42,6 +42,17 @@ DEFAULTS = {
         "tensorboard": True,
         "verbose": "auto",
     },
+    # What `mmkeras tune` searches (and `mmkeras train` ignores).
+    "tuning": {
+        "algorithm": "bayesian",  # bayesian, hyperband or random (KerasTuner)
+        "objective": "val_loss",  # or val_accuracy
+        "fusion": ["attention", "concat", "gated"],  # fusion types tried
+        "learning_rate": [0.0003, 0.003],  # range, sampled on a log scale
+        "dropout": [0.0, 0.3],  # model.dropout range
+        "modality_dropout": [0.0, 0.4],  # fusion.modality_dropout range
+        "hidden_units": [32, 64, 128],  # model.hidden_units choices
+        "width": [0.5, 1.0, 2.0],  # multipliers of every encoder's widths (filters, units, embedding_dim)
+    },
 }
 
 
@@ -119,6 +130,14 @@ def _number(low, high=None, high_open=True):
     return check, f"a number >= {low}{bound}"
 
 
+def _range(positive=False, high=None):
+    def check(value):
+        numbers = isinstance(value, list) and len(value) == 2 and all(_number(0.0)[0](v) for v in value)
+        return (numbers and value[0] <= value[1] and (not positive or value[0] > 0)
+                and (high is None or value[1] < high))
+    return check, "[low, high] with 0 " + ("<" if positive else "<=") + " low <= high" + (f" < {high}" if high else "")
+
+
 def _boolean():
     return (lambda value: isinstance(value, bool)), "true or false"
 
@@ -164,6 +183,17 @@ CHECKS = {
     "training.backup": _boolean(),
     "training.tensorboard": _boolean(),
     "training.verbose": _choice("auto", 0, 1, 2),
+    "tuning.algorithm": _choice("bayesian", "hyperband", "random"),
+    "tuning.objective": _choice("val_loss", "val_accuracy"),
+    "tuning.fusion": ((lambda v: isinstance(v, list) and v and all(isinstance(f, str) for f in v)),
+                      "a non-empty list of fusion types"),
+    "tuning.learning_rate": _range(positive=True),
+    "tuning.dropout": _range(high=1.0),
+    "tuning.modality_dropout": _range(high=1.0),
+    "tuning.hidden_units": ((lambda v: isinstance(v, list) and v and all(_integer(1)[0](u) for u in v)),
+                            "a non-empty list of integers >= 1"),
+    "tuning.width": ((lambda v: isinstance(v, list) and v and all(_number(0.0)[0](w) and w > 0 for w in v)),
+                     "a non-empty list of numbers > 0"),
 }
 
 

@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from mmkeras import config as config_lib
 from mmkeras import constants
+from mmkeras import distillation
 from mmkeras.data import adapt_preprocessor
 from mmkeras.data import make_dataset
 from mmkeras.data import read_manifest
@@ -82,7 +83,9 @@ def _with_sample_weights(dataset, weights):
     return dataset.map(add)
 
 
-def _split_data(config):
+def split_data(config):
+    """(training source, validation source or None): the config's validation manifest, else a
+    stratified `validation_split` of the training one."""
     data = config["data"]
     if data["validation"]:
         return data["train"], data["validation"]
@@ -92,7 +95,18 @@ def _split_data(config):
     return stratified_split(data["train"], data["validation_split"], label_column, seed=config["training"]["seed"])
 
 
-def train(config, output_dir, callbacks=None, overwrite=False):
+def datasets(config, preprocessor, train_manifest, val_source):
+    """(training dataset, validation dataset or None) as a resolved config's data and training blocks say."""
+    data_cfg, train_cfg = config["data"], config["training"]
+    common = dict(columns=data_cfg["columns"], batch_size=train_cfg["batch_size"], seed=train_cfg["seed"],
+                  on_bad_record=data_cfg["on_bad_record"], cache=data_cfg["cache"],
+                  deterministic=bool(train_cfg["deterministic"]))
+    train_ds = make_dataset(train_manifest, preprocessor, training=True, **common)
+    val_ds = make_dataset(val_source, preprocessor, **common) if val_source is not None else None
+    return train_ds, val_ds
+
+
+def train(config, output_dir, callbacks=None, overwrite=False, teacher=None):
     """Trains a model as `config` says and writes the run directory.
 
     Started again with the same `output_dir` after being killed, training resumes from the
@@ -105,6 +119,8 @@ def train(config, output_dir, callbacks=None, overwrite=False):
         output_dir: str. The run directory.
         callbacks: list. Extra Keras callbacks.
         overwrite: bool. Start afresh in a directory that holds a finished run.
+        teacher: `mmkeras.distillation.Teacher`. Distil from it (see `distillation.distill`):
+            the data go through the teacher's Preprocessor, and the loss adds its softened outputs.
 
     Returns:
         (model, preprocessor, history dict).
@@ -124,17 +140,18 @@ def train(config, output_dir, callbacks=None, overwrite=False):
         tf.config.experimental.enable_op_determinism()
     mixed = use_mixed_precision(train_cfg["mixed_precision"])
 
-    train_source, val_source = _split_data(config)
+    train_source, val_source = split_data(config)
     train_manifest = read_manifest(train_source)
-    preprocessor = Preprocessor(config["modalities"], label_type=data_cfg["label_type"])
-    adapt_preprocessor(preprocessor, train_manifest, data_cfg["columns"])
+    if teacher is None:
+        preprocessor = Preprocessor(config["modalities"], label_type=data_cfg["label_type"])
+        adapt_preprocessor(preprocessor, train_manifest, data_cfg["columns"])
+        data_preprocessor = preprocessor
+    else:  # the student keeps the teacher's vocabularies and labels; the data feed both models
+        preprocessor = teacher.student_preprocessor(config["modalities"], train_manifest, data_cfg["columns"])
+        data_preprocessor = teacher.preprocessor
     preprocessor.save(os.path.join(output_dir, PREPROCESSOR_DIR))
 
-    common = dict(columns=data_cfg["columns"], batch_size=train_cfg["batch_size"], seed=train_cfg["seed"],
-                  on_bad_record=data_cfg["on_bad_record"], cache=data_cfg["cache"],
-                  deterministic=bool(train_cfg["deterministic"]))
-    train_ds = make_dataset(train_manifest, preprocessor, training=True, **common)
-    val_ds = make_dataset(val_source, preprocessor, **common) if val_source is not None else None
+    train_ds, val_ds = datasets(config, data_preprocessor, train_manifest, val_source)
     bad_records = {"train": train_ds.bad_records}
     if val_ds is not None:
         bad_records["validation"] = val_ds.bad_records
@@ -163,6 +180,12 @@ def train(config, output_dir, callbacks=None, overwrite=False):
             compile=False,
         )
     adapted = adapt_model(model, train_ds)  # e.g. per-mel-bin statistics for normalization: bin
+    fit_model, fit_heads, fit_train, fit_val = model, make_heads(heads=heads), train_ds, val_ds
+    if teacher is not None:  # the student inside a model that also outputs the teacher's answer
+        with strategy.scope():
+            fit_model, fit_heads = teacher.fitting_model(model, fit_heads)
+        fit_train = distillation.with_distill_target(train_ds)
+        fit_val = distillation.with_distill_target(val_ds) if val_ds is not None else None
 
     log_path = os.path.join(output_dir, LOG_FILE)
     backup_dir = os.path.join(output_dir, BACKUP_DIR)
@@ -180,7 +203,7 @@ def train(config, output_dir, callbacks=None, overwrite=False):
             learning_rate = keras.optimizers.schedules.CosineDecay(
                 learning_rate, decay_steps=steps * max(1, stage.last_epoch - initial_epoch))
         with strategy.scope():
-            compile_model(model, make_heads(heads=heads), learning_rate=learning_rate,
+            compile_model(fit_model, fit_heads, learning_rate=learning_rate,
                           weight_decay=train_cfg["weight_decay"], jit_compile=bool(train_cfg["jit_compile"]))
         run_callbacks = _callbacks(train_cfg, output_dir, val_ds is not None,
                                    os.path.join(backup_dir, stage.name) if stage.name else backup_dir)
@@ -193,17 +216,24 @@ def train(config, output_dir, callbacks=None, overwrite=False):
         # shuffle=False: the dataset shuffles itself (with the seed); Keras cannot shuffle a tf.data.Dataset.
         # An image decoder's own error ("Invalid PNG") names no record: find it and say where it is.
         with decode_errors_located(train_ds, val_ds):
-            history = model.fit(train_ds.repeat(), validation_data=val_ds, epochs=stage.last_epoch,
+            history = fit_model.fit(fit_train.repeat(), validation_data=fit_val, epochs=stage.last_epoch,
                                 initial_epoch=initial_epoch, shuffle=False, steps_per_epoch=steps,
                                 callbacks=run_callbacks, verbose=train_cfg["verbose"])
+    if teacher is not None:
+        compile_model(model, make_heads(heads=heads))  # the student alone, as the run keeps it
     _atomic_save_model(model, os.path.join(output_dir, MODEL_FILE))
     history_dict = _full_history(output_dir, history.history)
     _atomic_json(history_dict, os.path.join(output_dir, HISTORY_FILE))
     metrics = {"mixed_precision": mixed, "strategy": type(strategy).__name__,
                "replicas": strategy.num_replicas_in_sync, "epochs_run": len(history_dict.get("loss", [])),
                "adapted_layers": adapted}
+    if teacher is not None:
+        metrics["distillation"] = {"teacher": os.path.abspath(teacher.run_dir), "temperature": teacher.temperature,
+                                   "alpha": teacher.alpha}
     if val_ds is not None:
-        metrics["validation"] = {k: float(v) for k, v in model.evaluate(val_ds, verbose=0, return_dict=True).items()}
+        student_val = distillation.student_inputs(val_ds, model) if teacher is not None else val_ds
+        metrics["validation"] = {k: float(v) for k, v in model.evaluate(student_val, verbose=0,
+                                                                         return_dict=True).items()}
     skipped = {role: len(report) for role, report in bad_records.items() if len(report)}
     if skipped:
         metrics["skipped_records"] = skipped

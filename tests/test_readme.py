@@ -58,7 +58,7 @@ def test_config_block_lists_every_key_with_its_default():
 
     documented = yaml.safe_load(_blocks("yaml")[0])
     assert sorted(documented["modalities"]) == sorted(SPECS)  # every registered kind is documented
-    for section in ("data", "training", "model"):
+    for section in ("data", "training", "model", "tuning"):
         assert documented[section] == {k: v for k, v in DEFAULTS[section].items() if k != "train"} | (
             {"train": documented[section]["train"]} if section == "data" else {}), section
     assert documented["fusion"] == DEFAULTS["fusion"]
