@@ -125,6 +125,14 @@ def train(config, output_dir, callbacks=None, overwrite=False, teacher=None):
     Returns:
         (model, preprocessor, history dict).
     """
+    try:
+        return _train(config, output_dir, callbacks, overwrite, teacher)
+    finally:
+        # A failed run (bad data, a killed fit) must not leave mixed_float16 on for what follows.
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def _train(config, output_dir, callbacks, overwrite, teacher):
     if isinstance(config, (str, os.PathLike)):
         config = config_lib.load_config(config)
     else:
@@ -243,7 +251,6 @@ def train(config, output_dir, callbacks=None, overwrite=False, teacher=None):
     config_lib.save_config(config, os.path.join(output_dir, CONFIG_FILE))
     _atomic_json({"epochs_run": metrics["epochs_run"]}, os.path.join(output_dir, FINISHED_FILE))
     shutil.rmtree(os.path.join(output_dir, BACKUP_DIR), ignore_errors=True)
-    keras.mixed_precision.set_global_policy("float32")
     return model, preprocessor, history_dict
 
 

@@ -236,3 +236,26 @@ def test_audio_lstm_reads_every_mel_frame_unless_pooling_is_asked(conv_pool, fra
     assert encoder.get_layer("audio_lstm").input.shape[1] == frames // frames_divisor
     with pytest.raises(ValueError, match="conv_pool"):
         mmkeras.build_model({"audio": dict(options, conv_pool=0)}, num_classes=2)
+
+
+@pytest.mark.parametrize("fusion", sorted(mmkeras.FUSIONS))
+@pytest.mark.parametrize("policy", ["float32", "mixed_float16"])
+def test_every_fusion_answers_a_distribution_with_every_modality_missing_also_in_float16(fusion, policy):
+    # mixed_float16 is what a GPU run uses: -1e9 masks and loud audio must not overflow to inf/NaN.
+    modalities = {"text": {"max_tokens": 30, "sequence_length": 6, "embedding_dim": 8, "lstm_units": 8},
+                  "audio": {"sample_rate": 16000, "duration": 0.25, "num_mel_bins": 16, "conv_filters": [8],
+                            "lstm_units": 8}}
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        model = mmkeras.build_model(modalities, num_classes=3, fusion=fusion,
+                                    fusion_options=TINY_FUSION_OPTIONS[fusion])
+        x = random_inputs(model, n=4)
+        x["audio"] = np.sign(np.sin(np.arange(4000) / 5.0))[None].repeat(4, 0).astype("float32")  # full scale
+        x["text_present"][:2] = 0.0
+        x["audio_present"][:1] = 0.0  # example 0: nothing at all
+        out = model.predict(x, verbose=0)["label"]
+        history = model.fit(x, {"label": np.arange(4) % 3}, epochs=1, verbose=0)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert np.isfinite(out).all() and np.isfinite(history.history["loss"][0])
+    np.testing.assert_allclose(out.sum(axis=1), 1.0, atol=1e-3)

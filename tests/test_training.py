@@ -8,12 +8,14 @@ import textwrap
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 import yaml
 from media import tiny_config
 from media import write_manifest
 from media import write_tiny_dataset
 
 from mmkeras import config as config_lib
+from mmkeras.data import BadRecordError
 from mmkeras.training import load_run
 from mmkeras.training import train
 
@@ -155,6 +157,16 @@ def test_tensorboard_missing_is_a_start_up_error(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match=r"TensorBoard is not installed: `pip install tensorboard`"):
         train(tiny_config(manifest, tensorboard=True), str(tmp_path / "run"))
     assert not (tmp_path / "run").exists(), "nothing was started"
+
+
+def test_a_failed_mixed_precision_run_leaves_the_float32_policy_behind(tmp_path):
+    manifest, _ = write_tiny_dataset(str(tmp_path), count=6)
+    (tmp_path / "files" / "0.png").write_bytes(b"not a png at all")  # decoding fails mid-run
+    config = tiny_config(manifest, mixed_precision=True, epochs=1)
+    failed = (BadRecordError, tf.errors.InvalidArgumentError)
+    with pytest.raises(failed, match=r"row 1, column image.*not an image file"):
+        train(config, str(tmp_path / "run"))  # raised by fit, after the policy was set
+    assert keras.mixed_precision.global_policy().name == "float32"
 
 
 def test_config_rejects_unknown_keys_and_resolves_paths(tmp_path):

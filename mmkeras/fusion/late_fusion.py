@@ -94,7 +94,11 @@ class LateFusion(keras.layers.Layer):
         # where() rather than a product: an absent modality's NaN cannot leak through a 0 weight.
         stacked = ops.where(presence[..., None] > 0, stacked, ops.zeros_like(stacked))
         combined = ops.sum(stacked * weights[..., None], axis=1)  # (batch, outputs)
-        return combined, weights
+        # No modality at all: the prior of an uninformed head (uniform classes, 0.5 per label, value 0)
+        # rather than all zeros, which is no distribution.
+        prior = {"softmax": 1.0 / int(combined.shape[-1]), "sigmoid": 0.5}.get(self.activation, 0.0)
+        nothing = ops.sum(presence, axis=-1, keepdims=True) == 0
+        return ops.where(nothing, ops.full_like(combined, prior), combined), weights
 
     def compute_output_shape(self, predictions_shape, presence_shape=None):
         batch = predictions_shape[0][0]
