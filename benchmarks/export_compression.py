@@ -22,6 +22,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from _bench import as_arrays  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -95,13 +96,8 @@ def main():
         print(f"training the demo config into {run}")
         train(os.path.join(workdir, "config.yaml"), run)
     model, pre, config = load_run(run)
-    x, y = {}, []
-    for features, labels in mmkeras.make_dataset(test, pre, columns=(config or {}).get("data", {}).get("columns"),
-                                                  batch_size=64):
-        for key, value in features.items():
-            x.setdefault(key, []).append(value.numpy())
-        y.append(labels["label"].numpy())
-    x, y = {k: np.concatenate(v) for k, v in x.items()}, np.concatenate(y)
+    x, y = as_arrays(mmkeras.make_dataset(test, pre, columns=(config or {}).get("data", {}).get("columns"),
+                                          batch_size=64))
     print(f"test split: {len(y)} examples; {args.latency_runs} timed calls at batch 1 per format\n")
 
     rows = {"SavedModel, float32": saved_model_row(model, pre, os.path.join(workdir, "saved"), x, y, args.latency_runs)}

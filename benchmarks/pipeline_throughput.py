@@ -28,6 +28,9 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import _synthetic  # noqa: E402
+from _bench import EpochTimes  # noqa: E402
+from _bench import as_arrays  # noqa: E402
+from _bench import later_epochs_rate  # noqa: E402
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
@@ -199,23 +202,7 @@ def main():
     # Training: fed by the pipeline (decoding on the fly) vs. the same tensors already in memory.
     fit_rows = mmkeras.read_manifest(rows[: args.fit_examples], folder)
     fed = mmkeras.make_dataset(fit_rows, pre, batch_size=args.batch_size, training=True, seed=0)
-    in_memory_x, in_memory_y = {}, []
-    for x, y in mmkeras.make_dataset(fit_rows, pre, batch_size=args.batch_size):
-        for key, value in x.items():
-            in_memory_x.setdefault(key, []).append(value.numpy())
-        in_memory_y.append(y["label"].numpy())
-    in_memory_x = {k: np.concatenate(v) for k, v in in_memory_x.items()}
-    in_memory_y = np.concatenate(in_memory_y)
-
-    class EpochTimes(keras.callbacks.Callback):
-        def on_train_begin(self, logs=None):
-            self.times = []
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.times.append(time.perf_counter() - self.start)
+    in_memory_x, in_memory_y = as_arrays(mmkeras.make_dataset(fit_rows, pre, batch_size=args.batch_size))
 
     def fit_rate(fit_args, fit_kwargs, epochs=4):
         """Examples/s of the epochs after the first (which traces the step and starts the pipeline)."""
@@ -223,7 +210,7 @@ def main():
         model = mmkeras.build_model(MODALITIES, num_classes=pre.num_classes, fusion="attention")
         timer = EpochTimes()
         model.fit(*fit_args, epochs=epochs, verbose=0, callbacks=[timer], **fit_kwargs)
-        return len(fit_rows) / float(np.median(timer.times[1:]))
+        return later_epochs_rate(timer, len(fit_rows))
 
     # As mmkeras.train() feeds fit: one iterator for the whole run (repeat + steps_per_epoch), so
     # the pipeline starts once and keeps prefetching across epoch boundaries.

@@ -1,0 +1,34 @@
+"""What several benchmarks share: epoch timing of `model.fit`, and a dataset's tensors in memory."""
+
+import time
+
+import keras
+import numpy as np
+
+
+class EpochTimes(keras.callbacks.Callback):
+    """Wall time of each epoch of a `fit` call (`times`, seconds)."""
+
+    def on_train_begin(self, logs=None):
+        self.times = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.times.append(time.perf_counter() - self.start)
+
+
+def later_epochs_rate(timer, examples):
+    """Examples/s of the median epoch after the first (which traces the step and starts the pipeline)."""
+    return examples / float(np.median(timer.times[1:]))
+
+
+def as_arrays(dataset):
+    """A `(features, {"label": y})` dataset's batches joined: (dict of feature arrays, label array)."""
+    x, y = {}, []
+    for features, labels in dataset:
+        for key, value in features.items():
+            x.setdefault(key, []).append(value.numpy())
+        y.append(labels["label"].numpy())
+    return {k: np.concatenate(v) for k, v in x.items()}, np.concatenate(y)
