@@ -17,6 +17,7 @@ import tensorflow as tf
 from mmkeras import config as config_lib
 from mmkeras import constants
 from mmkeras import distillation
+from mmkeras import distributed
 from mmkeras.data import adapt_preprocessor
 from mmkeras.data import make_dataset
 from mmkeras.data import read_manifest
@@ -125,6 +126,11 @@ def train(config, output_dir, callbacks=None, overwrite=False, teacher=None):
     Returns:
         (model, preprocessor, history dict).
     """
+    if distributed.cluster_from_env():
+        # TF_CONFIG names several workers: Keras' fit cannot run there (see mmkeras.distributed).
+        if teacher is not None or callbacks:
+            raise ValueError("Training on several workers (TF_CONFIG) takes neither a teacher nor extra callbacks")
+        return distributed.train_across_workers(config, output_dir, overwrite=overwrite)
     try:
         return _train(config, output_dir, callbacks, overwrite, teacher)
     finally:

@@ -218,6 +218,7 @@ def make_dataset(
     with_labels=True,
     drop_remainder=False,
     deterministic=False,
+    shard=None,
 ):
     """A `tf.data.Dataset` of `(features, {"label": labels})` batches from a manifest or TFRecords.
 
@@ -247,6 +248,9 @@ def make_dataset(
         deterministic: bool. Keep the element order fixed for a given seed even while files
             are read in parallel (training otherwise lets the fastest file go first). With
             `tf.config.experimental.enable_op_determinism()` a run then repeats exactly.
+        shard: (count, index). Keep this worker's share only, before any file is read: every
+            `count`-th TFRecord file from `index` when there are at least `count` files, else
+            every `count`-th record (training on several machines).
 
     Returns:
         The dataset; its `bad_records` attribute holds the report.
@@ -258,11 +262,20 @@ def make_dataset(
     if from_tfrecords:
         report = report or BadRecordReport(os.fspath(source))
         files = _tfrecord_files(source)
+        by_file = shard is not None and len(files) >= shard[0]
+        if by_file:
+            files = files[shard[1] :: shard[0]]
         count = count_records(files)
+        if shard is not None and not by_file:
+            count = len(range(shard[1], count, shard[0]))
         source_name = os.path.basename(os.fspath(source).rstrip("/"))
 
         def elements(shuffled, excluded=()):
-            ds = _tfrecord_elements(files, preprocessor, shuffled, seed, deterministic)
+            if shard is not None and not by_file:  # one fixed order to take every count-th record of
+                ds = _tfrecord_elements(files, preprocessor, False, seed, True).shard(*shard)
+                ds = ds.shuffle(min(count, 10000), seed=seed, reshuffle_each_iteration=True) if shuffled else ds
+            else:
+                ds = _tfrecord_elements(files, preprocessor, shuffled, seed, deterministic)
             if excluded:
                 bad = tf.constant(sorted(excluded), tf.int64)
                 ds = ds.filter(lambda e: tf.logical_not(tf.reduce_any(tf.equal(e[_ROW], bad))))
@@ -271,6 +284,8 @@ def make_dataset(
         manifest = read_manifest(source)
         report = report or BadRecordReport(manifest.source)
         table = validate_rows(manifest, preprocessor, columns, on_bad_record, report, with_labels)
+        if shard is not None:
+            table = {key: value[shard[1] :: shard[0]] for key, value in table.items()}
         source_name = manifest.source
 
         def elements(shuffled, excluded=()):

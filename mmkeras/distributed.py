@@ -1,0 +1,232 @@
+"""Training on several machines: `MultiWorkerMirroredStrategy` with a training step of our own.
+
+Keras 3's `model.fit` fails under `MultiWorkerMirroredStrategy` (keras-team/keras#20585:
+"Attempt to convert a value (PerReplica...)"), while a training step written with the strategy's
+own API (`strategy.run`, `tf.nn.compute_average_loss`) runs the same Keras model and optimizer
+on every worker, with gradients all-reduced each step. That is the route here: it stays on
+TensorFlow (the SavedModel export and the `tf.data` pipeline are TensorFlow's), needs no other
+engine, and every worker is told its role the usual way, by `TF_CONFIG`.
+
+`mmkeras train --config C --output RUN` on each machine, with `TF_CONFIG` naming two or more
+workers, comes here. Each worker decodes its own share of the data (`make_dataset(shard=...)`:
+its TFRecord shards, or every n-th manifest row); `training.batch_size` is the global batch.
+The chief (worker 0) writes the run directory; every worker writes a checkpoint each epoch (the
+chief into `RUN/backup`, the others into temporary folders, as the strategy requires), and a
+run started again resumes from the chief's last one, so `RUN` must be on storage all workers
+see (a shared volume or a bucket). Early stopping is on the all-reduced validation loss, so
+every worker stops at the same epoch.
+"""
+
+import csv
+import json
+import os
+import shutil
+import tempfile
+import warnings
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from mmkeras import config as config_lib
+from mmkeras import constants
+
+
+def cluster_from_env(environ=None):
+    """(workers, this worker's rank, is chief) from `TF_CONFIG`, or None for fewer than two workers.
+
+    Example:
+
+    >>> cluster_from_env({"TF_CONFIG": '{"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}}'})
+    (2, 1, False)
+    """
+    raw = (os.environ if environ is None else environ).get("TF_CONFIG")
+    if not raw:
+        return None
+    tf_config = json.loads(raw)
+    cluster, task = tf_config.get("cluster") or {}, tf_config.get("task") or {}
+    chiefs, workers = list(cluster.get("chief") or []), list(cluster.get("worker") or [])
+    if len(chiefs) + len(workers) < 2:
+        return None
+    kind, index = task.get("type", "worker"), int(task.get("index", 0))
+    rank = index if kind == "chief" else index + len(chiefs)
+    return len(chiefs) + len(workers), rank, rank == 0
+
+
+def train_across_workers(config, output_dir, strategy=None, overwrite=False):
+    """Trains as `train()` does, on every worker named in `TF_CONFIG` (see the module's docstring).
+
+    Returns:
+        (model, preprocessor, history dict); the run directory is the chief's to write.
+    """
+    from mmkeras import training
+    from mmkeras.data import adapt_preprocessor
+    from mmkeras.data import make_dataset
+    from mmkeras.data import read_manifest
+    from mmkeras.heads import make_heads
+    from mmkeras.model import adapt_model
+    from mmkeras.model import build_model
+    from mmkeras.model import compile_model
+    from mmkeras.model import walk_layers
+    from mmkeras.preprocessor import Preprocessor
+
+    workers, rank, chief = cluster_from_env()
+    strategy = strategy or tf.distribute.MultiWorkerMirroredStrategy()
+    if isinstance(config, (str, os.PathLike)):
+        config = config_lib.load_config(config)
+    else:
+        config = config_lib.resolve_config(config)
+    data_cfg, train_cfg, fusion_cfg = config["data"], config["training"], dict(config["fusion"])
+    ignored = [f"training.{key}" for key, off in (("tensorboard", False), ("lr_schedule", None), ("class_weights", False),
+                                                   ("frozen_epochs", 0), ("mixed_precision", "auto"),
+                                                   ("jit_compile", False), ("deterministic", False))
+               if train_cfg[key] != off and not (key == "mixed_precision" and train_cfg[key] is False)]
+    if ignored:
+        warnings.warn(f"Training on {workers} workers does not apply {', '.join(ignored)} (see mmkeras.distributed)",
+                      stacklevel=2)
+    global_batch = train_cfg["batch_size"]
+    if global_batch % workers:
+        raise ValueError(f"Config key 'training.batch_size' is the global batch on {workers} workers: expected a "
+                         f"multiple of {workers}. Received: {global_batch}")
+    if chief:
+        training._prepare_run_directory(output_dir, overwrite)
+    keras.utils.set_random_seed(train_cfg["seed"])  # the same initial weights on every worker
+
+    train_source, val_source = training.split_data(config)
+    train_manifest = read_manifest(train_source)
+    preprocessor = Preprocessor(config["modalities"], label_type=data_cfg["label_type"])
+    adapt_preprocessor(preprocessor, train_manifest, data_cfg["columns"])  # the same data: the same state
+    common = dict(columns=data_cfg["columns"], seed=train_cfg["seed"], on_bad_record=data_cfg["on_bad_record"])
+
+    def batches(source, training_set):
+        def make(context):
+            return make_dataset(source, preprocessor, training=training_set,
+                                batch_size=context.get_per_replica_batch_size(global_batch), drop_remainder=True,
+                                shard=(context.num_input_pipelines, context.input_pipeline_id), **common).repeat()
+
+        total = make_dataset(source, preprocessor, batch_size=global_batch, **common).num_examples
+        return strategy.distribute_datasets_from_function(make), total // global_batch
+
+    train_batches, steps = batches(train_manifest, True)
+    if steps < 1:
+        raise ValueError(f"Fewer training examples than one global batch ({global_batch}) across {workers} workers")
+    val_batches, val_steps = batches(val_source, False) if val_source is not None else (None, 0)
+
+    head_options = [{"name": constants.DEFAULT_HEAD, "type": preprocessor.label_type, "units": preprocessor.num_classes,
+                     "label_smoothing": train_cfg["label_smoothing"] if preprocessor.label_type != "regression" else 0.0}]
+    heads = make_heads(heads=head_options)
+    with strategy.scope():
+        model = build_model(config["modalities"], heads=head_options, fusion=fusion_cfg.pop("type"),
+                            modality_dropout=fusion_cfg.pop("modality_dropout", 0.0), fusion_options=fusion_cfg or None,
+                            hidden_units=config["model"]["hidden_units"], dropout=config["model"]["dropout"],
+                            modality_logits=config["model"]["modality_logits"], compile=False)
+        compile_model(model, heads, learning_rate=train_cfg["learning_rate"], weight_decay=train_cfg["weight_decay"])
+        for layer in walk_layers(model):
+            if isinstance(layer, keras.layers.BatchNormalization):
+                # Batch statistics of the global batch: every worker's moving averages stay the same.
+                layer.synchronized = True
+        optimizer = model.optimizer
+        epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch)
+    # Learned input statistics (log-mel normalization), from all the training data on every worker.
+    adapt_model(model, make_dataset(train_manifest, preprocessor, batch_size=global_batch, **common))
+    losses = {h.name: h.loss() for h in heads}
+    for loss in losses.values():
+        loss.reduction = None  # per example; averaged over the global batch below
+
+    def per_replica(x, y, train_step):
+        with tf.GradientTape() as tape:
+            outputs = model(x, training=train_step)
+            per_example = sum(losses[name](y[name], outputs[name]) for name in losses)
+            loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
+            if train_step and model.losses:
+                loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
+        if train_step:
+            gradients = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        scores = outputs[constants.DEFAULT_HEAD]
+        label = y[constants.DEFAULT_HEAD]
+        hits = (tf.cast(tf.equal(tf.argmax(scores, -1), tf.cast(label, tf.int64)), tf.float32)
+                if preprocessor.label_type == "classification" else tf.zeros_like(per_example))
+        return loss, tf.reduce_sum(hits)
+
+    @tf.function
+    def run_steps(iterator, count, train_step):  # train_step: a Python bool (one trace each)
+        loss_sum, hits = tf.constant(0.0), tf.constant(0.0)
+        for _ in tf.range(count):
+            x, y = next(iterator)
+            loss, hit = strategy.run(per_replica, args=(x, y, train_step))
+            loss_sum += strategy.reduce("SUM", loss, axis=None)
+            hits += strategy.reduce("SUM", hit, axis=None)
+        return loss_sum / tf.cast(count, tf.float32), hits / tf.cast(count * global_batch, tf.float32)
+
+    backup = os.path.join(output_dir, training.BACKUP_DIR)
+    own_backup = backup if chief else tempfile.mkdtemp(prefix=f"mmkeras-worker{rank}-")
+    manager = tf.train.CheckpointManager(checkpoint, own_backup, max_to_keep=1)
+    latest = tf.train.latest_checkpoint(backup)
+    if latest:
+        checkpoint.restore(latest)
+    log_path = os.path.join(output_dir, training.LOG_FILE)
+    history = _read_history(log_path, int(epoch.numpy()), rewrite=chief)
+    train_iterator = iter(train_batches)
+    val_iterator = iter(val_batches) if val_batches is not None else None
+    best, waited = min(history.get("val_loss", [np.inf])), 0
+    patience = train_cfg["early_stopping_patience"]
+    while int(epoch.numpy()) < train_cfg["epochs"]:
+        loss, accuracy = run_steps(train_iterator, tf.constant(steps), True)
+        row = {"epoch": int(epoch.numpy()), "loss": float(loss), "accuracy": float(accuracy)}
+        if val_steps:
+            val_loss, val_accuracy = run_steps(val_iterator, tf.constant(val_steps), False)
+            row.update(val_loss=float(val_loss), val_accuracy=float(val_accuracy))
+        if chief:  # before the checkpoint: a resumed run drops rows of epochs it runs again
+            _append_log(log_path, row)
+        epoch.assign_add(1)
+        manager.save()  # every worker: the strategy's save is collective
+        for key, value in row.items():
+            history.setdefault(key, []).append(value)
+        if train_cfg["verbose"] != 0:
+            print(f"worker {rank}/{workers} epoch {row['epoch'] + 1}/{train_cfg['epochs']}: "
+                  + ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "epoch")
+                  + f"; weights sum {sum(float(np.sum(w)) for w in model.get_weights()):.6f}", flush=True)
+        if val_steps and patience:
+            best, waited = (row["val_loss"], 0) if row["val_loss"] < best else (best, waited + 1)
+            if waited >= patience:
+                break
+    if chief:
+        preprocessor.save(os.path.join(output_dir, training.PREPROCESSOR_DIR))
+        training._atomic_save_model(model, os.path.join(output_dir, training.MODEL_FILE))
+        training._atomic_json(history, os.path.join(output_dir, training.HISTORY_FILE))
+        metrics = {"strategy": type(strategy).__name__, "workers": workers, "replicas": strategy.num_replicas_in_sync,
+                   "epochs_run": len(history.get("loss", [])), "global_batch_size": global_batch}
+        if val_steps:
+            metrics["validation"] = {"loss": history["val_loss"][-1], "accuracy": history["val_accuracy"][-1]}
+        training._atomic_json(metrics, os.path.join(output_dir, training.METRICS_FILE))
+        config_lib.save_config(config, os.path.join(output_dir, training.CONFIG_FILE))
+        training._atomic_json({"epochs_run": metrics["epochs_run"]}, os.path.join(output_dir, training.FINISHED_FILE))
+        shutil.rmtree(backup, ignore_errors=True)
+    else:
+        shutil.rmtree(own_backup, ignore_errors=True)
+    return model, preprocessor, history
+
+
+def _append_log(path, row):
+    new = not os.path.exists(path)
+    with open(path, "a", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def _read_history(path, epochs, rewrite):
+    """The logged history of the first `epochs` epochs (the checkpoint's); with `rewrite`, the
+    log keeps only those rows (an epoch logged but not checkpointed runs again)."""
+    if not os.path.exists(path):
+        return {}
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = [r for r in csv.DictReader(f) if int(r["epoch"]) < epochs]
+    if rewrite:
+        os.remove(path)
+        for row in rows:
+            _append_log(path, row)
+    return {key: [float(r[key]) for r in rows] for key in (rows[0] if rows else {}) if key != "epoch"}

@@ -1,0 +1,116 @@
+"""Training on two workers (TF_CONFIG, loopback addresses): one model on both, resumable after a kill."""
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import yaml
+
+from media import tiny_config
+from media import write_tiny_dataset
+
+from mmkeras.distributed import cluster_from_env
+from mmkeras.training import load_run
+from mmkeras.training import train
+
+WORKER_LINE = re.compile(r"worker (\d)/2 epoch (\d+)/\d+: loss ([\d.]+).*weights sum (-?[\d.]+)")
+
+
+def test_tf_config_names_the_chief_and_this_workers_rank():
+    two = {"cluster": {"chief": ["a:1"], "worker": ["b:1", "c:1"]}, "task": {"type": "worker", "index": 1}}
+    assert cluster_from_env({"TF_CONFIG": json.dumps(two)}) == (3, 2, False)
+    alone = {"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 0}}
+    assert cluster_from_env({"TF_CONFIG": json.dumps(alone)}) is None and cluster_from_env({}) is None
+
+
+def _free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def _start_workers(config_path, run, logs):
+    ports = _free_ports(2)
+    workers = []
+    for index in range(2):
+        tf_config = {"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]}, "task": {"type": "worker", "index": index}}
+        env = {**os.environ, "TF_CONFIG": json.dumps(tf_config), "CUDA_VISIBLE_DEVICES": ""}
+        log = open(logs / f"worker{index}.log", "a")
+        workers.append(subprocess.Popen([sys.executable, "-m", "mmkeras.cli", "train", "--config", str(config_path),
+                                         "--output", str(run)], env=env, stdout=log, stderr=subprocess.STDOUT))
+    return workers
+
+
+def _finish(workers, timeout=300):
+    try:
+        return [w.wait(timeout=timeout) for w in workers]
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.kill()
+
+
+def _epochs(log_path):
+    """Per worker line: {(epoch): (loss, weights sum)}."""
+    found = {}
+    for line in open(log_path):
+        match = WORKER_LINE.search(line)
+        if match:
+            found[int(match.group(2))] = (float(match.group(3)), float(match.group(4)))
+    return found
+
+
+@pytest.mark.slow
+def test_two_workers_train_one_model_like_a_single_process_and_resume_after_a_kill(tmp_path):
+    manifest, _ = write_tiny_dataset(str(tmp_path), count=48)
+    config = tiny_config(manifest, epochs=6)
+    config["training"].update(batch_size=8, verbose=2)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
+
+    run = tmp_path / "run"
+    assert _finish(_start_workers(tmp_path / "c.yaml", run, tmp_path)) == [0, 0]
+    chief, other = _epochs(tmp_path / "worker0.log"), _epochs(tmp_path / "worker1.log")
+    assert sorted(chief) == list(range(1, 7)) and chief == other  # the same loss and weights every epoch
+    metrics = json.load(open(run / "metrics.json"))
+    assert metrics["workers"] == 2 and metrics["global_batch_size"] == 8
+    model, pre, _ = load_run(str(run))  # the chief's run directory is a normal one
+    assert not (run / "backup").exists()
+
+    # The same config in one process (Keras' fit, same global batch): it learns as well.
+    os.environ.pop("TF_CONFIG", None)
+    _, _, single = train(config, str(tmp_path / "single"))
+    assert metrics["validation"]["accuracy"] >= 0.6 and single["val_accuracy"][-1] >= 0.6
+    assert abs(metrics["validation"]["accuracy"] - single["val_accuracy"][-1]) <= 0.4  # 8-12 validation examples
+
+    # Killed after an epoch, both started again: the run goes on from the last checkpoint.
+    config["training"].update(epochs=20, early_stopping_patience=0)  # enough epochs for the kill to land mid-run
+    (tmp_path / "c3.yaml").write_text(yaml.safe_dump(config))
+    resumed, logs = tmp_path / "resumed", tmp_path / "resume_logs"
+    logs.mkdir()
+    workers = _start_workers(tmp_path / "c3.yaml", resumed, logs)
+    deadline = time.time() + 300
+    while not _epochs(logs / "worker0.log") and time.time() < deadline and workers[0].poll() is None:
+        time.sleep(0.1)
+    for w in workers:
+        w.kill()
+    _finish(workers)
+    before = _epochs(logs / "worker0.log")
+    assert 1 <= len(before) < 20, "the kill came after the first epoch and before the last"
+    open(logs / "worker0.log", "w").close()
+    assert _finish(_start_workers(tmp_path / "c3.yaml", resumed, logs)) == [0, 0]
+    after = _epochs(logs / "worker0.log")
+    assert min(after) > 1 and max(after) == 20  # it did not start from epoch 1 again
+    history = json.load(open(resumed / "history.json"))
+    assert len(history["loss"]) == 20  # one row per epoch, none twice
+    np.testing.assert_allclose(history["loss"][: min(after) - 1], [before[e][0] for e in range(1, min(after))],
+                               rtol=1e-4)
