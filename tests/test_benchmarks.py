@@ -11,7 +11,7 @@ BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file
 
 @pytest.mark.slow
 def test_gpu_training_benchmark_runs_every_mode_on_cpu():
-    result = subprocess.run([sys.executable, "gpu_training.py", "--examples", "32", "--batch-size", "16",
+    result = subprocess.run([sys.executable, "gpu_training.py", "--examples", "16", "--batch-size", "8",
                              "--epochs", "2"], cwd=BENCHMARKS, capture_output=True, text=True, timeout=600,
                             env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
     assert result.returncode == 0, result.stderr[-3000:]

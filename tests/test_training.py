@@ -246,9 +246,9 @@ class Scramble(keras.callbacks.Callback):
 def _val_loss(run_dir, config, name):
     from mmkeras.data import make_dataset
     from mmkeras.preprocessor import Preprocessor
-    from mmkeras.training import _split_data
+    from mmkeras.training import split_data
 
-    _, val = _split_data(config_lib.resolve_config(config))
+    _, val = split_data(config_lib.resolve_config(config))
     pre = Preprocessor.load(os.path.join(run_dir, "preprocessor"))
     model = keras.saving.load_model(os.path.join(run_dir, name))
     return model.evaluate(make_dataset(val, pre, batch_size=6), verbose=0, return_dict=True)["loss"]
