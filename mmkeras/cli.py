@@ -181,8 +181,9 @@ def _expected_errors():
     import tensorflow as tf
     import yaml
 
-    return (FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError, ValueError, yaml.YAMLError,
-            tf.errors.InvalidArgumentError, tf.errors.NotFoundError)
+    # ImportError: an optional extra that is not installed (its message names the pip command).
+    return (FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError, ValueError, ImportError,
+            yaml.YAMLError, tf.errors.InvalidArgumentError, tf.errors.NotFoundError)
 
 
 def _message(error):

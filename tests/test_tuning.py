@@ -44,3 +44,11 @@ def test_a_search_resumes_and_its_best_config_trains(tmp_path):
         assert best["modalities"]["image"]["filters"] == [2]  # the tiny config's [4], halved
     assert main(["train", "--config", str(tmp_path / "search" / "best_config.yaml"), "--output",
                  str(tmp_path / "run")]) == 0
+
+
+def test_without_keras_tuner_the_command_names_the_extra(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(__import__("sys").modules, "keras_tuner", None)
+    manifest, _ = write_tiny_dataset(str(tmp_path), count=6)
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(tiny_config(manifest)))
+    assert main(["tune", "--config", str(tmp_path / "c.yaml"), "--output", str(tmp_path / "s")]) == 2
+    assert 'mmkeras tune: error: mmkeras tune needs KerasTuner: pip install "mmkeras[tune]"' in capsys.readouterr().err
