@@ -88,6 +88,10 @@ def train_across_workers(config, output_dir, strategy=None, overwrite=False):
     if global_batch % workers:
         raise ValueError(f"Config key 'training.batch_size' is the global batch on {workers} workers: expected a "
                          f"multiple of {workers}. Received: {global_batch}")
+    finished = os.path.join(output_dir, training.FINISHED_FILE)
+    if os.path.exists(finished) and not overwrite:  # on every worker: one left waiting would hang
+        raise FileExistsError(f"{output_dir} holds a finished run ({training.FINISHED_FILE}); train into another "
+                              "--output, or pass --overwrite on every worker")
     if chief:
         training._prepare_run_directory(output_dir, overwrite)
     keras.utils.set_random_seed(train_cfg["seed"])  # the same initial weights on every worker
@@ -163,7 +167,7 @@ def train_across_workers(config, output_dir, strategy=None, overwrite=False):
     backup = os.path.join(output_dir, training.BACKUP_DIR)
     own_backup = backup if chief else tempfile.mkdtemp(prefix=f"mmkeras-worker{rank}-")
     manager = tf.train.CheckpointManager(checkpoint, own_backup, max_to_keep=1)
-    latest = tf.train.latest_checkpoint(backup)
+    latest = None if overwrite else tf.train.latest_checkpoint(backup)  # the chief clears it when overwriting
     if latest:
         checkpoint.restore(latest)
     log_path = os.path.join(output_dir, training.LOG_FILE)
