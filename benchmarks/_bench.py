@@ -1,4 +1,4 @@
-"""What several benchmarks share: epoch timing of `model.fit`, and a dataset's tensors in memory."""
+"""Epoch timing for the benchmarks' `model.fit` calls."""
 
 import time
 
@@ -23,12 +23,3 @@ def later_epochs_rate(timer, examples):
     """Examples/s of the median epoch after the first (which traces the step and starts the pipeline)."""
     return examples / float(np.median(timer.times[1:]))
 
-
-def as_arrays(dataset):
-    """A `(features, {"label": y})` dataset's batches joined: (dict of feature arrays, label array)."""
-    x, y = {}, []
-    for features, labels in dataset:
-        for key, value in features.items():
-            x.setdefault(key, []).append(value.numpy())
-        y.append(labels["label"].numpy())
-    return {k: np.concatenate(v) for k, v in x.items()}, np.concatenate(y)

@@ -22,13 +22,13 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from _bench import as_arrays  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import yaml  # noqa: E402
 
 import mmkeras  # noqa: E402
+from mmkeras.evaluation import collect  # noqa: E402
 from mmkeras.demo import DEMO_CONFIG  # noqa: E402
 from mmkeras.demo import write_demo_data  # noqa: E402
 from mmkeras.export import TENSORS_SIGNATURE  # noqa: E402
@@ -96,7 +96,7 @@ def main():
         print(f"training the demo config into {run}")
         train(os.path.join(workdir, "config.yaml"), run)
     model, pre, config = load_run(run)
-    x, y = as_arrays(mmkeras.make_dataset(test, pre, columns=(config or {}).get("data", {}).get("columns"),
+    x, y = collect(mmkeras.make_dataset(test, pre, columns=(config or {}).get("data", {}).get("columns"),
                                           batch_size=64))
     print(f"test split: {len(y)} examples; {args.latency_runs} timed calls at batch 1 per format\n")
 

@@ -22,10 +22,10 @@ import _synthetic  # noqa: E402
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from _bench import EpochTimes  # noqa: E402
-from _bench import as_arrays  # noqa: E402
 from _bench import later_epochs_rate  # noqa: E402
 
 import mmkeras  # noqa: E402
+from mmkeras.evaluation import collect  # noqa: E402
 from mmkeras.heads import make_heads  # noqa: E402
 from mmkeras.model import compile_model  # noqa: E402
 
@@ -73,7 +73,7 @@ def main():
     pre = mmkeras.Preprocessor(MODALITIES)
     mmkeras.adapt_preprocessor(pre, manifest)
     fed = mmkeras.make_dataset(manifest, pre, batch_size=args.batch_size, training=True, seed=0)
-    in_memory = as_arrays(mmkeras.make_dataset(manifest, pre, batch_size=args.batch_size))
+    in_memory = collect(mmkeras.make_dataset(manifest, pre, batch_size=args.batch_size))
     steps = len(fed)
 
     print(f"device: {device}; {args.examples} examples, batch {args.batch_size} ({steps} steps an epoch), "

@@ -29,12 +29,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import _synthetic  # noqa: E402
 from _bench import EpochTimes  # noqa: E402
-from _bench import as_arrays  # noqa: E402
 from _bench import later_epochs_rate  # noqa: E402
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import mmkeras  # noqa: E402
+from mmkeras.evaluation import collect  # noqa: E402
 
 MODALITIES = {
     "text": {"max_tokens": 100, "sequence_length": 16, "embedding_dim": 16, "lstm_units": 16},
@@ -202,7 +202,7 @@ def main():
     # Training: fed by the pipeline (decoding on the fly) vs. the same tensors already in memory.
     fit_rows = mmkeras.read_manifest(rows[: args.fit_examples], folder)
     fed = mmkeras.make_dataset(fit_rows, pre, batch_size=args.batch_size, training=True, seed=0)
-    in_memory_x, in_memory_y = as_arrays(mmkeras.make_dataset(fit_rows, pre, batch_size=args.batch_size))
+    in_memory_x, in_memory_y = collect(mmkeras.make_dataset(fit_rows, pre, batch_size=args.batch_size))
 
     def fit_rate(fit_args, fit_kwargs, epochs=4):
         """Examples/s of the epochs after the first (which traces the step and starts the pipeline)."""

@@ -65,7 +65,6 @@ def train_across_workers(config, output_dir, strategy=None, overwrite=False):
     from mmkeras.data import read_manifest
     from mmkeras.heads import make_heads
     from mmkeras.model import adapt_model
-    from mmkeras.model import build_model
     from mmkeras.model import compile_model
     from mmkeras.model import walk_layers
     from mmkeras.preprocessor import Preprocessor
@@ -76,7 +75,7 @@ def train_across_workers(config, output_dir, strategy=None, overwrite=False):
         config = config_lib.load_config(config)
     else:
         config = config_lib.resolve_config(config)
-    data_cfg, train_cfg, fusion_cfg = config["data"], config["training"], dict(config["fusion"])
+    data_cfg, train_cfg = config["data"], config["training"]
     ignored = [f"training.{key}" for key, off in (("tensorboard", False), ("lr_schedule", None), ("class_weights", False),
                                                    ("frozen_epochs", 0), ("mixed_precision", "auto"),
                                                    ("jit_compile", False), ("deterministic", False))
@@ -102,28 +101,27 @@ def train_across_workers(config, output_dir, strategy=None, overwrite=False):
     adapt_preprocessor(preprocessor, train_manifest, data_cfg["columns"])  # the same data: the same state
     common = dict(columns=data_cfg["columns"], seed=train_cfg["seed"], on_bad_record=data_cfg["on_bad_record"])
 
-    def batches(source, training_set):
+    def batches(whole, source, training_set):
+        """(this worker's share of `source`, distributed; steps an epoch), from `whole`: all of `source`."""
         def make(context):
             return make_dataset(source, preprocessor, training=training_set,
                                 batch_size=context.get_per_replica_batch_size(global_batch), drop_remainder=True,
                                 shard=(context.num_input_pipelines, context.input_pipeline_id), **common).repeat()
 
-        total = make_dataset(source, preprocessor, batch_size=global_batch, **common).num_examples
-        return strategy.distribute_datasets_from_function(make), total // global_batch
+        return strategy.distribute_datasets_from_function(make), whole.num_examples // global_batch
 
-    train_batches, steps = batches(train_manifest, True)
+    # All the training data, unsharded: its length sets the steps, and log-mel statistics learn from it.
+    whole_train = make_dataset(train_manifest, preprocessor, batch_size=global_batch, **common)
+    train_batches, steps = batches(whole_train, train_manifest, True)
     if steps < 1:
         raise ValueError(f"Fewer training examples than one global batch ({global_batch}) across {workers} workers")
-    val_batches, val_steps = batches(val_source, False) if val_source is not None else (None, 0)
+    val_batches, val_steps = ((batches(make_dataset(val_source, preprocessor, batch_size=global_batch, **common),
+                                       val_source, False)) if val_source is not None else (None, 0))
 
-    head_options = [{"name": constants.DEFAULT_HEAD, "type": preprocessor.label_type, "units": preprocessor.num_classes,
-                     "label_smoothing": train_cfg["label_smoothing"] if preprocessor.label_type != "regression" else 0.0}]
+    head_options = training.label_heads(preprocessor, train_cfg)
     heads = make_heads(heads=head_options)
     with strategy.scope():
-        model = build_model(config["modalities"], heads=head_options, fusion=fusion_cfg.pop("type"),
-                            modality_dropout=fusion_cfg.pop("modality_dropout", 0.0), fusion_options=fusion_cfg or None,
-                            hidden_units=config["model"]["hidden_units"], dropout=config["model"]["dropout"],
-                            modality_logits=config["model"]["modality_logits"], compile=False)
+        model = training.model_from_config(config, head_options)
         compile_model(model, heads, learning_rate=train_cfg["learning_rate"], weight_decay=train_cfg["weight_decay"])
         for layer in walk_layers(model):
             if isinstance(layer, keras.layers.BatchNormalization):
@@ -133,7 +131,7 @@ def train_across_workers(config, output_dir, strategy=None, overwrite=False):
         epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch)
     # Learned input statistics (log-mel normalization), from all the training data on every worker.
-    adapt_model(model, make_dataset(train_manifest, preprocessor, batch_size=global_batch, **common))
+    adapt_model(model, whole_train)
     losses = {h.name: h.loss() for h in heads}
     for loss in losses.values():
         loss.reduction = None  # per example; averaged over the global batch below

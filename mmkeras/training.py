@@ -96,6 +96,22 @@ def split_data(config):
     return stratified_split(data["train"], data["validation_split"], label_column, seed=config["training"]["seed"])
 
 
+def label_heads(preprocessor, train_cfg):
+    """The run's one head, "label", as `build_model` and `make_heads` take it (label and head types share names)."""
+    smoothing = train_cfg["label_smoothing"] if preprocessor.label_type != "regression" else 0.0
+    return [{"name": constants.DEFAULT_HEAD, "type": preprocessor.label_type, "units": preprocessor.num_classes,
+             "label_smoothing": smoothing}]
+
+
+def model_from_config(config, heads):
+    """The uncompiled model a resolved config's modalities, fusion and model blocks describe."""
+    fusion = dict(config["fusion"])
+    return build_model(config["modalities"], heads=heads, fusion=fusion.pop("type"),
+                       modality_dropout=fusion.pop("modality_dropout", 0.0), fusion_options=fusion or None,
+                       hidden_units=config["model"]["hidden_units"], dropout=config["model"]["dropout"],
+                       modality_logits=config["model"]["modality_logits"], compile=False)
+
+
 def datasets(config, preprocessor, train_manifest, val_source):
     """(training dataset, validation dataset or None) as a resolved config's data and training blocks say."""
     data_cfg, train_cfg = config["data"], config["training"]
@@ -143,7 +159,7 @@ def _train(config, output_dir, callbacks, overwrite, teacher):
         config = config_lib.load_config(config)
     else:
         config = config_lib.resolve_config(config)
-    data_cfg, train_cfg, fusion_cfg = config["data"], config["training"], dict(config["fusion"])
+    data_cfg, train_cfg = config["data"], config["training"]
     if not data_cfg["train"]:
         raise ValueError("The config needs data.train: the training manifest (CSV/JSONL) or TFRecord shards.")
     check_environment(config)
@@ -174,25 +190,13 @@ def _train(config, output_dir, callbacks, overwrite, teacher):
         weights = class_weights_from_labels(labels, preprocessor.num_classes)
         train_ds = _with_sample_weights(train_ds, weights)
 
-    # Label types and head types share their names.
-    heads = [{"name": constants.DEFAULT_HEAD, "type": preprocessor.label_type, "units": preprocessor.num_classes,
-              "label_smoothing": train_cfg["label_smoothing"] if preprocessor.label_type != "regression" else 0.0}]
+    heads = label_heads(preprocessor, train_cfg)
     steps = int(train_ds.cardinality())
     if steps <= 0:
         raise RuntimeError(f"The training dataset's length is unknown ({steps}); make_dataset always sets it.")
     strategy = choose_strategy(train_cfg["strategy"])
     with strategy.scope():
-        model = build_model(
-            config["modalities"],
-            heads=heads,
-            fusion=fusion_cfg.pop("type"),
-            modality_dropout=fusion_cfg.pop("modality_dropout", 0.0),
-            fusion_options=fusion_cfg or None,
-            hidden_units=config["model"]["hidden_units"],
-            dropout=config["model"]["dropout"],
-            modality_logits=config["model"]["modality_logits"],
-            compile=False,
-        )
+        model = model_from_config(config, heads)
     adapted = adapt_model(model, train_ds)  # e.g. per-mel-bin statistics for normalization: bin
     fit_model, fit_heads, fit_train, fit_val = model, make_heads(heads=heads), train_ds, val_ds
     if teacher is not None:  # the student inside a model that also outputs the teacher's answer

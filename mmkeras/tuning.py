@@ -94,10 +94,11 @@ def tune(config, output_dir, trials=10, max_epochs=None, overwrite=False):
     from mmkeras.data import read_manifest
     from mmkeras.fusion import FUSIONS
     from mmkeras.heads import make_heads
-    from mmkeras.model import build_model
     from mmkeras.model import compile_model
     from mmkeras.preprocessor import Preprocessor
     from mmkeras.training import datasets
+    from mmkeras.training import label_heads
+    from mmkeras.training import model_from_config
     from mmkeras.training import split_data
 
     if isinstance(config, (str, os.PathLike)):
@@ -121,18 +122,12 @@ def tune(config, output_dir, trials=10, max_epochs=None, overwrite=False):
     adapt_preprocessor(preprocessor, train_manifest, config["data"]["columns"])
     train_ds, val_ds = datasets(config, preprocessor, train_manifest, val_source)
     steps = int(train_ds.cardinality())
-    heads = [{"name": "label", "type": preprocessor.label_type, "units": preprocessor.num_classes,
-              "label_smoothing": train_cfg["label_smoothing"] if preprocessor.label_type != "regression" else 0.0}]
+    heads = label_heads(preprocessor, train_cfg)
 
     class Search(kt.HyperModel):
         def build(self, hp):
             trial = trial_config(config, _values(hp, space))
-            fusion = dict(trial["fusion"])
-            model = build_model(trial["modalities"], heads=heads, fusion=fusion.pop("type"),
-                                modality_dropout=fusion.pop("modality_dropout", 0.0), fusion_options=fusion or None,
-                                hidden_units=trial["model"]["hidden_units"], dropout=trial["model"]["dropout"],
-                                modality_logits=trial["model"]["modality_logits"], compile=False)
-            return compile_model(model, make_heads(heads=heads), learning_rate=trial["training"]["learning_rate"],
+            return compile_model(model_from_config(trial, heads), make_heads(heads=heads), learning_rate=trial["training"]["learning_rate"],
                                  weight_decay=trial["training"]["weight_decay"])
 
     direction = "min" if space["objective"] == "val_loss" else "max"

@@ -13,21 +13,13 @@ from media import write_manifest
 
 import mmkeras
 from mmkeras import constants
+from mmkeras.evaluation import collect
 
 
 def _preprocessor(source):
     pre = mmkeras.Preprocessor(TINY)
     mmkeras.adapt_preprocessor(pre, source)
     return pre
-
-
-def _collect(ds):
-    features, labels = {}, []
-    for x, y in ds:
-        for key, value in x.items():
-            features.setdefault(key, []).append(value.numpy())
-        labels.append(y["label"].numpy())
-    return {k: np.concatenate(v) for k, v in features.items()}, np.concatenate(labels)
 
 
 def test_csv_manifest_trains_a_model(dataset_folder):
@@ -49,9 +41,9 @@ def test_csv_jsonl_and_dataframe_give_the_same_examples(dataset_folder):
     jsonl_path.write_text("\n".join(json.dumps(r) for r in rows))
     frame = mmkeras.read_manifest(pd.DataFrame(rows), base_dir=str(folder))  # in-memory: say where paths start
     pre = _preprocessor(csv_path)
-    expected, labels = _collect(mmkeras.make_dataset(csv_path, pre, batch_size=4))
+    expected, labels = collect(mmkeras.make_dataset(csv_path, pre, batch_size=4))
     for source in (str(jsonl_path), frame):
-        got, got_labels = _collect(mmkeras.make_dataset(source, pre, batch_size=4))
+        got, got_labels = collect(mmkeras.make_dataset(source, pre, batch_size=4))
         np.testing.assert_array_equal(got_labels, labels)
         for key in expected:
             np.testing.assert_allclose(got[key], expected[key], err_msg=key)
@@ -72,7 +64,7 @@ def test_empty_cells_give_presence_zero(dataset_folder):
     folder, rows = dataset_folder
     rows[0]["text"], rows[1]["image"], rows[2]["audio"] = "", "", ""
     pre = _preprocessor(write_manifest(folder, rows))
-    features, _ = _collect(mmkeras.make_dataset(write_manifest(folder, rows), pre, batch_size=12))
+    features, _ = collect(mmkeras.make_dataset(write_manifest(folder, rows), pre, batch_size=12))
     assert features["text_present"][:3, 0].tolist() == [0, 1, 1]
     assert features["image_present"][:3, 0].tolist() == [1, 0, 1]
     assert features["audio_present"][:3, 0].tolist() == [1, 1, 0]
@@ -115,7 +107,7 @@ def test_skip_policy_drops_counts_and_reports(dataset_folder, column, value, rep
     folder, rows = dataset_folder
     pre = _preprocessor(write_manifest(folder, rows))
     ds = mmkeras.make_dataset(_bad_folder(folder, rows, column, value), pre, batch_size=4, on_bad_record="skip")
-    _, labels = _collect(ds)
+    _, labels = collect(ds)
     assert len(labels) == 11
     report = ds.bad_records
     assert report.rows == [5] and reason in report.summary() and f"column {reported_column}" in report.summary()
@@ -149,8 +141,8 @@ def test_tfrecord_shards_give_the_same_examples(dataset_folder):
     pre = _preprocessor(manifest)
     shards = mmkeras.write_tfrecords(manifest, folder / "shards", pre, num_shards=3)
     assert len(shards) == 3
-    expected, labels = _collect(mmkeras.make_dataset(manifest, pre, batch_size=4))
-    got, got_labels = _collect(mmkeras.make_dataset(folder / "shards", pre, batch_size=4))
+    expected, labels = collect(mmkeras.make_dataset(manifest, pre, batch_size=4))
+    got, got_labels = collect(mmkeras.make_dataset(folder / "shards", pre, batch_size=4))
     assert sorted(got_labels.tolist()) == sorted(labels.tolist())
     # Shards interleave rows; match each example by its audio, which is unique per row.
     for i in range(len(labels)):
@@ -168,12 +160,12 @@ def test_tfrecord_bad_labels_follow_the_policy(dataset_folder):
     # the same words as a CSV manifest's bad label (one label encoder for both paths)
     expected = "unknown label 'class7', expected one of ['class0', 'class1', 'class2']"
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"shards, row 3, column label: unknown label") as raised:
-        _collect(mmkeras.make_dataset(folder / "shards", pre))
+        collect(mmkeras.make_dataset(folder / "shards", pre))
     assert expected in str(raised.value).replace("\\'", "'")
     with pytest.raises(mmkeras.BadRecordError, match=re.escape(f"row 3, column label: {expected}")):
         mmkeras.make_dataset(folder / "with_bad.csv", pre)
     ds = mmkeras.make_dataset(folder / "shards", pre, on_bad_record="skip")
-    assert len(_collect(ds)[1]) == 11 and ds.bad_records.rows == [3]
+    assert len(collect(ds)[1]) == 11 and ds.bad_records.rows == [3]
     assert ds.bad_records.records[(3, "label")][1] == expected
 
 
@@ -182,7 +174,7 @@ def test_cache_in_memory_serves_the_same_examples(dataset_folder):
     manifest = write_manifest(folder, rows)
     pre = _preprocessor(manifest)
     ds = mmkeras.make_dataset(manifest, pre, batch_size=4, cache="memory")
-    first, second = _collect(ds), _collect(ds)
+    first, second = collect(ds), collect(ds)
     np.testing.assert_array_equal(first[0]["image"], second[0]["image"])
 
 
@@ -194,7 +186,7 @@ def test_compressed_audio_and_mixed_formats_in_one_manifest(dataset_folder):
     rows[0]["audio"], rows[1]["image"], rows[2]["image"] = "clip.flac", "pic.jpg", "pic.gif"
     manifest = write_manifest(folder, rows)
     pre = _preprocessor(manifest)
-    features, _ = _collect(mmkeras.make_dataset(manifest, pre, batch_size=12))
+    features, _ = collect(mmkeras.make_dataset(manifest, pre, batch_size=12))
     assert np.abs(features["audio"][0]).max() > 0.1 and features["image"][1:3].std() > 0.01
 
 
@@ -204,7 +196,7 @@ def test_stratified_split_keeps_label_proportions(dataset_folder):
     assert len(train) == 9 and len(val) == 3
     assert sorted(r["label"] for r in val.rows) == ["class0", "class1", "class2"]
     pre = _preprocessor(train)
-    assert len(_collect(mmkeras.make_dataset(val, pre, batch_size=2))[1]) == 3
+    assert len(collect(mmkeras.make_dataset(val, pre, batch_size=2))[1]) == 3
 
 
 def test_prediction_manifests_need_no_label(dataset_folder):
@@ -241,7 +233,7 @@ def test_no_python_runs_inside_the_pipeline_with_compressed_audio_and_skip(datas
     ds = mmkeras.make_dataset(manifest, pre, batch_size=4, training=True, on_bad_record="skip")
     assert not _graph_ops(ds) & {"EagerPyFunc", "PyFunc", "PyFuncStateless"}
     assert ds.bad_records.rows == [4] and len(ds) == 3 and ds.num_examples == 11
-    assert len(_collect(ds)[1]) == 11
+    assert len(collect(ds)[1]) == 11
 
 
 def test_skip_policy_keeps_a_known_length_for_manifests_and_shards(dataset_folder):
@@ -273,10 +265,10 @@ def test_an_image_with_a_valid_signature_but_a_corrupt_body_is_located(dataset_f
     ds = mmkeras.make_dataset(write_manifest(folder, rows, "corrupt.csv"), pre, batch_size=4, on_bad_record=policy)
     if policy == "skip":
         assert ds.bad_records.rows == [7] and "corrupt or truncated" in ds.bad_records.summary()
-        assert ds.num_examples == 11 and len(_collect(ds)[1]) == 11
+        assert ds.num_examples == 11 and len(collect(ds)[1]) == 11
         return
     with pytest.raises(tf.errors.InvalidArgumentError) as caught:
-        _collect(ds)
+        collect(ds)
     located = locate_decode_error(ds, caught.value)
     assert isinstance(located, mmkeras.BadRecordError)
     assert str(located).startswith("corrupt.csv, row 7, column image, file ") and "corrupt.png" in str(located)
