@@ -18,7 +18,6 @@ package that jax, which Keras imports, takes from the standard library's backpor
 import argparse
 import os
 import tempfile
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -26,11 +25,12 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import yaml  # noqa: E402
+from _bench import call_ms  # noqa: E402
 
 import mmkeras  # noqa: E402
-from mmkeras.evaluation import collect  # noqa: E402
 from mmkeras.demo import DEMO_CONFIG  # noqa: E402
 from mmkeras.demo import write_demo_data  # noqa: E402
+from mmkeras.evaluation import collect  # noqa: E402
 from mmkeras.export import TENSORS_SIGNATURE  # noqa: E402
 from mmkeras.export import export_saved_model  # noqa: E402
 from mmkeras.tflite import TFLiteModel  # noqa: E402
@@ -46,14 +46,7 @@ def folder_size(path):
 
 
 def median_ms(call, runs):
-    for _ in range(5):
-        call()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return 1000 * float(np.median(times))
+    return call_ms(call, runs, warmup=5)[0]
 
 
 def saved_model_row(model, pre, folder, x, y, runs):

@@ -10,13 +10,11 @@ decoded beforehand. The difference is the price of taking raw bytes.
 import argparse
 import os
 import tempfile
-import time
-
-import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import _synthetic  # noqa: E402
+from _bench import call_ms  # noqa: E402
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
@@ -27,17 +25,6 @@ MODALITIES = {
     "image": {"height": 32, "width": 32, "channels": 3, "filters": [16, 32]},
     "audio": {"sample_rate": 16000, "duration": 1.0, "num_mel_bins": 32, "conv_filters": [16], "lstm_units": 16},
 }
-
-
-def median_ms(fn, repeats):
-    fn()  # warm-up: tracing, first allocation
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1000 * float(np.median(times)), 1000 * float(np.percentile(times, 90))
 
 
 def main():
@@ -67,10 +54,10 @@ def main():
             "audio": tf.constant([read(r["audio"]) for r in rows[:batch]]),
         }
         decoded = {k: v.numpy() for k, v in pre.preprocess_batch(raw).items()}
-        served_ms, served_p90 = median_ms(lambda: serve(**raw), args.repeats)
+        served_ms, served_p90 = call_ms(lambda: serve(**raw), args.repeats)
         # predict_on_batch runs Keras' compiled predict step (an eager model(...) call would run
         # the LSTMs step by step in Python and be ~50x slower: not a fair baseline).
-        keras_ms, keras_p90 = median_ms(lambda: model.predict_on_batch(decoded), args.repeats)
+        keras_ms, keras_p90 = call_ms(lambda: model.predict_on_batch(decoded), args.repeats)
         print(f"{batch:>5}  {served_ms:>11.2f} ms ({served_p90:6.2f})  {keras_ms:>19.2f} ms ({keras_p90:6.2f})"
               f"  {served_ms / keras_ms:>6.2f}")
     print(f"machine: {os.cpu_count()} CPU cores, TensorFlow {tf.__version__}, Keras {keras.__version__}")
