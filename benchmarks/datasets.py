@@ -79,8 +79,10 @@ def write_tones(folder, examples=600, extra_test=300, seed=1):
         text = clue(digit, rng) if rng.random() < 0.6 else ""
         rows.append({"text": text, "image": f"images/{i:04d}.png", "audio": f"audio/{i:04d}.wav", "label": str(digit)})
     paths = write_splits(folder, rows[:examples])
+    with open(paths["test"], newline="") as f:
+        header = next(csv.reader(f))  # the demo's columns; the ones these rows lack stay empty
     with open(paths["test"], "a", newline="") as f:
-        csv.DictWriter(f, list(rows[0])).writerows(rows[examples:])
+        csv.DictWriter(f, header, restval="").writerows(rows[examples:])
     return paths
 
 
