@@ -253,7 +253,7 @@ def check_fusion(fusion, modalities):
     >>> check_fusion({"type": "attention", "num_heads": 4}, ["text", "image"])
     Traceback (most recent call last):
     ...
-    ValueError: Unknown config key 'fusion.num_heads' for the attention fusion. Expected some of ['activation', 'attention_units', 'balance', 'missing_embeddings', 'modality_dropout', 'mode', 'type', 'units'].
+    ValueError: Unknown config key 'fusion.num_heads' for the attention fusion. Expected some of ['activation', 'attention_units', 'balance', 'corruption', 'missing_embeddings', 'modality_dropout', 'mode', 'reliability', 'type', 'units'].
     """
     import inspect
 

@@ -18,6 +18,7 @@ from mmkeras.fusion import LateFusion
 from mmkeras.fusion import get_fusion
 from mmkeras.heads import make_heads
 from mmkeras.layers import LogMelSpectrogram
+from mmkeras.layers import ModalityCorruption
 from mmkeras.layers import ModalityDropout
 from mmkeras.layers import ModalityLogits
 from mmkeras.modalities.audio import build_audio_encoder  # noqa: F401 (part of this module's API)
@@ -29,7 +30,10 @@ from mmkeras.modalities.video import build_video_encoder  # noqa: F401
 
 
 def _branch(name, value):
-    """(encoder model, its input's shape and dtype) for one entry of `modalities`."""
+    """(encoder model, its input's shape and dtype, its training-corruption mode) for one entry of `modalities`.
+
+    A custom encoder's input is corrupted as its dtype suggests (`ModalityCorruption` with no mode).
+    """
     if isinstance(value, keras.Model):
         if len(value.inputs) != 1 or len(value.outputs) != 1 or len(value.outputs[0].shape) != 2:
             raise ValueError(
@@ -37,10 +41,11 @@ def _branch(name, value):
                 f"(batch, features) output. Received: inputs={[tuple(t.shape) for t in value.inputs]}, "
                 f"outputs={[tuple(t.shape) for t in value.outputs]}"
             )
-        return value, tuple(value.inputs[0].shape[1:]), value.inputs[0].dtype
+        return value, tuple(value.inputs[0].shape[1:]), value.inputs[0].dtype, None
     spec = specs_lib.make_spec(name, value)
-    encoder = modalities.get_kind(spec.kind).build_encoder(spec, name)
-    return encoder, tuple(encoder.inputs[0].shape[1:]), encoder.inputs[0].dtype
+    kind = modalities.get_kind(spec.kind)
+    encoder = kind.build_encoder(spec, name)
+    return encoder, tuple(encoder.inputs[0].shape[1:]), encoder.inputs[0].dtype, kind.training_corruption
 
 
 def build_model(
@@ -102,17 +107,31 @@ def build_model(
     fusion_cls = get_fusion(fusion)
     names = list(modalities)
 
+    fusion_layer = None
+    if fusion_cls is not LateFusion:
+        fusion_layer = fusion_cls(names, name=constants.FUSION_LAYER, **(fusion_options or {}))
+
     # Inputs and encoders: one branch per modality.
-    inputs, vectors, flags = {}, [], []
+    inputs, encoders, modes, flags = {}, [], [], []
     for m in names:
-        encoder, shape, dtype = _branch(m, modalities[m])
+        encoder, shape, dtype, mode = _branch(m, modalities[m])
         inputs[m] = keras.Input(shape, dtype=dtype, name=m)
         inputs[constants.presence_name(m)] = keras.Input((1,), name=constants.presence_name(m))
-        vectors.append(encoder(inputs[m]))  # (batch, features_m)
+        encoders.append(encoder)
+        modes.append(mode)
         flags.append(inputs[constants.presence_name(m)])
     presence = flags[0] if len(flags) == 1 else keras.layers.Concatenate(name="presence")(flags)  # (batch, M)
+    available = presence
     if modality_dropout:
         presence = ModalityDropout(modality_dropout, name="modality_dropout")(presence)
+    branch_inputs, corrupted = [inputs[m] for m in names], None
+    if getattr(fusion_layer, "corruption", 0.0) and len(names) > 1:
+        # Training only: some present modalities get degraded inputs, and the fusion learns to
+        # give those a low weight (see AttentionFusion).
+        branch_inputs, corrupted = ModalityCorruption(fusion_layer.corruption, modes=modes,
+                                                      name="modality_corruption")(branch_inputs, presence,
+                                                                                  available=available)
+    vectors = [encoder(x) for encoder, x in zip(encoders, branch_inputs)]  # (batch, features_m) each
 
     outputs = {}
     if fusion_cls is LateFusion:
@@ -134,7 +153,7 @@ def build_model(
             late = LateFusion(names, name=constants.FUSION_LAYER if k == 0 else f"{head.name}_fusion", **options)
             outputs[head.name], _ = late(per_modality, presence)  # (batch, head.units), (batch, M)
     else:
-        fused = fusion_cls(names, name=constants.FUSION_LAYER, **(fusion_options or {}))(vectors, presence)
+        fused = fusion_layer(vectors, presence) if corrupted is None else fusion_layer(vectors, presence, corrupted)
         if fusion_cls.returns_weights:
             fused, _ = fused  # (batch, units), (batch, M)
         x = fused

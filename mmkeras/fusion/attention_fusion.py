@@ -29,6 +29,18 @@ class AttentionFusion(BaseFusion):
     present modalities (KL divergence from uniform), so no modality is switched off for good
     while per-example weights still move.
 
+    A reliability gate makes the weights drop for a degraded input. Each modality also gets a
+    trust score `r_i = sigmoid(g(v_i))` (a small network of its own on the projections), and
+    the weights are `a_i r_i`, renormalised over the present modalities. `build_model` puts a
+    `ModalityCorruption` layer with rate `corruption` in front of the encoders: it corrupts some
+    present modalities of training examples (heavy noise, shuffled tokens) and passes their
+    flags here as `corrupted`. The gate learns from them to give 1 to clean inputs and 0 to
+    corrupted ones (binary cross-entropy weighted by `reliability`; it also teaches the encoders
+    features that show a degraded input). The importance weights `a_i`, which the balance loss
+    keeps spread out, are left to the labels, so clean examples are weighted much as without
+    the gate. With `corruption: 0` there is no gate, and the weights barely move when an input
+    is noise.
+
     Returns `(fused, weights)`: the fused vector and `(batch, modalities)` weights.
 
     Args:
@@ -38,6 +50,9 @@ class AttentionFusion(BaseFusion):
         activation: str. Activation of the projections.
         mode: str. "scale" or "sum" (see above).
         balance: float. Weight of the load-balancing loss (0 turns it off).
+        corruption: float. Training-time probability that each present modality of an example
+            is corrupted (read by `build_model`); 0 turns the corruption and the gate off.
+        reliability: float. Weight of the gate's loss.
 
     Example:
 
@@ -54,29 +69,45 @@ class AttentionFusion(BaseFusion):
     returns_weights = True
 
     def __init__(self, modalities, units=64, attention_units=32, activation="relu", mode="scale", balance=0.1,
-                 **kwargs):
+                 corruption=0.15, reliability=1.0, **kwargs):
         super().__init__(modalities, units=units, activation=activation, **kwargs)
         if mode not in MODES:
             raise ValueError(f"Expected mode to be one of {list(MODES)}. Received: mode={mode!r}")
         if float(balance) < 0:
             raise ValueError(f"Expected balance >= 0. Received: balance={balance!r}")
+        if not 0.0 <= float(corruption) < 1.0:
+            raise ValueError(f"Expected 0 <= corruption < 1. Received: corruption={corruption!r}")
+        if float(reliability) < 0:
+            raise ValueError(f"Expected reliability >= 0. Received: reliability={reliability!r}")
+        self.corruption = float(corruption)
+        self.reliability = float(reliability)
         self.attention_units = int(attention_units)
         self.mode = mode
         self.balance = float(balance)
         self.attention_hidden = keras.layers.Dense(self.attention_units, activation="tanh", name="attention_hidden")
         self.attention_score = keras.layers.Dense(1, use_bias=False, name="attention_score")
+        self.gated = self.corruption > 0 and len(self.modalities) > 1
+        if self.gated:
+            self.reliability_hidden = keras.layers.Dense(self.attention_units, activation="tanh",
+                                                         name="reliability_hidden")
+            # Starts near 1 (trusted), so the untrained gate leaves the weights as they are.
+            self.reliability_score = keras.layers.Dense(1, bias_initializer=keras.initializers.Constant(3.0),
+                                                        name="reliability_score")
         if len(self.modalities) == 1:
             # One modality's weight is its presence flag: the scores receive no gradient, and
             # Keras would warn about that at every training step.
             self.attention_hidden.trainable = False
             self.attention_score.trainable = False
 
-    def build(self, vectors_shape, presence_shape=None):
+    def build(self, vectors_shape, presence_shape=None, corrupted_shape=None):
         super().build(vectors_shape, presence_shape)
         self.attention_hidden.build((None, self.units))
         self.attention_score.build((None, self.attention_units))
+        if self.gated:
+            self.reliability_hidden.build((None, self.units))
+            self.reliability_score.build((None, self.attention_units))
 
-    def call(self, vectors, presence, training=False):
+    def call(self, vectors, presence, corrupted=None, training=False):
         self._check_inputs(vectors)
         projected = self.project(vectors, presence)  # (batch, modalities, units)
         scores = self.attention_score(self.attention_hidden(projected))[..., 0]  # (batch, modalities)
@@ -84,6 +115,13 @@ class AttentionFusion(BaseFusion):
         flags = ops.cast(presence, "float32")
         if training and self.balance:
             self.add_loss(self.balance * _balance_loss(weights, flags))
+        if self.gated:
+            trust = self.reliability_score(self.reliability_hidden(projected))[..., 0]
+            trust = ops.cast(trust, "float32")  # (batch, modalities) logits
+            weights = weights * ops.sigmoid(trust)
+            weights = weights / ops.maximum(ops.sum(weights, axis=-1, keepdims=True), 1e-9)
+            if training and corrupted is not None and self.reliability:
+                self.add_loss(self.reliability * _trust_loss(trust, ops.cast(corrupted, "float32"), flags))
         if self.mode == "sum":
             fused = ops.sum(projected * ops.cast(weights, projected.dtype)[..., None], axis=1)  # (batch, units)
             return fused, weights
@@ -93,14 +131,15 @@ class AttentionFusion(BaseFusion):
         fused = ops.concatenate([flat, ops.cast(flags, flat.dtype)], axis=-1)  # (batch, M * units + M)
         return fused, weights
 
-    def compute_output_shape(self, vectors_shape, presence_shape=None):
+    def compute_output_shape(self, vectors_shape, presence_shape=None, corrupted_shape=None):
         batch = vectors_shape[0][0]
         width = self.units if self.mode == "sum" else len(self.modalities) * (self.units + 1)
         return (batch, width), (batch, len(self.modalities))
 
     def get_config(self):
         config = super().get_config()
-        config.update({"attention_units": self.attention_units, "mode": self.mode, "balance": self.balance})
+        config.update({"attention_units": self.attention_units, "mode": self.mode, "balance": self.balance,
+                       "corruption": self.corruption, "reliability": self.reliability})
         return config
 
 
@@ -110,3 +149,15 @@ def _balance_loss(weights, flags):
     target = ops.mean(per_example, axis=0)  # (modalities,)
     mean = ops.mean(weights, axis=0)
     return ops.sum(target * (ops.log(target + 1e-7) - ops.log(mean + 1e-7)))
+
+
+def _trust_loss(trust, corrupted, flags):
+    """Binary cross-entropy of the trust logits against "not corrupted", over present modalities.
+
+    Corrupted and clean pairs count half each, so a low corruption rate does not teach the gate
+    to trust everything.
+    """
+    per_pair = ops.softplus(trust) - (1.0 - corrupted) * trust  # -log σ(t) for clean, -log(1-σ(t)) for corrupted
+    clean = flags * (1.0 - corrupted)
+    return 0.5 * (ops.sum(per_pair * corrupted) / ops.maximum(ops.sum(corrupted), 1.0)
+                  + ops.sum(per_pair * clean) / ops.maximum(ops.sum(clean), 1.0))

@@ -2,9 +2,10 @@
 
 from mmkeras.layers.frame_mask import FrameMask
 from mmkeras.layers.log_mel_spectrogram import LogMelSpectrogram
+from mmkeras.layers.modality_corruption import ModalityCorruption
 from mmkeras.layers.modality_dropout import ModalityDropout
 from mmkeras.layers.modality_logits import ModalityLogits
 from mmkeras.layers.saved_model_encoder import SavedModelEncoder
 from mmkeras.layers.spec_augment import SpecAugment
 
-__all__ = ["FrameMask", "LogMelSpectrogram", "ModalityDropout", "ModalityLogits", "SavedModelEncoder", "SpecAugment"]
+__all__ = ["FrameMask", "LogMelSpectrogram", "ModalityCorruption", "ModalityDropout", "ModalityLogits", "SavedModelEncoder", "SpecAugment"]

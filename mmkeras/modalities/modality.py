@@ -27,6 +27,9 @@ class Modality:
             TensorFlow's decoder takes one file; else a whole batch at once (`decode`).
         takes_pixel_scaling: bool. The model input is pixels in [0, 1], so a pretrained
             encoder's `scaling:` option applies.
+        training_corruption: str. How `ModalityCorruption` degrades the model input when the
+            attention fusion learns to distrust corrupted modalities: "noise", "frames" (noise
+            on all planes but the last, the frame mask), "tokens" or "none".
 
     Args:
         name: str. The modality's name (input and feature name).
@@ -41,6 +44,7 @@ class Modality:
     reads_folders = False
     per_example = False
     takes_pixel_scaling = False
+    training_corruption = "noise"
 
     def __init__(self, name, spec, state=None, folder=None):
         self.name = name

@@ -91,6 +91,7 @@ class TextModality(Modality):
     """
 
     kind = KIND
+    training_corruption = "tokens"
     spec_class = TextSpec
     reads_files = False
 

@@ -213,6 +213,7 @@ class VideoModality(Modality):
     """
 
     kind = KIND
+    training_corruption = "frames"
     spec_class = VideoSpec
     per_example = True
     reads_folders = True

@@ -4,6 +4,7 @@ import pytest
 
 from mmkeras.fusion import AttentionFusion
 from mmkeras.fusion.attention_fusion import _balance_loss
+from mmkeras.fusion.attention_fusion import _trust_loss
 
 
 def _scores_to_weights(layer, vectors):
@@ -13,7 +14,7 @@ def _scores_to_weights(layer, vectors):
 
 
 def test_sum_mode_is_the_weighted_sum_of_the_projections():
-    layer = AttentionFusion(["a", "b"], units=4, attention_units=3, mode="sum")
+    layer = AttentionFusion(["a", "b"], units=4, attention_units=3, mode="sum", corruption=0.0)  # no trust gate
     vectors = [np.ones((2, 3), "float32"), -np.ones((2, 3), "float32")]
     fused, weights = layer(vectors, np.ones((2, 2), "float32"))
     projected, expected = _scores_to_weights(layer, vectors)
@@ -58,6 +59,35 @@ def test_the_balance_loss_is_added_in_training_only():
     assert len(model.losses) == 1
 
 
+def test_trust_loss_is_cross_entropy_with_corrupted_and_clean_pairs_counting_half_each():
+    trust = np.array([[4.0, -4.0], [4.0, 4.0], [0.0, 0.0]], "float32")
+    flags = np.array([[1, 1], [1, 1], [1, 0]], "float32")
+    corrupted = np.array([[0, 1], [0, 0], [0, 0]], "float32")
+    clean_terms = [np.log1p(np.exp(-4.0))] * 3 + [np.log(2.0)]  # -log σ(t) for the 4 clean present pairs
+    expected = 0.5 * np.log1p(np.exp(-4.0)) + 0.5 * np.mean(clean_terms)
+    np.testing.assert_allclose(float(_trust_loss(trust, corrupted, flags)), expected, rtol=1e-5)
+    wrong = np.array([[-4.0, 4.0], [4.0, 4.0], [0.0, 0.0]], "float32")  # trusts the corrupted one
+    assert float(_trust_loss(wrong, corrupted, flags)) > 10 * expected
+
+
+def test_the_gate_scales_the_weights_and_learns_only_from_the_corruption_flags():
+    layer = AttentionFusion(["a", "b"], units=4, balance=0.0, reliability=2.0)
+    inputs = [keras.Input((2,)), keras.Input((2,))], keras.Input((2,)), keras.Input((2,))
+    model = keras.Model(inputs, layer(*inputs)[1])
+    rng = np.random.default_rng(0)
+    vectors, presence = [rng.normal(size=(3, 2)).astype("float32") for _ in range(2)], np.ones((3, 2), "float32")
+    corrupted = np.array([[1, 0], [0, 0], [0, 1]], "float32")
+    weights = np.asarray(model([vectors, presence, corrupted], training=False))
+    assert not model.losses
+    projected, attention = _scores_to_weights(layer, vectors)
+    trust = np.asarray(layer.reliability_score(layer.reliability_hidden(projected)))[..., 0]
+    gated = attention / (1 + np.exp(-trust))
+    np.testing.assert_allclose(weights, gated / gated.sum(axis=1, keepdims=True), rtol=1e-5)
+    model([vectors, presence, corrupted], training=True)
+    np.testing.assert_allclose(float(model.losses[0]), 2.0 * float(_trust_loss(trust, corrupted, presence)), rtol=1e-5)
+    assert not hasattr(AttentionFusion(["a", "b"], corruption=0.0), "reliability_score")
+
+
 def test_an_example_with_no_modality_gives_zeros_not_nan():
     for mode in ("scale", "sum"):
         layer = AttentionFusion(["a", "b"], units=4, mode=mode)
@@ -68,5 +98,9 @@ def test_an_example_with_no_modality_gives_zeros_not_nan():
 def test_bad_options_say_what_was_expected():
     with pytest.raises(ValueError, match="Received: mode='max'"):
         AttentionFusion(["a"], mode="max")
+    with pytest.raises(ValueError, match="Received: corruption=1"):
+        AttentionFusion(["a"], corruption=1)
+    with pytest.raises(ValueError, match="Received: reliability=-1"):
+        AttentionFusion(["a"], reliability=-1)
     with pytest.raises(ValueError, match="Received: balance=-1"):
         AttentionFusion(["a"], balance=-1)
