@@ -77,7 +77,9 @@ def build_model(
         heads: list of `Head` or dicts (name, type, units, loss_weight), instead of num_classes.
         fusion: str. One of "concat", "attention", "weighted", "gated", "transformer", "late",
             "low_rank".
-        fusion_options: dict. Arguments of the fusion layer (units, num_heads, mode, ...).
+        fusion_options: dict. Arguments of the fusion layer (units, num_heads, mode, ...). The
+            attention fusion's `corruption` (0.15 by default) also puts a training-only
+            `ModalityCorruption` layer in front of the encoders, whose flags train its trust gate.
         hidden_units: int. Width of the dense layer between fusion and heads (0 for none).
         dropout: float. Dropout after that layer.
         modality_logits: bool. Add a linear map of each present modality's vector to every
