@@ -136,6 +136,11 @@ class AttentionFusion(BaseFusion):
         width = self.units if self.mode == "sum" else len(self.modalities) * (self.units + 1)
         return (batch, width), (batch, len(self.modalities))
 
+    @classmethod
+    def from_config(cls, config):
+        # Models saved before the trust gate have no `corruption` key and no gate weights.
+        return cls(**{"corruption": 0.0, **config})
+
     def get_config(self):
         config = super().get_config()
         config.update({"attention_units": self.attention_units, "mode": self.mode, "balance": self.balance,

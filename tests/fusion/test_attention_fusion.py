@@ -88,6 +88,13 @@ def test_the_gate_scales_the_weights_and_learns_only_from_the_corruption_flags()
     assert not hasattr(AttentionFusion(["a", "b"], corruption=0.0), "reliability_score")
 
 
+def test_a_layer_saved_before_the_trust_gate_loads_without_one():
+    config = AttentionFusion(["a", "b"], units=4).get_config()
+    assert config["corruption"] == 0.15 and AttentionFusion.from_config(config).gated
+    del config["corruption"], config["reliability"]  # as written before the gate existed
+    assert not AttentionFusion.from_config(config).gated
+
+
 def test_an_example_with_no_modality_gives_zeros_not_nan():
     for mode in ("scale", "sum"):
         layer = AttentionFusion(["a", "b"], units=4, mode=mode)
