@@ -37,7 +37,8 @@ import keras
 from keras import ops
 
 from mmkeras.layers.saved_model_encoder import SavedModelEncoder
-from mmkeras.specs import model_input
+from mmkeras.modalities.registry import get_kind
+from mmkeras.modalities.registry import kinds_that
 
 #: Input scaling each `keras.applications` family expects from 0-255 RGB pixels:
 #: "raw" (the model rescales itself), "tf" ([-1, 1]), "torch" (ImageNet mean/std), "caffe" (BGR, mean).
@@ -160,15 +161,13 @@ def build_pretrained_encoder(spec, name):
     options = dict(spec.encoder)
     check_encoder_options(name, options)
     source = options["source"]
-    from mmkeras import modalities
-
     # keras.applications and keras-hub sources are per kind: each kind lists the ones it takes.
-    for prefix, build in modalities.get_kind(spec.kind).pretrained_builders().items():
+    for prefix, build in get_kind(spec.kind).pretrained_builders().items():
         if source.startswith(prefix):
             return build(spec, name, source[len(prefix):], options)
     for prefix in (APPLICATIONS_PREFIX, KERAS_HUB_PREFIX):
         if source.startswith(prefix):
-            takes = sorted(kind for kind, cls in modalities.KINDS.items() if prefix in cls.pretrained_builders())
+            takes = kinds_that(lambda cls: prefix in cls.pretrained_builders())
             raise ValueError(f"Modality {name!r}: {prefix} encoders take {', '.join(takes)} modalities only; {name!r} "
                              f"is of kind {spec.kind}. Use a SavedModel, a TF Hub handle or a .keras file for it.")
     if source.startswith(HUB_PREFIX) or os.path.isdir(source):
@@ -245,7 +244,7 @@ def _saved_model_file_encoder(spec, name, path, options):
     loaded = keras.saving.load_model(path, compile=False)
     loaded.name = f"{name}_backbone"
     loaded.trainable = bool(options.get("trainable", False))
-    expected, dtype = model_input(spec)
+    expected, dtype = get_kind(spec.kind).model_input(spec)
     given = tuple(loaded.inputs[0].shape[1:]) if len(loaded.inputs) == 1 else None
     if given is None or len(given) != len(expected) or any(g not in (None, e) for g, e in zip(given, expected)):
         raise ValueError(f"Modality {name!r}: the encoder in {path} must take one input of shape {(None,) + expected} "
@@ -261,14 +260,12 @@ def _saved_model_folder_encoder(spec, name, source, options):
     if options.get("weights") is not None:
         raise ValueError(f"Config key '{where}.weights': a SavedModel holds its own weights; remove 'weights'.")
     folder = resolve_hub_handle(source[len(HUB_PREFIX):], f"{where}.source") if source.startswith(HUB_PREFIX) else source
-    expected, dtype = model_input(spec)
+    expected, dtype = get_kind(spec.kind).model_input(spec)
     tensor = keras.Input(expected, dtype=dtype, name=name)
     x = tensor
     if options.get("scaling") is not None:
-        from mmkeras import modalities
-
-        if not modalities.get_kind(spec.kind).takes_pixel_scaling:
-            takes = sorted(kind for kind, cls in modalities.KINDS.items() if cls.takes_pixel_scaling)
+        if not get_kind(spec.kind).takes_pixel_scaling:
+            takes = kinds_that(lambda cls: cls.takes_pixel_scaling)
             raise ValueError(f"Config key '{where}.scaling' applies to {', '.join(takes)} modalities only.")
         x = PixelScaling(options["scaling"], name=f"{name}_scaling")(x)
     try:

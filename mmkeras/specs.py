@@ -8,17 +8,19 @@ Each kind's spec dataclass lives in its module under `mmkeras/modalities/` (`Tex
 
 import dataclasses
 
+from mmkeras.modalities.registry import KINDS
+from mmkeras.modalities.registry import get_kind
+from mmkeras.pretrained import check_encoder_options
+
 
 def __getattr__(name):
-    # The spec classes, and the name → class table, come from the registry of kinds (imported
-    # late: the kind modules import this one).
-    from mmkeras import modalities
-
-    classes = {cls.spec_class.__name__: cls.spec_class for cls in modalities.KINDS.values()}
+    # The spec classes, and the name → class table, as the registry of kinds holds them now
+    # (a kind registered later is found too).
+    classes = {cls.spec_class.__name__: cls.spec_class for cls in KINDS.values()}
     if name in classes:
         return classes[name]
     if name == "SPECS":
-        return {kind: cls.spec_class for kind, cls in modalities.KINDS.items()}
+        return {kind: cls.spec_class for kind, cls in KINDS.items()}
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -59,9 +61,7 @@ def make_spec(name, options):
     >>> make_spec("photo", {"kind": "image", "height": 64}).height
     64
     """
-    from mmkeras import modalities
-
-    specs = {kind: entry.spec_class for kind, entry in modalities.KINDS.items()}
+    specs = {kind: entry.spec_class for kind, entry in KINDS.items()}
     if isinstance(options, tuple(specs.values())):
         return options
     options = dict(options or {})
@@ -84,8 +84,6 @@ def make_spec(name, options):
         if key in options:
             options[key] = tuple(options[key])
     if options.get("encoder") is not None:
-        from mmkeras.pretrained import check_encoder_options
-
         check_encoder_options(name, options["encoder"])
         options["encoder"] = dict(options["encoder"])
     return cls(**options)
@@ -126,9 +124,7 @@ def model_input(spec):
     >>> model_input(make_spec("image", {"height": 8, "width": 6, "channels": 1}))
     ((8, 6, 1), 'float32')
     """
-    from mmkeras import modalities
-
-    return modalities.get_kind(spec.kind).model_input(spec)
+    return get_kind(spec.kind).model_input(spec)
 
 
 def spec_to_dict(spec):
