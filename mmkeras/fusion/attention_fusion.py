@@ -86,15 +86,15 @@ class AttentionFusion(BaseFusion):
         self.attention_units = int(attention_units)
         self.mode = mode
         self.balance = float(balance)
-        self.attention_hidden = keras.layers.Dense(self.attention_units, activation="tanh", name="attention_hidden")
-        self.attention_score = keras.layers.Dense(1, use_bias=False, name="attention_score")
+        self.attention_hidden = keras.layers.Dense(self.attention_units, activation="tanh", dtype=self.dtype_policy, name="attention_hidden")
+        self.attention_score = keras.layers.Dense(1, use_bias=False, dtype=self.dtype_policy, name="attention_score")
         self.gated = self.corruption > 0 and len(self.modalities) > 1
         if self.gated:
             self.reliability_hidden = keras.layers.Dense(self.attention_units, activation="tanh",
-                                                         name="reliability_hidden")
+                                                         dtype=self.dtype_policy, name="reliability_hidden")
             # Starts near 1 (trusted), so the untrained gate leaves the weights as they are.
             self.reliability_score = keras.layers.Dense(1, bias_initializer=keras.initializers.Constant(3.0),
-                                                        name="reliability_score")
+                                                        dtype=self.dtype_policy, name="reliability_score")
         if len(self.modalities) == 1:
             # One modality's weight is its presence flag: the scores receive no gradient, and
             # Keras would warn about that at every training step.

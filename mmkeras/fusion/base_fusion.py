@@ -54,7 +54,7 @@ class BaseFusion(keras.layers.Layer):
         self.units = int(units)
         self.activation = activation
         self.projections = [
-            keras.layers.Dense(self.units, activation=activation, name=f"{m}_projection")
+            keras.layers.Dense(self.units, activation=activation, dtype=self.dtype_policy, name=f"{m}_projection")
             for m in self.modalities
         ]
 

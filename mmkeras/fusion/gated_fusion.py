@@ -33,7 +33,7 @@ class GatedFusion(BaseFusion):
 
     def __init__(self, modalities, units=64, activation="tanh", **kwargs):
         super().__init__(modalities, units=units, activation=activation, **kwargs)
-        self.gates = [keras.layers.Dense(self.units, activation="sigmoid", name=f"{m}_gate") for m in self.modalities]
+        self.gates = [keras.layers.Dense(self.units, activation="sigmoid", dtype=self.dtype_policy, name=f"{m}_gate") for m in self.modalities]
 
     def build(self, vectors_shape, presence_shape=None):
         super().build(vectors_shape, presence_shape)

@@ -41,13 +41,13 @@ class TransformerFusion(BaseFusion):
         self.feedforward_units = int(feedforward_units)
         self.dropout = float(dropout)
         self.attention = keras.layers.MultiHeadAttention(
-            num_heads=self.num_heads, key_dim=self.units // self.num_heads, dropout=self.dropout, name="attention"
+            num_heads=self.num_heads, key_dim=self.units // self.num_heads, dropout=self.dropout, dtype=self.dtype_policy, name="attention"
         )
-        self.attention_norm = keras.layers.LayerNormalization(name="attention_norm")
-        self.feedforward_hidden = keras.layers.Dense(self.feedforward_units, activation="gelu", name="feedforward_hidden")
-        self.feedforward_output = keras.layers.Dense(self.units, name="feedforward_output")
-        self.feedforward_dropout = keras.layers.Dropout(self.dropout, name="feedforward_dropout")
-        self.feedforward_norm = keras.layers.LayerNormalization(name="feedforward_norm")
+        self.attention_norm = keras.layers.LayerNormalization(dtype=self.dtype_policy, name="attention_norm")
+        self.feedforward_hidden = keras.layers.Dense(self.feedforward_units, activation="gelu", dtype=self.dtype_policy, name="feedforward_hidden")
+        self.feedforward_output = keras.layers.Dense(self.units, dtype=self.dtype_policy, name="feedforward_output")
+        self.feedforward_dropout = keras.layers.Dropout(self.dropout, dtype=self.dtype_policy, name="feedforward_dropout")
+        self.feedforward_norm = keras.layers.LayerNormalization(dtype=self.dtype_policy, name="feedforward_norm")
 
     def build(self, vectors_shape, presence_shape=None):
         super().build(vectors_shape, presence_shape)

@@ -100,6 +100,12 @@ class LogMelSpectrogram(keras.layers.Layer):
             self.fmax if self.fmax is not None else self.sample_rate / 2.0,
         )
 
+    @property
+    def input_dtype(self):
+        # Keras would cast the waveform to the compute dtype (float16 under mixed precision), which
+        # quantises quiet samples and moves bins by over 1 dB; the waveform stays float32.
+        return "float32"
+
     def build(self, input_shape):
         if self.normalization == "bin":
             self.bin_mean = self.add_weight(
@@ -130,6 +136,11 @@ class LogMelSpectrogram(keras.layers.Layer):
         return db, is_real
 
     def call(self, inputs):
+        # The spectrogram is computed in float32 whatever the dtype policy (float16 loses the
+        # quiet bins), then handed on in the layer's compute dtype, as its output spec declares.
+        return ops.cast(self._features(inputs), self.compute_dtype)
+
+    def _features(self, inputs):
         db, is_real = self._log_mel(inputs)
         if self.normalization == "none":
             return db * is_real
@@ -139,7 +150,8 @@ class LogMelSpectrogram(keras.layers.Layer):
             variance = ops.sum(ops.square(db - mean) * is_real, axis=(1, 2), keepdims=True) / count
             features = (db - mean) / ops.sqrt(variance + 1e-6)
         else:
-            features = (db - self.bin_mean) / ops.sqrt(self.bin_variance + 1e-6)
+            mean, variance = ops.cast(self.bin_mean, "float32"), ops.cast(self.bin_variance, "float32")
+            features = (db - mean) / ops.sqrt(variance + 1e-6)
         return features * is_real  # padding frames are exactly 0
 
     def adapt(self, waveforms, batch_size=64):

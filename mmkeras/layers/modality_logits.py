@@ -30,7 +30,7 @@ class ModalityLogits(keras.layers.Layer):
         super().__init__(**kwargs)
         self.modalities = list(modalities)
         self.units = int(units)
-        self.maps = [keras.layers.Dense(self.units, use_bias=False, name=f"{m}_logits") for m in self.modalities]
+        self.maps = [keras.layers.Dense(self.units, use_bias=False, dtype=self.dtype_policy, name=f"{m}_logits") for m in self.modalities]
 
     def build(self, vectors_shape, presence_shape=None):
         for dense, shape in zip(self.maps, vectors_shape):

@@ -96,3 +96,27 @@ def test_missing_embeddings_stand_in_for_absent_modalities(name):
     np.testing.assert_allclose(np.asarray(again[0] if layer.returns_weights else again), np.asarray(after),
                                rtol=1e-5, atol=1e-5)
     assert run_serialization_test(layer).missing_embeddings is True
+
+
+
+@pytest.mark.parametrize("name", sorted(FUSIONS))
+def test_a_float32_fusion_computes_in_float32_under_a_mixed_precision_policy(name):
+    """`dtype=` reaches every sub-layer, as `build_model` relies on for layers it keeps in float32."""
+    import keras
+
+    vectors, presence = _inputs()
+    if name == "late":
+        vectors = [np.abs(v[:, :3]) for v in vectors]
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        layer = get_fusion(name)(MODALITIES, dtype="float32", **TINY_FUSION_OPTIONS[name])
+        out = layer(vectors, presence)
+        mixed = get_fusion(name)(MODALITIES, **TINY_FUSION_OPTIONS[name])
+        mixed(vectors, presence)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    outputs = out if isinstance(out, (tuple, list)) else [out]
+    assert all(keras.backend.standardize_dtype(o.dtype) == "float32" for o in outputs)
+    inner = list(layer._flatten_layers(include_self=False))
+    assert {sub.compute_dtype for sub in inner} <= {"float32"}
+    assert {sub.compute_dtype for sub in mixed._flatten_layers(include_self=False)} <= {"float16"}

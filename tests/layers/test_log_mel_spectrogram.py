@@ -87,3 +87,26 @@ def test_bad_settings_are_reported():
         LogMelSpectrogram(normalization="max")
     with pytest.raises(ValueError, match="fft_length >= frame_length"):
         LogMelSpectrogram(frame_length=400, fft_length=256)
+
+
+@pytest.mark.parametrize("normalization", ["bin", "example", "none"])
+def test_mixed_precision_computes_in_float32_and_hands_on_float16(normalization):
+    """The policy a Colab GPU gets by default (`training.mixed_precision: auto`)."""
+    import keras
+
+    clips = _clips(6, seed=5)
+    reference = LogMelSpectrogram(normalization=normalization, **TINY)
+    if normalization == "bin":
+        reference.adapt(clips)
+    expected = np.asarray(reference(clips))
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        layer = LogMelSpectrogram(normalization=normalization, **TINY)
+        if normalization == "bin":
+            layer.adapt(clips)
+        out = layer(clips)
+        symbolic = layer.compute_output_spec(keras.KerasTensor(clips.shape))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert keras.backend.standardize_dtype(out.dtype) == "float16" == symbolic.dtype
+    np.testing.assert_allclose(np.asarray(out, "float32"), expected, atol=2e-2, rtol=1e-2)

@@ -23,3 +23,18 @@ def test_builds_trains_and_round_trips():
     vectors = [np.ones((4, 3), "float32"), np.ones((4, 5), "float32")]
     run_layer_test(layer, [vectors, np.ones((4, 2), "float32")], [(4, 2)])
     run_serialization_test(ModalityLogits(["a", "b"], units=2))
+
+
+def test_float32_logits_stay_float32_under_a_mixed_precision_policy():
+    """`build_model` makes the logits `dtype="float32"` so that softmax never runs in float16."""
+    import keras
+
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        layer = ModalityLogits(["a", "b"], units=3, dtype="float32")
+        rng = np.random.default_rng(1)
+        out = layer([rng.normal(size=(2, 4)).astype("float32")] * 2, np.ones((2, 2), "float32"))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert keras.backend.standardize_dtype(out.dtype) == "float32"
+    assert [m.compute_dtype for m in layer.maps] == ["float32", "float32"]
