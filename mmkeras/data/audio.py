@@ -169,7 +169,11 @@ def decode_clips(data, spec, training=False, seed=None):
         )
 
     clips, reasons = tf.cond(uniform, vectorised, lambda: clip_by_clip(data))
-    clips = clips * tf.cast(present, tf.float32)[:, None]
+    # A float WAV may hold NaN or infinite samples: they would make every loss and answer NaN.
+    finite = tf.reduce_all(tf.math.is_finite(clips), axis=1)
+    reasons = tf.where(finite | tf.not_equal(reasons, ""), reasons,
+                       "the audio holds samples that are not finite numbers (NaN or infinity)")
+    clips = tf.where((present & finite)[:, None], clips, 0.0)
     reasons = tf.where(present, reasons, "")
     return tf.ensure_shape(clips, [None, spec.num_samples]), present, reasons
 

@@ -214,11 +214,15 @@ class TabularModality(Modality):
         if numeric:
             text = cells[:, :numeric]
             is_number = tf.strings.regex_full_match(text, NUMBER_PATTERN)  # cells are stripped
+            number = tf.strings.to_number(tf.where(is_number, text, "0"), tf.float32)
+            too_large = tf.logical_and(is_number, tf.logical_not(tf.math.is_finite(number)))
+            is_number = tf.logical_and(is_number, tf.logical_not(too_large))
             bad = tf.logical_and(tf.strings.length(text) > 0, tf.logical_not(is_number))
             for j, column in enumerate(self.spec.numeric):
+                expected = tf.where(too_large[:, j], "a number within float32's range (|x| < 3.4e38)", "a number")
                 reason = tf.where(tf.logical_and(tf.equal(reason, ""), bad[:, j]), tf.strings.join(
-                    [f"column {column}: expected a number, got '", text[:, j], "'"]), reason)
-            number = tf.strings.to_number(tf.where(is_number, text, "0"), tf.float32)
+                    [f"column {column}: expected ", expected, ", got '", text[:, j], "'"]), reason)
+            number = tf.where(is_number, number, 0.0)
             scaled = (number - tf.constant(self.mean, tf.float32)) / tf.constant(self.std, tf.float32)
             blocks += [tf.where(is_number, scaled, 0.0), tf.cast(tf.logical_not(is_number), tf.float32)]
         for j, column in enumerate(self.spec.categorical, start=numeric):
@@ -257,4 +261,6 @@ class TabularModality(Modality):
 
 
 def _is_number(text):
-    return re.fullmatch(NUMBER_PATTERN, text.strip()) is not None
+    """A cell that decodes to a finite float32 (1e39 matches the pattern but overflows)."""
+    text = text.strip()
+    return re.fullmatch(NUMBER_PATTERN, text) is not None and bool(np.isfinite(np.float32(float(text))))

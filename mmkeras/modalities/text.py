@@ -158,10 +158,12 @@ class TextModality(Modality):
                 "the training data, or pass vocabularies= when constructing the Preprocessor."
             )
         present = tf.strings.length(tf.strings.strip(values)) > 0
-        ids = self.vectorizer(values)
+        # Bytes that are not UTF-8 (a served value is any bytes) would tokenize to [UNK]s: a reason instead.
+        utf8 = tf.equal(tf.strings.unicode_transcode(values, "UTF-8", "UTF-8", errors="ignore"), values)
+        ids = self.vectorizer(tf.where(utf8, values, ""))
         ids = tf.cast(ids["token_ids"] if isinstance(ids, dict) else ids, tf.int32)  # (batch, sequence_length)
-        ids = tf.where(present[:, None], ids, tf.zeros_like(ids))
-        return ids, present, tf.fill(tf.shape(values), "")
+        ids = tf.where((present & utf8)[:, None], ids, tf.zeros_like(ids))
+        return ids, present, tf.where(utf8, "", "not UTF-8 text (the bytes do not decode as UTF-8)")
 
     def corruptions(self):
         return {"drop_0.5_tokens": _drop_tokens(0.5)}

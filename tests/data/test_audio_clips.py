@@ -111,3 +111,20 @@ def test_random_crops_differ_between_the_clips_of_a_vectorised_batch():
     assert len(set(starts.tolist())) > 5 and starts.min() >= 0 and starts.max() <= 600
     centred, _, _ = audio.decode_clips(tf.constant([data] * 2), spec, training=False)
     assert np.round(centred.numpy()[:, 0] * 32768.0 / 20).astype(int).tolist() == [300, 300]
+
+
+def test_non_finite_samples_are_a_bad_clip_not_nan_features():
+    """A float WAV of NaN (or infinite) samples would turn every loss and served answer into NaN."""
+    spec = AudioSpec(sample_rate=8000, duration=0.25)
+    good = tone(8000, seconds=0.25, hz=440.0)
+    nan = good.copy()
+    nan[100] = np.nan
+    inf = good.copy()
+    inf[-1] = np.inf
+    data = tf.constant([wav_bytes(good, 8000, "FLOAT"), wav_bytes(nan, 8000, "FLOAT"), wav_bytes(inf, 8000, "DOUBLE"),
+                        b""])
+    clips, present, reasons = audio.decode_clips(data, spec)
+    assert [r.decode() for r in reasons.numpy()] == [""] + [
+        "the audio holds samples that are not finite numbers (NaN or infinity)"] * 2 + [""]
+    assert np.isfinite(clips.numpy()).all() and not clips.numpy()[1:].any()
+    assert present.numpy().tolist() == [True, True, True, False]

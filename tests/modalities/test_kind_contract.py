@@ -116,18 +116,10 @@ CASES = {
                   _video_row, _bad_file("clip"), learns=False),
 }
 
-#: Kinds whose bad values decode without a reason (each xfail names what is wrong).
-NO_REASON_FOR_GARBAGE = {
-    "text": "text takes any bytes: a served value that is not UTF-8 (b'\\xff\\xfe...') decodes to [UNK] tokens, "
-            "present, with an empty reason, so preprocess_batch accepts it",
-}
 
-
-
-def _kinds(xfails=None):
-    """Every registered kind as a parameter, the ones in `xfails` (kind → reason) marked strict xfail."""
-    return [pytest.param(kind, marks=pytest.mark.xfail(strict=True, reason=xfails[kind]))
-            if kind in (xfails or {}) else kind for kind in sorted(KINDS)]
+def _kinds():
+    """Every registered kind, as a test parameter."""
+    return sorted(KINDS)
 
 
 def _adapted(kind, folder):
@@ -193,7 +185,7 @@ def test_values_decode_to_the_model_input_and_an_empty_cell_to_absent_zeros(kind
     np.testing.assert_array_equal(from_manifest[name].numpy(), from_request[name].numpy())
 
 
-@pytest.mark.parametrize("kind", _kinds(NO_REASON_FOR_GARBAGE))
+@pytest.mark.parametrize("kind", _kinds())
 def test_garbage_gives_a_reason_and_the_request_fails_naming_the_input(kind, tmp_path):
     pre, rows = _adapted(kind, tmp_path)
     name = CASES[kind].name

@@ -37,6 +37,21 @@ def test_numbers_are_standardised_with_a_missing_flag_and_categories_one_hot_wit
     assert not x[2].any() and not x[3].any()
 
 
+def test_numbers_beyond_float32_are_bad_cells_not_infinities():
+    """1e39 overflows float32 to inf, and one inf in the statistics makes every loss NaN."""
+    pre = _adapted(ROWS + [{"age": "1e308", "income": "10", "city": "Oslo", "label": "a"}])
+    ages = np.array([30, 50, 40.0])  # the overflowing cell is left out of the statistics
+    assert pre.converters["person"].mean[0] == pytest.approx(ages.mean())
+    features, reasons = pre.decode_batch({"age": tf.constant(["1e39", "-4e38", "3.3e38"]),
+                                          "income": tf.constant(["1", "1", "1"]), "city": tf.constant(["", "", ""])})
+    assert [r.decode() for r in reasons["person"].numpy()] == [
+        "column age: expected a number within float32's range (|x| < 3.4e38), got '1e39'",
+        "column age: expected a number within float32's range (|x| < 3.4e38), got '-4e38'", ""]
+    assert np.isfinite(features["person"].numpy()).all()
+    with pytest.raises(tf.errors.InvalidArgumentError, match="Input person: column age: expected a number within"):
+        pre.preprocess_batch({"age": tf.constant(["1e39"]), "income": tf.constant(["1"]), "city": tf.constant([""])})
+
+
 def test_the_served_model_takes_one_input_per_column(tmp_path):
     pre = _adapted()
     assert pre.served_inputs() == {"age": "age", "income": "income", "city": "city"}
