@@ -12,6 +12,8 @@ from mmkeras.data import make_dataset  # noqa: E402
 from mmkeras.data import read_manifest  # noqa: E402
 from mmkeras.data import stratified_split  # noqa: E402
 from mmkeras.data import write_tfrecords  # noqa: E402
+from mmkeras.distillation import distill  # noqa: E402
+from mmkeras.evaluation import evaluate  # noqa: E402
 from mmkeras.export import export_saved_model  # noqa: E402
 from mmkeras.fusion import FUSIONS  # noqa: E402
 from mmkeras.fusion import get_fusion  # noqa: E402
@@ -26,7 +28,12 @@ from mmkeras.model import build_text_encoder  # noqa: E402
 from mmkeras.model import build_video_encoder  # noqa: E402
 from mmkeras.model import compile_model  # noqa: E402
 from mmkeras.model import with_modality_weights  # noqa: E402
+from mmkeras.predict import predict  # noqa: E402 - the function (from mmkeras.predict import ... still reaches the module)
 from mmkeras.preprocessor import Preprocessor  # noqa: E402
+from mmkeras.task import MultimodalTask  # noqa: E402
+from mmkeras.task import load_run  # noqa: E402
+from mmkeras.tflite import export_tflite  # noqa: E402
+from mmkeras.distributed import train  # noqa: E402 - one process, or every worker TF_CONFIG names
 from mmkeras.modalities.audio import AudioSpec  # noqa: E402
 from mmkeras.modalities.image import ImageSpec  # noqa: E402
 from mmkeras.modalities.sensor import SensorSpec  # noqa: E402
@@ -43,6 +50,7 @@ __all__ = [
     "FUSIONS",
     "Head",
     "ImageSpec",
+    "MultimodalTask",
     "Preprocessor",
     "SensorSpec",
     "TabularSpec",
@@ -59,11 +67,17 @@ __all__ = [
     "build_video_encoder",
     "compile_model",
     "constants",
+    "distill",
+    "evaluate",
     "export_saved_model",
+    "export_tflite",
     "get_fusion",
+    "load_run",
     "make_dataset",
+    "predict",
     "read_manifest",
     "stratified_split",
+    "train",
     "with_modality_weights",
     "write_tfrecords",
 ]

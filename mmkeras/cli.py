@@ -7,7 +7,7 @@ import sys
 
 
 def _train(args):
-    from mmkeras.training import train
+    from mmkeras.distributed import train
 
     _, _, history = train(args.config, args.output, overwrite=args.overwrite)
     epochs = len(history.get("loss", []))
@@ -16,15 +16,12 @@ def _train(args):
 
 
 def _evaluate(args):
-    from mmkeras.evaluation import evaluate
     from mmkeras.evaluation import format_ablation
-    from mmkeras.training import load_run
+    from mmkeras.task import MultimodalTask
 
-    model, preprocessor, config = load_run(args.run)
-    columns = (config or {}).get("data", {}).get("columns")
+    task = MultimodalTask.from_preset(args.run)
     output = args.output or os.path.join(args.run, "evaluation")
-    result = evaluate(model, preprocessor, args.data, output_dir=output, columns=columns,
-                      on_bad_record=args.on_bad_record)
+    result = task.evaluate(args.data, output_dir=output, on_bad_record=args.on_bad_record)
     print(result["report_text"])
     print(format_ablation(result["ablation"]))
     print()
@@ -59,20 +56,17 @@ def _tune(args):
 
 
 def _export(args):
-    from mmkeras.export import export_saved_model
-    from mmkeras.training import load_run
+    from mmkeras.task import MultimodalTask
 
-    model, preprocessor, config = load_run(args.run)
+    if args.format != "tflite" and args.quantize != "none":
+        raise ValueError(f"--quantize {args.quantize} applies to --format tflite only")
+    task = MultimodalTask.from_preset(args.run)
     if args.format == "tflite":
-        from mmkeras.tflite import export_run_tflite
-
-        path = export_run_tflite(model, preprocessor, config, args.output, quantize=args.quantize,
-                                 representative_examples=args.representative_examples)
+        path = task.export_tflite(args.output, quantize=args.quantize,
+                                  representative_examples=args.representative_examples)
         print(f"TFLite model written: {path} (inputs.json, heads.json and preprocessor/ beside it)")
         return 0
-    if args.quantize != "none":
-        raise SystemExit("mmkeras export: --quantize applies to --format tflite")
-    path = export_saved_model(model, preprocessor, args.output, version=args.version)
+    path = task.export(args.output, version=args.version)
     print(f"SavedModel written and checked: {path}")
     return 0
 
@@ -80,7 +74,7 @@ def _export(args):
 def _predict(args):
     from mmkeras.predict import predict
 
-    rows = predict(args.model, args.data, output=args.output)
+    rows = predict(args.model, args.data, output=args.output, columns=args.columns)
     if args.output:
         print(f"{len(rows)} prediction(s) written to {args.output}")
     else:
@@ -92,11 +86,10 @@ def _predict(args):
 def _prepare(args):
     from mmkeras.config import load_config
     from mmkeras.data import write_tfrecords
-    from mmkeras.preprocessor import Preprocessor
+    from mmkeras.recipe import new_preprocessor
 
     config = load_config(args.config)
-    preprocessor = Preprocessor(config["modalities"], label_type=config["data"]["label_type"])
-    paths = write_tfrecords(args.data, args.output, preprocessor, columns=config["data"]["columns"],
+    paths = write_tfrecords(args.data, args.output, new_preprocessor(config),
                             num_shards=args.shards, on_bad_record=config["data"]["on_bad_record"])
     print(f"wrote {len(paths)} TFRecord shard(s) to {args.output}")
     return 0
@@ -165,6 +158,9 @@ def build_parser():
     predict.add_argument("--model", required=True, help="run directory, SavedModel folder, or TFLite export (model.tflite or its folder)")
     predict.add_argument("--data", required=True)
     predict.add_argument("--output", default=None, help="CSV to write (default: print JSON lines)")
+    predict.add_argument("--columns", type=_column_mapping, default=None, metavar="NAME=COLUMN,...",
+                         help="modality → manifest column where this manifest differs from the one trained on "
+                              "(e.g. text=caption,image=photo)")
     predict.set_defaults(func=_predict)
 
     prepare = sub.add_parser("prepare", help="write a manifest's files into sharded TFRecords")
@@ -174,6 +170,15 @@ def build_parser():
     prepare.add_argument("--shards", type=int, default=8)
     prepare.set_defaults(func=_prepare)
     return parser
+
+
+def _column_mapping(text):
+    """"text=caption,image=photo" → {"text": "caption", "image": "photo"} (argparse type)."""
+    pairs = [part.split("=", 1) for part in text.split(",") if part.strip()]
+    if not pairs or any(len(p) != 2 or not p[0].strip() or not p[1].strip() for p in pairs):
+        raise argparse.ArgumentTypeError(f"expected NAME=COLUMN pairs separated by commas, e.g. text=caption. "
+                                         f"Received: {text!r}")
+    return {name.strip(): column.strip() for name, column in pairs}
 
 
 def _expected_errors():

@@ -284,13 +284,26 @@ def check_fusion(fusion, modalities):
         raise ValueError(f"Config block 'fusion' ({name}): {error}") from None
 
 
-def load_config(path):
-    """Reads a YAML config file and resolves it (paths relative to the file's folder)."""
+def read_config_file(path):
+    """(the YAML config at `path` as written, the folder its relative paths start from)."""
     with open(path, encoding="utf-8") as f:
         config = yaml.safe_load(f) or {}
     if not isinstance(config, dict):
         raise ValueError(f"{path}: expected a YAML mapping at the top level, got {type(config).__name__}")
-    return resolve_config(config, os.path.dirname(os.path.abspath(path)))
+    return config, os.path.dirname(os.path.abspath(path))
+
+
+def load_config(path):
+    """Reads a YAML config file and resolves it (paths relative to the file's folder)."""
+    config, base_dir = read_config_file(path)
+    return resolve_config(config, base_dir)
+
+
+def as_config(config):
+    """A resolved config from what a user passes: a YAML path, or a dict (resolved or not)."""
+    if isinstance(config, (str, os.PathLike)):
+        return load_config(config)
+    return resolve_config(config)
 
 
 def save_config(config, path):

@@ -165,15 +165,13 @@ def run_demo(workdir="mmkeras_demo", epochs=None, examples=None):
     import yaml
 
     from mmkeras.evaluation import alone_key
-    from mmkeras.evaluation import evaluate
     from mmkeras.evaluation import format_ablation
-    from mmkeras.export import export_saved_model
     from mmkeras.export import load_saved_model
     from mmkeras.export import load_served_inputs
     from mmkeras.predict import padded
     from mmkeras.predict import predict
     from mmkeras.predict import served_value
-    from mmkeras.training import load_run
+    from mmkeras.task import MultimodalTask
     from mmkeras.training import train
 
     started = time.time()
@@ -194,14 +192,15 @@ def run_demo(workdir="mmkeras_demo", epochs=None, examples=None):
     train(config_path, run_dir)
 
     print(f"[3/5] evaluating on {paths['test']}")
-    model, preprocessor, _ = load_run(run_dir)
-    result = evaluate(model, preprocessor, paths["test"], output_dir=os.path.join(run_dir, "evaluation"))
+    task = MultimodalTask.from_preset(run_dir)
+    preprocessor = task.preprocessor
+    result = task.evaluate(paths["test"], output_dir=os.path.join(run_dir, "evaluation"))
     print(result["report_text"])
     print(format_ablation(result["ablation"]))
 
     export_base = os.path.join(workdir, "saved_models", "digits")
     print(f"[4/5] exporting a SavedModel for TF Serving to {export_base}")
-    version_dir = export_saved_model(model, preprocessor, export_base)
+    version_dir = task.export(export_base)
 
     print("[5/5] predicting the test manifest with the SavedModel, and one query with raw bytes")
     predictions_path = os.path.join(run_dir, "test_predictions.csv")

@@ -18,12 +18,20 @@ evaluates, exports and serves like any other run.
 """
 
 import copy
+import os
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from mmkeras import config as config_lib
 from mmkeras import constants
+from mmkeras.data import make_dataset
+from mmkeras.specs import make_spec
+from mmkeras.specs import spec_to_dict
+from mmkeras.task import MultimodalTask
+from mmkeras.training import TrainingHooks
+from mmkeras.training import train
 
 DEFAULT_TEMPERATURE = 2.0
 DEFAULT_ALPHA = 0.5
@@ -31,8 +39,9 @@ DEFAULT_ALPHA = 0.5
 DISTILL_OUTPUT = "distill"
 
 
-class Teacher:
-    """A trained run used as a teacher: its model, Preprocessor and config.
+class Teacher(TrainingHooks):
+    """A trained run used as a teacher: its model, Preprocessor and config; as `train`'s hooks,
+    it feeds the data through its Preprocessor and adds its softened answer to the loss.
 
     Args:
         run_dir: str. The teacher's run directory.
@@ -41,14 +50,13 @@ class Teacher:
     """
 
     def __init__(self, run_dir, temperature=DEFAULT_TEMPERATURE, alpha=DEFAULT_ALPHA):
-        from mmkeras.training import load_run
-
         if not temperature > 0:
             raise ValueError(f"Expected a temperature > 0. Received: temperature={temperature!r}")
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"Expected alpha in [0, 1]. Received: alpha={alpha!r}")
         self.run_dir, self.temperature, self.alpha = run_dir, float(temperature), float(alpha)
-        self.model, self.preprocessor, self.config = load_run(run_dir)
+        task = MultimodalTask.from_preset(run_dir)
+        self.model, self.preprocessor, self.config = task.model, task.preprocessor, task.config
         if self.preprocessor.label_type != "classification":
             raise ValueError(f"{run_dir}: distillation takes a classification teacher; its labels are "
                              f"{self.preprocessor.label_type!r}")
@@ -68,8 +76,6 @@ class Teacher:
         if unknown:
             raise ValueError(f"Student modalities {unknown} are not the teacher's; it reads "
                              f"{sorted(self.preprocessor.specs)} (a student learns from the teacher's inputs).")
-        from mmkeras.specs import spec_to_dict
-
         config["modalities"] = {name: {**spec_to_dict(self.preprocessor.specs[name]), **(options or {})}
                                 for name, options in modalities.items()}
         return config
@@ -77,9 +83,6 @@ class Teacher:
     def student_preprocessor(self, modalities, manifest, columns):
         """The teacher's Preprocessor restricted to the student's modalities (same vocabularies and
         label names), checked to decode a few manifest rows exactly as the teacher's does."""
-        from mmkeras.data import make_dataset
-        from mmkeras.specs import make_spec
-
         student = copy.copy(self.preprocessor)
         student.specs = {name: make_spec(name, options) for name, options in modalities.items()}
         student.converters = {}
@@ -117,6 +120,24 @@ class Teacher:
             if head.name == constants.DEFAULT_HEAD:
                 head.loss_weight = head.loss_weight * (1.0 - self.alpha)
         return combined, [*heads, _DistillTarget(self.temperature, self.alpha)]
+
+    # ----------------------------------------------------------------- TrainingHooks
+    def preprocessors(self, config, train_manifest):
+        """The student keeps the teacher's vocabularies and labels; the data feed both models."""
+        student = self.student_preprocessor(config["modalities"], train_manifest, config["data"]["columns"])
+        return student, self.preprocessor
+
+    def fitting(self, model, heads, train_ds, val_ds):
+        combined, fit_heads = self.fitting_model(model, heads)
+        return (combined, fit_heads, with_distill_target(train_ds),
+                with_distill_target(val_ds) if val_ds is not None else None)
+
+    def evaluation_data(self, dataset, model):
+        return student_inputs(dataset, model)
+
+    def metrics(self):
+        return {"distillation": {"teacher": os.path.abspath(self.run_dir), "temperature": self.temperature,
+                                 "alpha": self.alpha}}
 
 
 def with_distill_target(dataset):
@@ -207,19 +228,10 @@ def distill(teacher_run, config, output_dir, temperature=DEFAULT_TEMPERATURE, al
     Returns:
         (student model, its Preprocessor, history dict), as `train()`.
     """
-    from mmkeras import config as config_lib
-    from mmkeras.training import train
-
     teacher = Teacher(teacher_run, temperature, alpha)
-    if isinstance(config, str):
-        import os
-
-        import yaml
-
-        with open(config, encoding="utf-8") as f:
-            raw = yaml.safe_load(f) or {}
-        base_dir = os.path.dirname(os.path.abspath(config))
+    if isinstance(config, (str, os.PathLike)):
+        raw, base_dir = config_lib.read_config_file(config)
     else:
         raw, base_dir = dict(config), None
     resolved = config_lib.resolve_config(teacher.student_config(raw), base_dir=base_dir)
-    return train(resolved, output_dir, callbacks=callbacks, overwrite=overwrite, teacher=teacher)
+    return train(resolved, output_dir, callbacks=callbacks, overwrite=overwrite, hooks=teacher)

@@ -18,7 +18,6 @@ every worker stops at the same epoch.
 """
 
 import csv
-import json
 import os
 import shutil
 import tempfile
@@ -30,27 +29,30 @@ import tensorflow as tf
 
 from mmkeras import config as config_lib
 from mmkeras import constants
+from mmkeras import recipe
+from mmkeras import layout
+from mmkeras import training
+from mmkeras.data import make_dataset
+from mmkeras.data import read_manifest
+from mmkeras.heads import make_heads
+from mmkeras.model import adapt_model
+from mmkeras.model import compile_model
+from mmkeras.model import walk_layers
+from mmkeras.recipe import cluster_from_env
 
 
-def cluster_from_env(environ=None):
-    """(workers, this worker's rank, is chief) from `TF_CONFIG`, or None for fewer than two workers.
+def train(config, output_dir, callbacks=None, overwrite=False):
+    """What `mmkeras.train` and `mmkeras train` run: `train_across_workers` on every worker when
+    `TF_CONFIG` names two or more, else `mmkeras.training.train` in this process.
 
-    Example:
-
-    >>> cluster_from_env({"TF_CONFIG": '{"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker", "index": 1}}'})
-    (2, 1, False)
+    Args and returns as `mmkeras.training.train`.
     """
-    raw = (os.environ if environ is None else environ).get("TF_CONFIG")
-    if not raw:
-        return None
-    tf_config = json.loads(raw)
-    cluster, task = tf_config.get("cluster") or {}, tf_config.get("task") or {}
-    chiefs, workers = list(cluster.get("chief") or []), list(cluster.get("worker") or [])
-    if len(chiefs) + len(workers) < 2:
-        return None
-    kind, index = task.get("type", "worker"), int(task.get("index", 0))
-    rank = index if kind == "chief" else index + len(chiefs)
-    return len(chiefs) + len(workers), rank, rank == 0
+    if cluster_from_env():
+        # Keras' fit cannot run under MultiWorkerMirroredStrategy (see the module's docstring).
+        if callbacks:
+            raise ValueError("Training on several workers (TF_CONFIG) takes no extra callbacks")
+        return train_across_workers(config, output_dir, overwrite=overwrite)
+    return training.train(config, output_dir, callbacks=callbacks, overwrite=overwrite)
 
 
 def train_across_workers(config, output_dir, strategy=None, overwrite=False):
@@ -59,22 +61,9 @@ def train_across_workers(config, output_dir, strategy=None, overwrite=False):
     Returns:
         (model, preprocessor, history dict); the run directory is the chief's to write.
     """
-    from mmkeras import training
-    from mmkeras.data import adapt_preprocessor
-    from mmkeras.data import make_dataset
-    from mmkeras.data import read_manifest
-    from mmkeras.heads import make_heads
-    from mmkeras.model import adapt_model
-    from mmkeras.model import compile_model
-    from mmkeras.model import walk_layers
-    from mmkeras.preprocessor import Preprocessor
-
     workers, rank, chief = cluster_from_env()
     strategy = strategy or tf.distribute.MultiWorkerMirroredStrategy()
-    if isinstance(config, (str, os.PathLike)):
-        config = config_lib.load_config(config)
-    else:
-        config = config_lib.resolve_config(config)
+    config = config_lib.as_config(config)
     data_cfg, train_cfg = config["data"], config["training"]
     ignored = [f"training.{key}" for key, off in (("tensorboard", False), ("lr_schedule", None), ("class_weights", False),
                                                    ("frozen_epochs", 0), ("mixed_precision", "auto"),
@@ -87,19 +76,16 @@ def train_across_workers(config, output_dir, strategy=None, overwrite=False):
     if global_batch % workers:
         raise ValueError(f"Config key 'training.batch_size' is the global batch on {workers} workers: expected a "
                          f"multiple of {workers}. Received: {global_batch}")
-    finished = os.path.join(output_dir, training.FINISHED_FILE)
-    if os.path.exists(finished) and not overwrite:  # on every worker: one left waiting would hang
-        raise FileExistsError(f"{output_dir} holds a finished run ({training.FINISHED_FILE}); train into another "
-                              "--output, or pass --overwrite on every worker")
+    # On every worker: one left waiting for the others would hang.
+    layout.refuse_finished(output_dir, overwrite, how="pass --overwrite on every worker")
     if chief:
-        training._prepare_run_directory(output_dir, overwrite)
+        layout.prepare(output_dir, overwrite)
     keras.utils.set_random_seed(train_cfg["seed"])  # the same initial weights on every worker
 
-    train_source, val_source = training.split_data(config)
+    train_source, val_source = recipe.split_data(config)
     train_manifest = read_manifest(train_source)
-    preprocessor = Preprocessor(config["modalities"], label_type=data_cfg["label_type"])
-    adapt_preprocessor(preprocessor, train_manifest, data_cfg["columns"])  # the same data: the same state
-    common = dict(columns=data_cfg["columns"], seed=train_cfg["seed"], on_bad_record=data_cfg["on_bad_record"])
+    preprocessor = recipe.fitted_preprocessor(config, train_manifest)  # the same data: the same state
+    common = dict(seed=train_cfg["seed"], on_bad_record=data_cfg["on_bad_record"])
 
     def batches(whole, source, training_set):
         """(this worker's share of `source`, distributed; steps an epoch), from `whole`: all of `source`."""
@@ -118,10 +104,10 @@ def train_across_workers(config, output_dir, strategy=None, overwrite=False):
     val_batches, val_steps = ((batches(make_dataset(val_source, preprocessor, batch_size=global_batch, **common),
                                        val_source, False)) if val_source is not None else (None, 0))
 
-    head_options = training.label_heads(preprocessor, train_cfg)
+    head_options = recipe.label_heads(preprocessor, train_cfg)
     heads = make_heads(heads=head_options)
     with strategy.scope():
-        model = training.model_from_config(config, head_options)
+        model = recipe.model_from_config(config, head_options)
         compile_model(model, heads, learning_rate=train_cfg["learning_rate"], weight_decay=train_cfg["weight_decay"])
         for layer in walk_layers(model):
             if isinstance(layer, keras.layers.BatchNormalization):
@@ -162,13 +148,13 @@ def train_across_workers(config, output_dir, strategy=None, overwrite=False):
             hits += strategy.reduce("SUM", hit, axis=None)
         return loss_sum / tf.cast(count, tf.float32), hits / tf.cast(count * global_batch, tf.float32)
 
-    backup = os.path.join(output_dir, training.BACKUP_DIR)
+    backup = os.path.join(output_dir, layout.BACKUP_DIR)
     own_backup = backup if chief else tempfile.mkdtemp(prefix=f"mmkeras-worker{rank}-")
     manager = tf.train.CheckpointManager(checkpoint, own_backup, max_to_keep=1)
     latest = None if overwrite else tf.train.latest_checkpoint(backup)  # the chief clears it when overwriting
     if latest:
         checkpoint.restore(latest)
-    log_path = os.path.join(output_dir, training.LOG_FILE)
+    log_path = os.path.join(output_dir, layout.LOG_FILE)
     history = _read_history(log_path, int(epoch.numpy()), rewrite=chief)
     train_iterator = iter(train_batches)
     val_iterator = iter(val_batches) if val_batches is not None else None
@@ -195,17 +181,11 @@ def train_across_workers(config, output_dir, strategy=None, overwrite=False):
             if waited >= patience:
                 break
     if chief:
-        preprocessor.save(os.path.join(output_dir, training.PREPROCESSOR_DIR))
-        training._atomic_save_model(model, os.path.join(output_dir, training.MODEL_FILE))
-        training._atomic_json(history, os.path.join(output_dir, training.HISTORY_FILE))
         metrics = {"strategy": type(strategy).__name__, "workers": workers, "replicas": strategy.num_replicas_in_sync,
                    "epochs_run": len(history.get("loss", [])), "global_batch_size": global_batch}
         if val_steps:
             metrics["validation"] = {"loss": history["val_loss"][-1], "accuracy": history["val_accuracy"][-1]}
-        training._atomic_json(metrics, os.path.join(output_dir, training.METRICS_FILE))
-        config_lib.save_config(config, os.path.join(output_dir, training.CONFIG_FILE))
-        training._atomic_json({"epochs_run": metrics["epochs_run"]}, os.path.join(output_dir, training.FINISHED_FILE))
-        shutil.rmtree(backup, ignore_errors=True)
+        layout.finish(output_dir, model, preprocessor, head_options, config, history, metrics)
     else:
         shutil.rmtree(own_backup, ignore_errors=True)
     return model, preprocessor, history

@@ -10,7 +10,7 @@ from mmkeras import constants
 from mmkeras.data import make_dataset
 from mmkeras.data.dataset import decode_errors_located
 from mmkeras.export import serving_model
-from mmkeras.postprocess import model_heads
+from mmkeras.heads import label_head
 from mmkeras.postprocess import postprocess
 
 
@@ -129,7 +129,7 @@ def evaluate(model, preprocessor, source, output_dir=None, columns=None, batch_s
     with decode_errors_located(dataset):
         features, y_true = collect(dataset)
     served = serving_model(model)
-    head = next(h for h in model_heads(model, preprocessor) if h.name == constants.DEFAULT_HEAD)
+    head = label_head(preprocessor)
     names = preprocessor.label_names
     labels = list(range(len(names)))
 

@@ -15,18 +15,16 @@ import tensorflow as tf
 
 from mmkeras import constants
 from mmkeras.model import with_modality_weights
-from mmkeras.postprocess import HeadInfo
+from mmkeras.heads import Head
+from mmkeras.layout import EXPORT_EXTRA_DIR
+from mmkeras.layout import HEADS_FILE
+from mmkeras.layout import INPUTS_FILE
+from mmkeras.layout import LABELS_FILE
 from mmkeras.postprocess import model_heads
 from mmkeras.postprocess import postprocess
 
 #: Name of the second signature, for clients that send decoded tensors.
 TENSORS_SIGNATURE = "serving_tensors"
-#: Class names, one per line in class-id order, under `<version>/assets.extra/`.
-LABELS_FILE = "labels.txt"
-#: Every head's name, type, width and class names, under `<version>/assets.extra/`.
-HEADS_FILE = "heads.json"
-#: Beside heads.json: each served input's manifest column and whether a client sends a file's bytes.
-INPUTS_FILE = "inputs.json"
 
 
 def next_version(export_base):
@@ -51,7 +49,8 @@ def serving_model(model):
         return model
 
 
-def export_saved_model(model, preprocessor, export_base, version=None, check_inputs=None, label_names=None):
+def export_saved_model(model, preprocessor, export_base, version=None, check_inputs=None, label_names=None,
+                       heads=None):
     """Writes a TF-Serving SavedModel and checks that it loads and answers.
 
     Every output head is served (see `postprocess`); with several heads each output name is
@@ -64,8 +63,10 @@ def export_saved_model(model, preprocessor, export_base, version=None, check_inp
         version: int. Version folder; default: highest existing + 1.
         check_inputs: dict of raw `[batch]` strings. If given, the reloaded SavedModel's answers
             must equal the Keras model's on them (else a RuntimeError).
+        heads: list of `Head`: the model's heads, as a `MultimodalTask` knows them. Without
+            them they are worked out from the model's output layers (`postprocess.model_heads`).
         label_names: dict. Head name → class names, for heads other than the Preprocessor's own
-            (multi-task models); default "0", "1", ...
+            (multi-task models, when `heads` is not given); default "0", "1", ...
 
     Returns:
         str. The path of the version folder.
@@ -80,7 +81,7 @@ def export_saved_model(model, preprocessor, export_base, version=None, check_inp
     os.makedirs(export_base, exist_ok=True)
     remove_stale_temporaries(export_base)
     served = serving_model(model)
-    heads = model_heads(model, preprocessor, label_names)
+    heads = list(heads) if heads is not None else model_heads(model, preprocessor, label_names)
 
     raw_signature = preprocessor.served_signature()
     tensor_signature = {
@@ -110,14 +111,14 @@ def export_saved_model(model, preprocessor, export_base, version=None, check_inp
     try:
         archive.write_out(temporary, verbose=False)
         # assets.extra/ is where TF Serving expects files it does not read itself.
-        os.makedirs(os.path.join(temporary, "assets.extra"))
-        with open(os.path.join(temporary, "assets.extra", HEADS_FILE), "w", encoding="utf-8") as f:
+        os.makedirs(os.path.join(temporary, EXPORT_EXTRA_DIR))
+        with open(os.path.join(temporary, EXPORT_EXTRA_DIR, HEADS_FILE), "w", encoding="utf-8") as f:
             json.dump([h.to_dict() for h in heads], f, indent=1, ensure_ascii=False)
-        with open(os.path.join(temporary, "assets.extra", INPUTS_FILE), "w", encoding="utf-8") as f:
-            json.dump(served_input_table(preprocessor), f, indent=1, ensure_ascii=False)
-        if heads[0].label_names:
-            with open(os.path.join(temporary, "assets.extra", LABELS_FILE), "w", encoding="utf-8") as f:
-                f.write("\n".join(heads[0].label_names) + "\n")
+        with open(os.path.join(temporary, EXPORT_EXTRA_DIR, INPUTS_FILE), "w", encoding="utf-8") as f:
+            json.dump(preprocessor.served_input_table(), f, indent=1, ensure_ascii=False)
+        if heads[0].class_names:
+            with open(os.path.join(temporary, EXPORT_EXTRA_DIR, LABELS_FILE), "w", encoding="utf-8") as f:
+                f.write("\n".join(heads[0].class_names) + "\n")
         _check(temporary, served, preprocessor, heads, check_inputs)
         _make_readable(temporary)
         final = _move_into_place(temporary, export_base, version, chosen)
@@ -127,21 +128,6 @@ def export_saved_model(model, preprocessor, export_base, version=None, check_inp
     return final
 
 
-def served_input_table(preprocessor):
-    """Served input → {"modality", "column", "file", "list"}: what a client puts in each input of a row.
-
-    "file" is true where the input carries a file's bytes (the manifest cell is its path), false
-    where it carries the cell's own text. "list" is true for an input that takes a list of
-    files' bytes per example (a video's frames: the cell names a folder of frames).
-    """
-    table = {}
-    for name, converter in preprocessor.converters.items():
-        for served, column in converter.served_inputs().items():
-            table[served] = {"modality": name, "column": column, "file": bool(converter.reads_files),
-                             "list": converter.served_rank(served) == 2}
-    return table
-
-
 def empty_request(preprocessor, size=1):
     """A request of `size` examples with every modality missing ("" in every input)."""
     return {name: tf.fill([size] + [1] * (len(spec.shape) - 1), "")
@@ -149,12 +135,12 @@ def empty_request(preprocessor, size=1):
 
 
 def load_served_inputs(path, restored):
-    """The served input table of a version folder (`served_input_table`), also for older exports.
+    """The served input table of a version folder (`Preprocessor.served_input_table`), also for older exports.
 
     Exports written before `inputs.json` served one input per modality; text was the one whose
     decoded tensor is token ids (int32), every other input a file's bytes.
     """
-    table_path = os.path.join(resolve_version(path), "assets.extra", INPUTS_FILE)
+    table_path = os.path.join(resolve_version(path), EXPORT_EXTRA_DIR, INPUTS_FILE)
     if os.path.exists(table_path):
         with open(table_path, encoding="utf-8") as f:
             return json.load(f)
@@ -258,24 +244,24 @@ def resolve_version(path):
 
 
 def load_saved_model(path):
-    """(loaded SavedModel, list of `HeadInfo`) of a version folder or an export base."""
+    """(loaded SavedModel, list of `Head`) of a version folder or an export base."""
     path = resolve_version(path)
     restored = _load_with_custom_ops(path)
-    heads_path = os.path.join(path, "assets.extra", HEADS_FILE)
+    heads_path = os.path.join(path, EXPORT_EXTRA_DIR, HEADS_FILE)
     if os.path.exists(heads_path):
         with open(heads_path, encoding="utf-8") as f:
-            return restored, [HeadInfo(**h) for h in json.load(f)]
+            return restored, [Head(**h) for h in json.load(f)]
     # Exports written before heads.json: one head, told apart by its outputs.
     outputs = restored.signatures["serving_default"].structured_outputs
     if "value" in outputs:
-        return restored, [HeadInfo(constants.DEFAULT_HEAD, "regression", 1)]
+        return restored, [Head(constants.DEFAULT_HEAD, "regression", 1)]
     names = None
-    labels_path = os.path.join(path, "assets.extra", LABELS_FILE)
+    labels_path = os.path.join(path, EXPORT_EXTRA_DIR, LABELS_FILE)
     if os.path.exists(labels_path):
         with open(labels_path, encoding="utf-8") as f:
             names = [line.rstrip("\n") for line in f if line.rstrip("\n")]
     units = int(outputs["probabilities"].shape[-1])
-    return restored, [HeadInfo(constants.DEFAULT_HEAD, "classification", units, names or [str(i) for i in range(units)])]
+    return restored, [Head(constants.DEFAULT_HEAD, "classification", units, names or None)]
 
 
 def _load_with_custom_ops(path):

@@ -53,6 +53,8 @@ class Head:
         type: str. "classification" (softmax, integer class ids), "multilabel" (sigmoid,
             multi-hot labels) or "regression" (linear).
         units: int. Classes, labels, or regression targets.
+        label_names: list of str. Class names in class-id order (None for regression, or until
+            the labels are learned); post-processing names classes "0", "1", ... without them.
         loss_weight: float. Weight of this head's loss in the total.
         label_smoothing: float. Label smoothing of classification and multi-label losses.
 
@@ -65,6 +67,7 @@ class Head:
     name: str = constants.DEFAULT_HEAD
     type: str = "classification"
     units: int = 2
+    label_names: list = None
     loss_weight: float = 1.0
     label_smoothing: float = 0.0
 
@@ -74,6 +77,24 @@ class Head:
         if int(self.units) < 1:
             raise ValueError(f"Expected head {self.name!r} to have units >= 1. Received: units={self.units!r}")
         self.units = int(self.units)
+        if self.label_names is not None:
+            self.label_names = [str(n) for n in self.label_names]
+            if self.type == "regression":
+                raise ValueError(f"Head {self.name!r} is a regression head: it takes no label_names")
+            if len(self.label_names) != self.units:
+                raise ValueError(f"Head {self.name!r} has {self.units} units but {len(self.label_names)} label names: "
+                                 f"{self.label_names[:10]}")
+
+    @property
+    def class_names(self):
+        """The names post-processing gives the classes: `label_names`, else "0", "1", ... (None for regression)."""
+        if self.type == "regression":
+            return None
+        return list(self.label_names) if self.label_names is not None else [str(i) for i in range(self.units)]
+
+    def to_dict(self):
+        """Every field, JSON-friendly (`Head(**head.to_dict())` gives the head back)."""
+        return dataclasses.asdict(self)
 
     @property
     def activation(self):
@@ -124,3 +145,19 @@ def make_heads(num_classes=None, heads=None):
     if len(set(names)) != len(names) or not names:
         raise ValueError(f"Expected one or more heads with distinct names. Received: names={names}")
     return made
+
+
+def label_head(preprocessor, label_smoothing=0.0):
+    """The head that predicts a Preprocessor's own label column ("label"): its type, width and names.
+
+    Example:
+
+    >>> from mmkeras.preprocessor import Preprocessor
+    >>> pre = Preprocessor({"text": {"max_tokens": 10, "sequence_length": 2}}, label_names=["no", "yes"])
+    >>> label_head(pre)
+    Head(name='label', type='classification', units=2, label_names=['no', 'yes'], loss_weight=1.0, label_smoothing=0.0)
+    """
+    regression = preprocessor.label_type == "regression"
+    return Head(constants.DEFAULT_HEAD, preprocessor.label_type, preprocessor.num_classes,
+                label_names=None if regression else preprocessor.label_names,
+                label_smoothing=0.0 if regression else float(label_smoothing))

@@ -5,12 +5,11 @@ The exported SavedModel (inside its graph), `predict` from a run directory and `
 path produced it. `result_rows` turns those results into manifest rows for `predict`.
 """
 
-import dataclasses
-
 import numpy as np
 import tensorflow as tf
 
 from mmkeras import constants
+from mmkeras.heads import Head
 from mmkeras.model import walk_layers
 
 #: A multi-label head names every class scoring at least this.
@@ -19,24 +18,8 @@ MULTILABEL_THRESHOLD = 0.5
 _SUFFIX_TYPES = {"probs": "classification", "scores": "multilabel", "values": "regression"}
 
 
-@dataclasses.dataclass
-class HeadInfo:
-    """What post-processing needs to know of one output head.
-
-    Args:
-        name: str. The model output's name.
-        type: str. "classification", "multilabel" or "regression".
-        units: int. Width of the output.
-        label_names: list of str. Class names in id order (None for regression).
-    """
-
-    name: str
-    type: str
-    units: int
-    label_names: list = None
-
-    def to_dict(self):
-        return dataclasses.asdict(self)
+#: Older name of `mmkeras.heads.Head` (what post-processing needs of a head is the head itself).
+HeadInfo = Head
 
 
 def _output_names(model):
@@ -46,7 +29,10 @@ def _output_names(model):
 
 
 def model_heads(model, preprocessor=None, label_names=None):
-    """A `HeadInfo` for every output of a model from `build_model` (modality weights left out).
+    """A `Head` for every output of a model from `build_model` (modality weights left out),
+    worked out from the model itself: for models that come without their heads (a `.keras` file
+    of a run written before `task.json`, or a model built in Python and exported directly).
+    A `MultimodalTask` knows its heads and never calls this.
 
     The head type is read from the output layer's name (`<head>_probs`, `<head>_scores`,
     `<head>_values`; `<modality>_<head>_...` for late fusion). Class names: `label_names[head]`,
@@ -95,7 +81,7 @@ def model_heads(model, preprocessor=None, label_names=None):
             names = [str(i) for i in range(units)]
         if names is not None and len(names) != units:
             raise ValueError(f"Output {name!r} has {units} units but {len(names)} class names: {list(names)[:10]}")
-        heads.append(HeadInfo(name, kind, units, list(names) if names is not None else None))
+        heads.append(Head(name, kind, units, list(names) if names is not None else None))
     return heads
 
 
@@ -115,7 +101,7 @@ def postprocess(outputs, heads):
 
     Args:
         outputs: dict. Output name → `(batch, units)` tensor or array.
-        heads: list of `HeadInfo`.
+        heads: list of `Head`.
     """
     result = {}
     for head in heads:
@@ -124,7 +110,7 @@ def postprocess(outputs, heads):
         if head.type == "regression":
             result[prefix + "value"] = scores[:, 0] if head.units == 1 else scores
             continue
-        names = tf.constant(head.label_names)
+        names = tf.constant(head.class_names)
         class_id = tf.argmax(scores, axis=-1)
         result[prefix + "probabilities"] = scores
         result[prefix + "class_id"] = class_id
@@ -159,6 +145,6 @@ def result_rows(numbers, results, heads):
             label = results[prefix + "label"][i]
             row[prefix + "label"] = label.decode("utf-8") if isinstance(label, bytes) else str(label)
             probabilities = results[prefix + "probabilities"][i]
-            row.update({f"{prefix}prob_{n}": float(p) for n, p in zip(head.label_names, probabilities)})
+            row.update({f"{prefix}prob_{n}": float(p) for n, p in zip(head.class_names, probabilities)})
         rows.append(row)
     return rows

@@ -16,11 +16,10 @@ from mmkeras.data.manifest import resolve_path
 from mmkeras.data.video import frame_files
 from mmkeras.export import load_saved_model
 from mmkeras.export import load_served_inputs
-from mmkeras.export import serving_model
-from mmkeras.postprocess import model_heads
 from mmkeras.postprocess import postprocess
 from mmkeras.postprocess import result_rows
 from mmkeras.tflite import TFLiteModel
+from mmkeras.task import MultimodalTask
 from mmkeras.tflite import is_tflite
 
 
@@ -65,15 +64,27 @@ def padded(lists):
 def _raw_batches(manifest, inputs, columns, batch_size):
     """Yields (row numbers, {served input: [batch] raw values}) read the way a TF Serving client would.
 
-    `inputs` is the export's served input table (`export.load_served_inputs`).
+    `inputs` is the export's served input table (`export.load_served_inputs`), whose columns are
+    the ones the model was trained on; `columns` (modality → column) overrides them for the
+    modalities that read one column.
     """
+    served_per_modality = {}
+    for entry in inputs.values():
+        served_per_modality[entry["modality"]] = served_per_modality.get(entry["modality"], 0) + 1
+    table = {m: (columns[entry["modality"]] if served_per_modality[entry["modality"]] == 1
+                 and entry["modality"] in columns else entry["column"]) for m, entry in inputs.items()}
+    missing = sorted({column for column in table.values() if column not in manifest.columns})
+    if missing and manifest.rows:
+        raise ValueError(f"{manifest.source}: no column(s) {missing}, which the model reads (its inputs: "
+                         f"{table}). The manifest's columns are {sorted(manifest.columns)}; "
+                         "name the right ones with --columns NAME=COLUMN (columns={...}), or add the columns "
+                         "(an empty cell is a missing modality)")
     for start in range(0, len(manifest), batch_size):
         rows = manifest.rows[start : start + batch_size]
         numbers = manifest.row_numbers[start : start + batch_size]
         raw = {}
         for m, entry in inputs.items():
-            # a renamed column (columns=) applies to the inputs of a modality that reads one column
-            column = columns.get(entry["modality"], entry["column"]) if entry["column"] == entry["modality"] else entry["column"]
+            column = table[m]
             values = [served_value(entry, r.get(column), manifest.base_dir, f"{manifest.source}, row {number}, column {column}")
                       for r, number in zip(rows, numbers)]
             raw[m] = padded(values) if entry.get("list") else values
@@ -87,7 +98,7 @@ def predict(model_path, source, output=None, columns=None, batch_size=64):
     labels and columns.
 
     Args:
-        model_path: a run directory (uses `model.keras` and the Preprocessor), a SavedModel
+        model_path: a run directory or preset (`MultimodalTask.from_preset`), a SavedModel
             folder / export base (uses `serving_default` on raw bytes, as TF Serving does), or a
             TFLite export (`model.tflite` or its folder: files decoded by the Preprocessor saved
             beside it, then the TFLite model one example at a time).
@@ -95,7 +106,9 @@ def predict(model_path, source, output=None, columns=None, batch_size=64):
         output: CSV path to write: `row`, then per head `label` and one `prob_<class>` column
             per class, or `value` for regression (prefixed by the head's name when there are
             several heads).
-        columns: dict. Modality → column name where they differ.
+        columns: dict. Modality → column name, where this manifest's differ from the columns the
+            model was trained on (which every path knows: the run's Preprocessor, the export's
+            inputs.json).
 
     Returns:
         list of dict, one per row.
@@ -126,15 +139,7 @@ def predict(model_path, source, output=None, columns=None, batch_size=64):
         out = {k: v.numpy() for k, v in postprocess(outputs, lite.heads).items()}
         results.extend(result_rows(manifest.row_numbers, out, lite.heads))
     else:
-        from mmkeras.training import load_run
-
-        model, preprocessor, _ = load_run(model_path)
-        heads = model_heads(model, preprocessor)
-        dataset = make_dataset(manifest, preprocessor, columns=columns, batch_size=batch_size, with_labels=False)
-        with decode_errors_located(dataset):
-            outputs = serving_model(model).predict(dataset, verbose=0)
-        out = {k: v.numpy() for k, v in postprocess(outputs, heads).items()}
-        results.extend(result_rows(manifest.row_numbers, out, heads))
+        results.extend(MultimodalTask.from_preset(model_path).predict(manifest, batch_size=batch_size, columns=columns))
     if output:
         _write_csv(output, results)
     return results

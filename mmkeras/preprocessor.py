@@ -15,6 +15,7 @@ from mmkeras import constants
 from mmkeras import modalities as modalities_lib
 from mmkeras import specs as specs_lib
 from mmkeras.data.bad_records import first_flagged
+from mmkeras.data.manifest import default_columns
 from mmkeras.labels import LABEL_SEPARATOR  # noqa: F401 (kept importable from here)
 from mmkeras.labels import LABEL_TYPES  # noqa: F401
 from mmkeras.labels import LabelEncoder
@@ -33,6 +34,9 @@ class Preprocessor:
         tokenizers: dict. Text modality name → folder of a saved keras-hub tokenizer.
         states: dict. Modality name → learned state as its converter's `get_state` returned it.
         folder: str. Folder the states' files are in (a saved Preprocessor's).
+        columns: dict. Modality name (and "label") → manifest column, where they differ. Kept
+            with the Preprocessor's state, so that every reader of manifests (datasets,
+            `predict`, the served input table of an export) reads the columns it was trained on.
 
     Example:
 
@@ -45,8 +49,9 @@ class Preprocessor:
     """
 
     def __init__(self, modalities, label_type="classification", label_names=None, vocabularies=None,
-                 tokenizers=None, states=None, folder=None):
+                 tokenizers=None, states=None, folder=None, columns=None):
         self.labels = LabelEncoder(label_type, label_names)
+        self.columns = {str(k): str(v) for k, v in (columns or {}).items()}
         self.specs = {name: specs_lib.make_spec(name, options) for name, options in modalities.items()}
         states = {name: dict(state) for name, state in (states or {}).items()}
         for name, vocabulary in (vocabularies or {}).items():
@@ -67,6 +72,30 @@ class Preprocessor:
     @property
     def modalities(self):
         return list(self.specs)
+
+    def column_mapping(self, columns=None):
+        """Modality name (and "label") → manifest column: each name by default, then the
+        Preprocessor's own mapping, then `columns` (a caller's override) on top."""
+        return {**default_columns(self.specs), **self.columns, **(columns or {})}
+
+    def served_input_table(self):
+        """Served input → {"modality", "column", "file", "list"}: what a client puts in each input of a row.
+
+        "column" is the manifest column it is filled from (the trained column mapping applied);
+        "file" is true where the input carries a file's bytes (the manifest cell is its path), false
+        where it carries the cell's own text; "list" is true for an input that takes a list of
+        files' bytes per example (a video's frames: the cell names a folder of frames).
+        """
+        mapping = self.column_mapping()
+        table = {}
+        for name, converter in self.converters.items():
+            served = converter.served_inputs()
+            read = converter.manifest_columns(mapping)
+            columns = read if len(read) == len(served) else list(served.values())
+            for (input_name, _), column in zip(served.items(), columns):
+                table[input_name] = {"modality": name, "column": column, "file": bool(converter.reads_files),
+                                     "list": converter.served_rank(input_name) == 2}
+        return table
 
     @property
     def label_type(self):
@@ -127,6 +156,7 @@ class Preprocessor:
             "modalities": {name: specs_lib.spec_to_dict(spec) for name, spec in self.specs.items()},
             "label_type": self.label_type,
             "label_names": self.label_names,
+            "columns": self.columns,
             "states": {name: converter.get_state(directory) for name, converter in self.converters.items()},
         }
         with open(os.path.join(directory, STATE_FILE), "w", encoding="utf-8") as f:
@@ -138,7 +168,7 @@ class Preprocessor:
         with open(os.path.join(directory, STATE_FILE), encoding="utf-8") as f:
             state = json.load(f)
         return cls(state["modalities"], state["label_type"], state["label_names"], state.get("vocabularies"),
-                   state.get("tokenizers"), state.get("states"), folder=directory)
+                   state.get("tokenizers"), state.get("states"), folder=directory, columns=state.get("columns"))
 
     # ----------------------------------------------------------------- labels (Python side)
     def encode_label(self, value):

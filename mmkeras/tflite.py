@@ -30,14 +30,15 @@ import numpy as np
 import tensorflow as tf
 
 from mmkeras import constants
-from mmkeras.postprocess import HeadInfo
+from mmkeras.heads import Head
+from mmkeras.layout import HEADS_FILE
+from mmkeras.layout import INPUTS_FILE
+from mmkeras.layout import PREPROCESSOR_DIR
+from mmkeras.layout import TFLITE_FILE
 from mmkeras.postprocess import model_heads
 
 QUANTIZATIONS = ("none", "dynamic", "float16", "int8")
-MODEL_FILE = "model.tflite"
-INPUTS_FILE = "inputs.json"
-HEADS_FILE = "heads.json"
-PREPROCESSOR_DIR = "preprocessor"
+MODEL_FILE = TFLITE_FILE
 
 
 def _unrolled_copy(model):
@@ -60,7 +61,8 @@ def _describe(name):
     return f"modality {name!r} as the Preprocessor decodes it (zeros when missing)"
 
 
-def export_tflite(model, preprocessor, output_dir, quantize="none", representative=None, representative_examples=200):
+def export_tflite(model, preprocessor, output_dir, quantize="none", representative=None, representative_examples=200,
+                  heads=None):
     """Writes `model.tflite` and the files a client needs beside it into `output_dir`.
 
     Args:
@@ -71,6 +73,8 @@ def export_tflite(model, preprocessor, output_dir, quantize="none", representati
         representative: iterable of feature dicts (batches of model inputs, e.g. a
             `make_dataset(..., with_labels=False)`); required for "int8".
         representative_examples: int. Examples of `representative` used for calibration.
+        heads: list of `Head`: the model's heads, as a `MultimodalTask` knows them (default:
+            worked out from the model's output layers, `postprocess.model_heads`).
 
     Returns:
         str. The path of `model.tflite`.
@@ -79,7 +83,7 @@ def export_tflite(model, preprocessor, output_dir, quantize="none", representati
         raise ValueError(f"Expected quantize to be one of {list(QUANTIZATIONS)}. Received: quantize={quantize!r}")
     if quantize == "int8" and representative is None:
         raise ValueError("quantize='int8' needs representative data (feature batches) to calibrate activations.")
-    heads = model_heads(model, preprocessor)
+    heads = list(heads) if heads is not None else model_heads(model, preprocessor)
     unrolled = _unrolled_copy(model)
     names = [tensor.name for tensor in unrolled.inputs]
     signature = [tf.TensorSpec([1, *tensor.shape[1:]], tensor.dtype, name=tensor.name) for tensor in unrolled.inputs]
@@ -128,7 +132,8 @@ def export_tflite(model, preprocessor, output_dir, quantize="none", representati
     return path
 
 
-def export_run_tflite(model, preprocessor, config, output_dir, quantize="none", representative_examples=200):
+def export_run_tflite(model, preprocessor, config, output_dir, quantize="none", representative_examples=200,
+                      heads=None):
     """`export_tflite` for a run: int8 calibrates on its training manifest, through its Preprocessor."""
     representative = None
     if quantize == "int8":
@@ -137,10 +142,10 @@ def export_run_tflite(model, preprocessor, config, output_dir, quantize="none", 
         data = (config or {}).get("data") or {}
         if not data.get("train"):
             raise ValueError("quantize='int8' calibrates on the run's training data, but its config names no data.train")
-        representative = make_dataset(data["train"], preprocessor, columns=data.get("columns"), batch_size=32,
+        representative = make_dataset(data["train"], preprocessor, batch_size=32,
                                       shuffle=True, seed=0, on_bad_record="skip", with_labels=False)
     return export_tflite(model, preprocessor, output_dir, quantize=quantize, representative=representative,
-                         representative_examples=representative_examples)
+                         representative_examples=representative_examples, heads=heads)
 
 
 def _calibration(batches, names, limit):
@@ -181,7 +186,7 @@ class TFLiteModel:
         folder = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
         self.path = os.path.join(path, MODEL_FILE) if os.path.isdir(path) else path
         with open(os.path.join(folder, HEADS_FILE), encoding="utf-8") as f:
-            self.heads = [HeadInfo(**h) for h in json.load(f)]
+            self.heads = [Head(**h) for h in json.load(f)]
         self.preprocessor_dir = os.path.join(folder, PREPROCESSOR_DIR)
         try:  # LiteRT, TFLite's successor package, when installed; else TensorFlow's own interpreter
             from ai_edge_litert.interpreter import Interpreter

@@ -90,21 +90,17 @@ def tune(config, output_dir, trials=10, max_epochs=None, overwrite=False):
         import keras_tuner as kt
     except ImportError:
         raise ImportError('mmkeras tune needs KerasTuner: pip install "mmkeras[tune]" (keras-tuner)') from None
-    from mmkeras.data import adapt_preprocessor
     from mmkeras.data import read_manifest
     from mmkeras.fusion import FUSIONS
     from mmkeras.heads import make_heads
     from mmkeras.model import compile_model
-    from mmkeras.preprocessor import Preprocessor
-    from mmkeras.training import datasets
-    from mmkeras.training import label_heads
-    from mmkeras.training import model_from_config
-    from mmkeras.training import split_data
+    from mmkeras.recipe import datasets
+    from mmkeras.recipe import fitted_preprocessor
+    from mmkeras.recipe import label_heads
+    from mmkeras.recipe import model_from_config
+    from mmkeras.recipe import split_data
 
-    if isinstance(config, (str, os.PathLike)):
-        config = config_lib.load_config(config)
-    else:
-        config = config_lib.resolve_config(config)
+    config = config_lib.as_config(config)
     space, train_cfg = config["tuning"], config["training"]
     unknown = sorted(set(space["fusion"]) - set(FUSIONS))
     if unknown:
@@ -118,8 +114,7 @@ def tune(config, output_dir, trials=10, max_epochs=None, overwrite=False):
     if val_source is None:
         raise ValueError("mmkeras tune scores trials on validation data: set data.validation or data.validation_split")
     train_manifest = read_manifest(train_source)
-    preprocessor = Preprocessor(config["modalities"], label_type=config["data"]["label_type"])
-    adapt_preprocessor(preprocessor, train_manifest, config["data"]["columns"])
+    preprocessor = fitted_preprocessor(config, train_manifest)
     train_ds, val_ds = datasets(config, preprocessor, train_manifest, val_source)
     steps = int(train_ds.cardinality())
     heads = label_heads(preprocessor, train_cfg)

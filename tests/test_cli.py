@@ -128,6 +128,10 @@ def test_manifests_that_are_not_utf8_or_have_ragged_rows_name_the_line(tmp_path,
     short.write_text("text,image,label\nfine,a.png,a\nonly two,b\n")
     with pytest.raises(ValueError, match=r"short.csv, row 2: 2 cells but the header has 3"):
         read_manifest(str(short))
+    twice = tmp_path / "twice.csv"  # the second image column would silently replace the first
+    twice.write_text("text,image,audio,label,image\nfine,a.png,a.wav,a,\n")
+    with pytest.raises(ValueError, match=r"twice.csv, header: column\(s\) \['image'\] named more than once"):
+        read_manifest(str(twice))
 
 
 @pytest.mark.parametrize("text, message", [

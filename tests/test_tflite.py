@@ -61,7 +61,7 @@ def test_int8_calibrates_on_representative_data_and_needs_it(tiny, tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_exports_tflite_from_a_run_and_predicts_a_manifest(tiny_run, tmp_path):
+def test_cli_exports_tflite_from_a_run_and_predicts_a_manifest(tiny_run, tmp_path, capsys):
     run, manifest, _ = tiny_run
     assert main(["predict", "--model", run, "--data", manifest, "--output", str(tmp_path / "keras.csv")]) == 0
     keras_rows = open(tmp_path / "keras.csv").read().splitlines()
@@ -81,5 +81,7 @@ def test_cli_exports_tflite_from_a_run_and_predicts_a_manifest(tiny_run, tmp_pat
             assert (probabilities.argmax(1) == expected.argmax(1)).mean() >= 0.75
             np.testing.assert_allclose(probabilities, expected, atol=0.25)
     assert json.load(open(tmp_path / "int8" / "inputs.json"))["quantize"] == "int8"
-    with pytest.raises(SystemExit, match="--quantize applies to --format tflite"):
-        main(["export", "--run", run, "--output", str(tmp_path / "sm"), "--quantize", "int8"])
+    # a usage error: exit status 2 with the message, before the run is even loaded
+    assert main(["export", "--run", run, "--output", str(tmp_path / "sm"), "--quantize", "int8"]) == 2
+    assert "--quantize int8 applies to --format tflite only" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "sm")

@@ -14,7 +14,6 @@ from mmkeras.data.bad_records import error_text
 from mmkeras.data.bad_records import first_flagged
 from mmkeras.data.manifest import BadRecordError
 from mmkeras.data.manifest import cell_text
-from mmkeras.data.manifest import default_columns
 from mmkeras.data.manifest import read_manifest
 from mmkeras.data.manifest import resolve_path
 
@@ -60,7 +59,7 @@ def _check_policy(on_bad_record):
 
 
 def _columns(preprocessor, columns):
-    return {**default_columns(preprocessor.modalities), **(columns or {})}
+    return preprocessor.column_mapping(columns)
 
 
 def check_columns(manifest, preprocessor, columns, with_labels=True):
@@ -68,9 +67,7 @@ def check_columns(manifest, preprocessor, columns, with_labels=True):
 
     A misspelled column would otherwise mark that modality missing in every example, silently.
     """
-    seen = set()
-    for row in manifest.rows:
-        seen.update(row)
+    seen = set(manifest.columns)
     wanted = [(m, column) for m, converter in preprocessor.converters.items()
               for column in converter.manifest_columns(columns)]
     if with_labels:
@@ -231,7 +228,8 @@ def make_dataset(
         source: manifest (CSV/JSONL path, DataFrame, list of dicts) or TFRecord shards (a file,
             glob, or folder written by `write_tfrecords`).
         preprocessor: an adapted `Preprocessor`.
-        columns: dict. Modality name (and "label") → column name, where they differ.
+        columns: dict. Modality name (and "label") → column name, where they differ from the
+            mapping the Preprocessor keeps (`Preprocessor.columns`, learned by `adapt_preprocessor`).
         batch_size: int. Examples per batch.
         training: bool. Enables shuffling by default, random crops and augmentation.
         shuffle: bool. Shuffle the examples each epoch (default: `training`).
@@ -494,6 +492,8 @@ def adapt_preprocessor(preprocessor, source, columns=None):
     (['x', 'y'], ['', '[UNK]', 'b', 'a'])
     """
     manifest = read_manifest(source)
+    if columns:  # the Preprocessor keeps the mapping it learned from: every later reader uses it
+        preprocessor.columns = {**preprocessor.columns, **{str(k): str(v) for k, v in columns.items()}}
     columns = _columns(preprocessor, columns)
     check_columns(manifest, preprocessor, columns)
     cells = {m: [_row_value(converter, row, columns, manifest.base_dir)[0] for row in manifest.rows]

@@ -44,13 +44,19 @@ class Manifest:
     def __len__(self):
         return len(self.rows)
 
+    @property
+    def columns(self):
+        """Every column named in some row, in the order first seen."""
+        return list(dict.fromkeys(column for row in self.rows for column in row))
+
 
 def read_manifest(source, base_dir=None):
     """Reads a manifest into a `Manifest`.
 
     Args:
         source: path of a `.csv`, `.jsonl` (or `.json` holding a list) file, a pandas DataFrame,
-            a list of dicts, or a `Manifest` (returned as is).
+            a list of dicts (one per row), a dict of columns (column name → list of cells, all of
+            one length), or a `Manifest` (returned as is).
         base_dir: str. Folder that relative paths resolve from; default: the manifest's folder
             (the working directory for in-memory tables).
 
@@ -64,6 +70,16 @@ def read_manifest(source, base_dir=None):
     if hasattr(source, "to_dict") and hasattr(source, "columns"):  # pandas DataFrame
         rows = source.to_dict("records")
         return Manifest(rows, base_dir or os.getcwd(), "DataFrame", list(range(1, len(rows) + 1)))
+    if isinstance(source, dict):
+        for column, cells in source.items():
+            if isinstance(cells, (str, bytes)) or not hasattr(cells, "__len__"):
+                raise ValueError(f"A manifest given as a dict maps each column to a list of cells. Received: column "
+                                 f"{column!r} = {str(cells)[:60]!r} (for one row, wrap it: [{{...}}])")
+        lengths = {column: len(cells) for column, cells in source.items()}
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"A manifest given as a dict of columns needs columns of one length. Received: lengths "
+                             f"{lengths}")
+        source = [dict(zip(source, cells)) for cells in zip(*source.values())]
     if isinstance(source, (list, tuple)):
         return Manifest(list(source), base_dir or os.getcwd(), "rows", list(range(1, len(source) + 1)))
     path = os.fspath(source)
@@ -114,6 +130,11 @@ def _read_csv(path, name, delimiter):
     _check_utf8(path, name)
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f, delimiter=delimiter)
+        header = reader.fieldnames or []
+        repeated = sorted({column for column in header if header.count(column) > 1})
+        if repeated:  # DictReader would keep the last cell of each and drop the others, silently
+            raise BadRecordError(f"{name}, header: column(s) {repeated} named more than once ({header}); "
+                                 "give every column its own name")
         rows = []
         for number, row in enumerate(reader, start=1):
             if None in row:  # DictReader puts surplus cells under the key None
