@@ -17,7 +17,6 @@ see (a shared volume or a bucket). Early stopping is on the all-reduced validati
 every worker stops at the same epoch.
 """
 
-import csv
 import os
 import shutil
 import tempfile
@@ -78,8 +77,19 @@ def train_across_workers(config, output_dir, strategy=None, overwrite=False):
                          f"multiple of {workers}. Received: {global_batch}")
     # On every worker: one left waiting for the others would hang.
     layout.refuse_finished(output_dir, overwrite, how="pass --overwrite on every worker")
-    if chief:
+    lock = layout.RunLock(output_dir)
+    if chief:  # the chief writes the run directory: it holds the lock until the run is finished
+        lock.acquire()
         layout.prepare(output_dir, overwrite)
+    try:
+        return _train_across_workers(config, output_dir, strategy, overwrite, workers, rank, chief)
+    finally:
+        lock.release()
+
+
+def _train_across_workers(config, output_dir, strategy, overwrite, workers, rank, chief):
+    data_cfg, train_cfg = config["data"], config["training"]
+    global_batch = train_cfg["batch_size"]
     keras.utils.set_random_seed(train_cfg["seed"])  # the same initial weights on every worker
 
     train_source, val_source = recipe.split_data(config)
@@ -155,7 +165,7 @@ def train_across_workers(config, output_dir, strategy=None, overwrite=False):
     if latest:
         checkpoint.restore(latest)
     log_path = os.path.join(output_dir, layout.LOG_FILE)
-    history = _read_history(log_path, int(epoch.numpy()), rewrite=chief)
+    history = layout.read_history(log_path, int(epoch.numpy()), rewrite=chief)
     train_iterator = iter(train_batches)
     val_iterator = iter(val_batches) if val_batches is not None else None
     best, waited = min(history.get("val_loss", [np.inf])), 0
@@ -167,7 +177,7 @@ def train_across_workers(config, output_dir, strategy=None, overwrite=False):
             val_loss, val_accuracy = run_steps(val_iterator, tf.constant(val_steps), False)
             row.update(val_loss=float(val_loss), val_accuracy=float(val_accuracy))
         if chief:  # before the checkpoint: a resumed run drops rows of epochs it runs again
-            _append_log(log_path, row)
+            layout.append_log(log_path, row)
         epoch.assign_add(1)
         manager.save()  # every worker: the strategy's save is collective
         for key, value in row.items():
@@ -189,26 +199,3 @@ def train_across_workers(config, output_dir, strategy=None, overwrite=False):
     else:
         shutil.rmtree(own_backup, ignore_errors=True)
     return model, preprocessor, history
-
-
-def _append_log(path, row):
-    new = not os.path.exists(path)
-    with open(path, "a", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, list(row))
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
-
-
-def _read_history(path, epochs, rewrite):
-    """The logged history of the first `epochs` epochs (the checkpoint's); with `rewrite`, the
-    log keeps only those rows (an epoch logged but not checkpointed runs again)."""
-    if not os.path.exists(path):
-        return {}
-    with open(path, newline="", encoding="utf-8") as f:
-        rows = [r for r in csv.DictReader(f) if int(r["epoch"]) < epochs]
-    if rewrite:
-        os.remove(path)
-        for row in rows:
-            _append_log(path, row)
-    return {key: [float(r[key]) for r in rows] for key in (rows[0] if rows else {}) if key != "epoch"}

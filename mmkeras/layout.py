@@ -12,9 +12,11 @@ the trainers, the task and the exporters ask it.
 """
 
 import csv
+import datetime
 import json
 import os
 import shutil
+import socket
 import zipfile
 
 import keras
@@ -33,6 +35,8 @@ METRICS_FILE = "metrics.json"
 FINISHED_FILE = "finished.json"
 BACKUP_DIR = "backup"
 LOG_FILE = "training.csv"
+#: Held by the process training into a run directory (its pid, host and start time).
+LOCK_FILE = "run.lock"
 #: Everything training writes into a run directory (removed first by `overwrite=True`).
 RUN_FILES = (MODEL_FILE, BEST_FILE, PREPROCESSOR_DIR, CONFIG_FILE, TASK_FILE, HISTORY_FILE, METRICS_FILE,
              FINISHED_FILE, BACKUP_DIR, LOG_FILE, "logs", "skipped_train.csv", "skipped_validation.csv")
@@ -78,8 +82,70 @@ def prepare(output_dir, overwrite):
         os.remove(log)  # epochs of a run that left no backup to resume from: they would be appended to
 
 
-def path(output_dir, name):
-    return os.path.join(output_dir, name)
+class RunLock:
+    """Keeps a second process from training into a run directory that one is training into.
+
+    `acquire()` creates `run.lock` (exclusively) holding this process's pid, host and start
+    time; a lock whose process is gone (same host, pid not running) is stale and taken over.
+    `release()` removes it if it is this process's; it is safe to call when never acquired.
+    """
+
+    def __init__(self, output_dir):
+        self.path = os.path.join(output_dir, LOCK_FILE)
+        self.held = False
+
+    def acquire(self):
+        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        mine = {"pid": os.getpid(), "host": socket.gethostname(),
+                "started": datetime.datetime.now().isoformat(timespec="seconds")}
+        for _ in range(2):
+            try:
+                descriptor = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = self._holder()
+                if holder is not None and not self._stale(holder):
+                    raise FileExistsError(
+                        f"{os.path.dirname(self.path)} is being trained by process {holder.get('pid')} on "
+                        f"{holder.get('host')} since {holder.get('started')} ({LOCK_FILE}); wait for it to finish, "
+                        f"or train into another --output. If that process is gone, remove {self.path}") from None
+                try:
+                    os.remove(self.path)  # a killed run's lock (or an unreadable one): take it over
+                except FileNotFoundError:
+                    pass
+                continue
+            with os.fdopen(descriptor, "w", encoding="utf-8") as f:
+                json.dump(mine, f)
+            self.held = True
+            return self
+        raise FileExistsError(f"{self.path}: another process took the lock meanwhile; try again")
+
+    def release(self):
+        if self.held:
+            try:
+                os.remove(self.path)
+            except FileNotFoundError:
+                pass
+            self.held = False
+
+    def _holder(self):
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                holder = json.load(f)
+            return holder if isinstance(holder, dict) else None
+        except (OSError, ValueError):
+            return None
+
+    @staticmethod
+    def _stale(holder):
+        if holder.get("host") != socket.gethostname() or not isinstance(holder.get("pid"), int):
+            return False  # another machine's process: cannot tell, so it holds the lock
+        try:
+            os.kill(holder["pid"], 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
 
 
 # ----------------------------------------------------------------- the training log
@@ -103,6 +169,30 @@ def best_logged(log_path, monitor):
 
 def epochs_logged(log_path):
     return len((read_log(log_path) or {}).get("loss", []))
+
+
+def append_log(path, row):
+    """Adds one epoch's row to the CSV log (with the header when the log is new)."""
+    new = not os.path.exists(path)
+    with open(path, "a", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def read_history(path, epochs, rewrite):
+    """The logged history of the first `epochs` epochs (the checkpoint's); with `rewrite`, the
+    log keeps only those rows (an epoch logged but not checkpointed runs again)."""
+    if not os.path.exists(path):
+        return {}
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = [r for r in csv.DictReader(f) if int(r["epoch"]) < epochs]
+    if rewrite:
+        os.remove(path)
+        for row in rows:
+            append_log(path, row)
+    return {key: [float(r[key]) for r in rows] for key in (rows[0] if rows else {}) if key != "epoch"}
 
 
 def full_history(output_dir, history):

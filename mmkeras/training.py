@@ -124,19 +124,22 @@ def train(config, output_dir, callbacks=None, overwrite=False, hooks=None):
     if cluster:  # Keras' fit cannot run under the multi-worker strategy (see mmkeras.distributed)
         raise ValueError(f"TF_CONFIG names {cluster[0]} workers: train with mmkeras.train or `mmkeras train`, which "
                          "run the multi-worker loop (a teacher or extra callbacks are not supported there)")
+    lock = layout.RunLock(output_dir)
     try:
-        return _train(config, output_dir, callbacks, overwrite, hooks or TrainingHooks())
+        return _train(config, output_dir, callbacks, overwrite, hooks or TrainingHooks(), lock)
     finally:
+        lock.release()
         # A failed run (bad data, a killed fit) must not leave mixed_float16 on for what follows.
         keras.mixed_precision.set_global_policy("float32")
 
 
-def _train(config, output_dir, callbacks, overwrite, hooks):
+def _train(config, output_dir, callbacks, overwrite, hooks, lock):
     config = config_lib.as_config(config)
     data_cfg, train_cfg = config["data"], config["training"]
     if not data_cfg["train"]:
         raise ValueError("The config needs data.train: the training manifest (CSV/JSONL) or TFRecord shards.")
     check_environment(config)
+    lock.acquire()  # a second train into this directory refuses here, naming this process
     layout.prepare(output_dir, overwrite)
     keras.utils.set_random_seed(train_cfg["seed"])
     if train_cfg["deterministic"]:

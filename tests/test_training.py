@@ -23,9 +23,10 @@ from mmkeras.training import train
 def test_run_directory_holds_everything_later_steps_need(tiny_run):
     run_dir, _, _ = tiny_run
     for name in ("model.keras", "best.keras", "preprocessor/preprocessor.json", "config.yaml", "history.json",
-                 "metrics.json", "training.csv"):
+                 "metrics.json", "training.csv", "task.json", "finished.json"):
         assert os.path.exists(os.path.join(run_dir, name)), name
     assert not os.path.exists(os.path.join(run_dir, "backup")), "backup is removed after a finished run"
+    assert not os.path.exists(os.path.join(run_dir, "run.lock")), "the lock is released after a finished run"
     history = json.load(open(os.path.join(run_dir, "history.json")))
     assert len(history["loss"]) == 2 and "val_accuracy" in history
     metrics = json.load(open(os.path.join(run_dir, "metrics.json")))
@@ -308,3 +309,33 @@ def test_a_finished_run_is_not_trained_again_unless_overwritten(tmp_path, capsys
     assert main(["train", "--config", str(path), "--output", str(run_dir), "--overwrite"]) == 0
     with open(run_dir / "training.csv") as f:
         assert len(list(csv.DictReader(f))) == 1, "a fresh log, not appended to the old one"
+
+
+def _lock(run, pid, started="2026-12-06T08:00:00"):
+    import socket
+
+    os.makedirs(run, exist_ok=True)
+    with open(os.path.join(run, "run.lock"), "w") as f:
+        json.dump({"pid": pid, "host": socket.gethostname(), "started": started}, f)
+
+
+def test_a_second_training_into_a_run_directory_refuses_at_once_naming_the_first(tmp_path):
+    manifest, _ = write_tiny_dataset(str(tmp_path))
+    run = str(tmp_path / "run")
+    _lock(run, os.getpid())  # a live process holds it
+    with pytest.raises(FileExistsError, match=rf"is being trained by process {os.getpid()} on .* since "
+                                              r"2026-12-06T08:00:00 \(run.lock\)"):
+        train(tiny_config(manifest), run)
+    assert os.listdir(run) == ["run.lock"], "nothing of the other run is touched, its lock included"
+
+
+def test_the_lock_of_a_killed_run_is_taken_over_and_released(tmp_path):
+    manifest, _ = write_tiny_dataset(str(tmp_path))
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    run = str(tmp_path / "run")
+    _lock(run, int(gone.stdout))
+    with open(os.path.join(run, "finished.json"), "w") as f:  # stops the run right after the lock is taken
+        json.dump({"epochs_run": 1}, f)
+    with pytest.raises(FileExistsError, match="holds a finished run"):
+        train(tiny_config(manifest), run)
+    assert not os.path.exists(os.path.join(run, "run.lock"))
