@@ -165,8 +165,15 @@ class Preprocessor:
     @classmethod
     def load(cls, directory):
         """Rebuilds a Preprocessor saved with `save(directory)` (also one saved before `states` existed)."""
-        with open(os.path.join(directory, STATE_FILE), encoding="utf-8") as f:
-            state = json.load(f)
+        path = os.path.join(directory, STATE_FILE)
+        with open(path, encoding="utf-8") as f:
+            try:
+                state = json.load(f)
+            except ValueError as error:  # a truncated or edited file
+                raise ValueError(f"{path}: not a saved Preprocessor's state (invalid JSON: {error}); save the "
+                                 "Preprocessor again, or train the run again") from None
+        if not isinstance(state, dict) or "modalities" not in state:
+            raise ValueError(f"{path}: not a saved Preprocessor's state (expected a JSON object with 'modalities')")
         return cls(state["modalities"], state["label_type"], state["label_names"], state.get("vocabularies"),
                    state.get("tokenizers"), state.get("states"), folder=directory, columns=state.get("columns"))
 

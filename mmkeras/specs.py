@@ -64,6 +64,9 @@ def make_spec(name, options):
     specs = {kind: entry.spec_class for kind, entry in KINDS.items()}
     if isinstance(options, tuple(specs.values())):
         return options
+    if options is not None and not isinstance(options, dict):
+        raise ValueError(f"Config key 'modalities.{name}': expected a mapping of its settings (e.g. "
+                         f"{{kind: text, max_tokens: 20000}}), or nothing for the defaults. Received: {str(options)[:80]!r}")
     options = dict(options or {})
     kind = options.pop("kind", name)
     if kind not in specs:

@@ -178,3 +178,25 @@ def test_corrupt_image_bodies_are_located_in_train_and_in_served_predictions(tin
     assert main(["predict", "--model", export, "--data", bad]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("mmkeras predict: error: corrupt_body.csv, row 5, column image: Input image:"), err
+
+
+def test_unlocated_faults_name_what_is_wrong(tmp_path, capsys):
+    """A modality given as text, a too-small manifest for a split, a truncated preprocessor.json."""
+    import mmkeras
+
+    config = tmp_path / "c.yaml"
+    config.write_text("data: {train: t.csv}\nmodalities: {text: yes please}\n")
+    assert main(["train", "--config", str(config), "--output", str(tmp_path / "run")]) == 2
+    assert ("Config key 'modalities.text': expected a mapping of its settings"
+            in capsys.readouterr().err)
+    one = tmp_path / "one.csv"
+    one.write_text("text,label\nhello,a\n")
+    with pytest.raises(ValueError, match=r"one.csv: 1 row\(s\); a validation split of 0.2 needs at least 2"):
+        mmkeras.stratified_split(str(one))
+    pre = mmkeras.Preprocessor({"text": {"max_tokens": 10, "sequence_length": 2}}, label_names=["a"])
+    pre.adapt(texts={"text": ["hello"]})
+    pre.save(str(tmp_path / "pre"))
+    state = tmp_path / "pre" / "preprocessor.json"
+    state.write_text(state.read_text()[:40])
+    with pytest.raises(ValueError, match=r"preprocessor.json: not a saved Preprocessor's state \(invalid JSON"):
+        mmkeras.Preprocessor.load(str(tmp_path / "pre"))

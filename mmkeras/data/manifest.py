@@ -188,6 +188,10 @@ def stratified_split(source, validation_fraction=0.2, label_column=LABEL_COLUMN,
     from sklearn.model_selection import train_test_split
 
     manifest = read_manifest(source)
+    if len(manifest) < 2:
+        raise ValueError(f"{manifest.source}: {len(manifest)} row(s); a validation split of {validation_fraction} needs "
+                         "at least 2 (one to train on, one to validate), and a useful one many more. Add rows, or "
+                         "set data.validation to a manifest of its own")
     indices = np.arange(len(manifest))
     labels = [cell_text(row.get(label_column)) for row in manifest.rows]
     try:
