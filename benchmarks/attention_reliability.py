@@ -38,7 +38,7 @@ def _task(job):
     import keras
 
     from mmkeras.evaluation import evaluate
-    from mmkeras.training import train
+    from mmkeras import train
 
     keras.utils.set_random_seed(job["config"]["training"]["seed"])
     model, preprocessor, _ = train(job["config"], job["run_dir"])

@@ -22,8 +22,8 @@ from mmkeras.demo import DEMO_CONFIG  # noqa: E402
 from mmkeras.demo import write_demo_data  # noqa: E402
 from mmkeras.distillation import distill  # noqa: E402
 from mmkeras.evaluation import evaluate  # noqa: E402
-from mmkeras.training import load_run  # noqa: E402
-from mmkeras.training import train  # noqa: E402
+from mmkeras import load_run  # noqa: E402
+from mmkeras import train  # noqa: E402
 
 #: The student's encoder and fusion options, overlaid on the teacher's modalities.
 STUDENT = {

@@ -35,8 +35,8 @@ from mmkeras.export import TENSORS_SIGNATURE  # noqa: E402
 from mmkeras.export import export_saved_model  # noqa: E402
 from mmkeras.tflite import TFLiteModel  # noqa: E402
 from mmkeras.tflite import export_run_tflite  # noqa: E402
-from mmkeras.training import load_run  # noqa: E402
-from mmkeras.training import train  # noqa: E402
+from mmkeras import load_run  # noqa: E402
+from mmkeras import train  # noqa: E402
 
 
 def folder_size(path):

@@ -40,7 +40,7 @@ from datasets import DATASETS  # noqa: E402
 from datasets import MODALITIES  # noqa: E402
 from mmkeras.evaluation import collect  # noqa: E402
 from mmkeras.evaluation import mark_absent  # noqa: E402
-from mmkeras.training import train  # noqa: E402
+from mmkeras import train  # noqa: E402
 
 FUSION_OPTIONS = {"late": {}}
 

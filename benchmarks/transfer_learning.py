@@ -45,8 +45,8 @@ import keras  # noqa: E402
 
 import mmkeras  # noqa: E402
 from mmkeras.evaluation import collect  # noqa: E402
-from mmkeras.training import load_run  # noqa: E402
-from mmkeras.training import train  # noqa: E402
+from mmkeras import load_run  # noqa: E402
+from mmkeras import train  # noqa: E402
 
 #: Topic words: the first list is seen in training, the second only at test time.
 TOPICS = {
