@@ -4,6 +4,8 @@ import contextlib
 import glob
 import json
 import os
+import shutil
+import tempfile
 
 import numpy as np
 import tensorflow as tf
@@ -155,6 +157,16 @@ def validate_rows(manifest, preprocessor, columns, on_bad_record, report, with_l
 
 def _tfrecord_files(source):
     source = os.fspath(source)
+    listing = os.path.join(source, COUNT_FILE)
+    if os.path.isdir(source) and os.path.exists(listing):  # written by write_tfrecords: its shards, no others
+        with open(listing, encoding="utf-8") as f:
+            names = sorted(json.load(f).get("shards", {}))
+        missing = [name for name in names if not os.path.isfile(os.path.join(source, name))]
+        if missing:
+            raise FileNotFoundError(f"{listing} lists shards that are not there: {missing[:5]}; run mmkeras prepare "
+                                    "again into this folder")
+        if names:
+            return [os.path.join(source, name) for name in names]
     pattern = os.path.join(source, "*.tfrecord*") if os.path.isdir(source) else source
     files = sorted(glob.glob(pattern))
     if not files:
@@ -520,24 +532,37 @@ def write_tfrecords(source, output_dir, preprocessor, columns=None, num_shards=4
               for row, number in zip(manifest.rows, manifest.row_numbers)}
     os.makedirs(output_dir, exist_ok=True)
     num_shards = max(1, min(num_shards, len(table[_ROW])))
-    paths = [os.path.join(output_dir, f"data-{i:05d}-of-{num_shards:05d}.tfrecord") for i in range(num_shards)]
-    writers = [tf.io.TFRecordWriter(p) for p in paths]
+    names = [f"data-{i:05d}-of-{num_shards:05d}.tfrecord" for i in range(num_shards)]
+    # Shards are written into a temporary folder and moved in once complete, then records.json
+    # (which readers trust for the list of shards) is replaced, then the shards of an earlier
+    # prepare are removed: a killed prepare leaves the previous shards whole and readable.
+    temporary = tempfile.mkdtemp(prefix=f".prepare-{os.getpid()}-", dir=output_dir)
     try:
-        for i, number in enumerate(table[_ROW]):
-            feature = {_ROW: tf.train.Feature(int64_list=tf.train.Int64List(value=[number])),
-                       "label": _bytes_feature(labels[number].encode())}
-            for m, converter in preprocessor.converters.items():
-                feature[m] = _bytes_feature(converter.record_bytes(table[_value_key(m)][i]))
-                feature[f"path_{m}"] = _bytes_feature(table[_path_key(m)][i].encode())
-            example = tf.train.Example(features=tf.train.Features(feature=feature))
-            writers[i % num_shards].write(example.SerializeToString())
+        writers = [tf.io.TFRecordWriter(os.path.join(temporary, name)) for name in names]
+        try:
+            for i, number in enumerate(table[_ROW]):
+                feature = {_ROW: tf.train.Feature(int64_list=tf.train.Int64List(value=[number])),
+                           "label": _bytes_feature(labels[number].encode())}
+                for m, converter in preprocessor.converters.items():
+                    feature[m] = _bytes_feature(converter.record_bytes(table[_value_key(m)][i]))
+                    feature[f"path_{m}"] = _bytes_feature(table[_path_key(m)][i].encode())
+                example = tf.train.Example(features=tf.train.Features(feature=feature))
+                writers[i % num_shards].write(example.SerializeToString())
+        finally:
+            for writer in writers:
+                writer.close()
+        counts = {name: len(range(i, len(table[_ROW]), num_shards)) for i, name in enumerate(names)}
+        with open(os.path.join(temporary, COUNT_FILE), "w", encoding="utf-8") as f:
+            json.dump({"records": len(table[_ROW]), "shards": counts}, f, indent=1)
+        for name in names:
+            os.replace(os.path.join(temporary, name), os.path.join(output_dir, name))
+        os.replace(os.path.join(temporary, COUNT_FILE), os.path.join(output_dir, COUNT_FILE))
     finally:
-        for writer in writers:
-            writer.close()
-    counts = {os.path.basename(p): len(range(i, len(table[_ROW]), num_shards)) for i, p in enumerate(paths)}
-    with open(os.path.join(output_dir, COUNT_FILE), "w", encoding="utf-8") as f:
-        json.dump({"records": len(table[_ROW]), "shards": counts}, f, indent=1)
-    return paths
+        shutil.rmtree(temporary, ignore_errors=True)
+    for stale in glob.glob(os.path.join(output_dir, "data-*-of-*.tfrecord")):
+        if os.path.basename(stale) not in counts:
+            os.remove(stale)
+    return [os.path.join(output_dir, name) for name in names]
 
 
 def _bytes_feature(data):

@@ -1,4 +1,5 @@
 import json
+import os
 import re
 
 import numpy as np
@@ -150,6 +151,20 @@ def test_tfrecord_shards_give_the_same_examples(dataset_folder):
         assert got_labels[j] == labels[i]
         for key in expected:
             np.testing.assert_allclose(got[key][j], expected[key][i], err_msg=key)
+
+
+def test_a_second_prepare_replaces_the_shards_of_the_first(dataset_folder):
+    """4 shards then 2 into one folder: the reader got both sets (twice the records) before."""
+    folder, rows = dataset_folder
+    manifest = write_manifest(folder, rows)
+    pre = _preprocessor(manifest)
+    mmkeras.write_tfrecords(manifest, folder / "shards", pre, num_shards=4)
+    shards = mmkeras.write_tfrecords(manifest, folder / "shards", pre, num_shards=2)
+    assert sorted(os.listdir(folder / "shards")) == sorted([os.path.basename(p) for p in shards] + ["records.json"])
+    assert len(mmkeras.make_dataset(folder / "shards", pre, batch_size=1)) == len(rows)
+    stray = folder / "shards" / "data-00009-of-00010.tfrecord"  # a file the listing does not name is not read
+    stray.write_bytes(open(shards[0], "rb").read())
+    assert len(mmkeras.make_dataset(folder / "shards", pre, batch_size=1)) == len(rows)
 
 
 def test_tfrecord_bad_labels_follow_the_policy(dataset_folder):
