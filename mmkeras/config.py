@@ -284,10 +284,32 @@ def check_fusion(fusion, modalities):
         raise ValueError(f"Config block 'fusion' ({name}): {error}") from None
 
 
+#: Values (mappings, lists and scalars, aliases expanded) a config may hold: a few hundred in
+#: practice; YAML aliases nested a few levels deep ("billion laughs") expand to billions.
+MAX_CONFIG_VALUES = 100_000
+
+
+def _expanded_size(value, limit):
+    """How many values `value` holds with shared (aliased) parts counted each time; stops past `limit`."""
+    count, stack = 0, [value]
+    while stack and count <= limit:
+        item = stack.pop()
+        count += 1
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return count
+
+
 def read_config_file(path):
     """(the YAML config at `path` as written, the folder its relative paths start from)."""
     with open(path, encoding="utf-8") as f:
         config = yaml.safe_load(f) or {}
+    if _expanded_size(config, MAX_CONFIG_VALUES) > MAX_CONFIG_VALUES:
+        raise ValueError(f"{path}: the config expands to more than {MAX_CONFIG_VALUES} values (YAML aliases nested "
+                         "into each other?); a config holds a few hundred")
     if not isinstance(config, dict):
         raise ValueError(f"{path}: expected a YAML mapping at the top level, got {type(config).__name__}")
     return config, os.path.dirname(os.path.abspath(path))

@@ -142,6 +142,10 @@ def test_manifests_that_are_not_utf8_or_have_ragged_rows_name_the_line(tmp_path,
     ("data: {train: t.csv}\nmodalities: {text: {}}\ntraining: {batch_size: -4}\n",
      "Config key 'training.batch_size': expected an integer >= 1. Received: -4"),
     ("data: {train: t.csv\nmodalities: [\n", "line 2"),
+    # "billion laughs": nine aliases nested seven deep expand to 9**7 values, and an error echoing one took GBs
+    ("a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]\n" for p, n in zip("abcdef", "bcdefg"))
+     + "data: {train: *g}\nmodalities: {text: {}}\n", "the config expands to more than 100000 values"),
 ])
 def test_config_values_of_the_wrong_type_or_syntax_name_the_key(tmp_path, capsys, text, message):
     path = tmp_path / "config.yaml"
