@@ -259,6 +259,27 @@ def test_grid_pooling_is_at_most_grid_by_grid_cells():
         mmkeras.build_image_encoder(height=8, width=8, pooling="mean")
 
 
+@pytest.mark.parametrize("height, width, grid", [(8, 8, 1), (8, 24, 2), (24, 8, 2), (12, 20, 3)])
+def test_every_grid_the_config_accepts_trains_and_averages_cells(height, width, grid):
+    """grid: 1 (and a side of the map pooled to one cell) crashed in fit: Keras' adaptive pooling
+    fails in a graph for an output side of 1."""
+    import tensorflow as tf
+
+    encoder = mmkeras.build_image_encoder(height=height, width=width, channels=1, filters=(2, 2), grid=grid,
+                                          dropout=0.0)
+    rows, columns = min(grid, height // 4), min(grid, width // 4)
+    assert tuple(encoder.output.shape) == (None, rows * columns * 2)
+    x = np.random.default_rng(0).random((4, height, width, 1)).astype("float32")
+    features = encoder.get_layer("image_pool_2").output
+    feature_map = keras.Model(encoder.input, features)(x).numpy()  # (4, h/4, w/4, 2) before the pooling
+    pooled = tf.function(lambda images: encoder(images, training=False))(x).numpy()  # in a graph, as fit runs it
+    if rows == 1 and columns == 1:
+        np.testing.assert_allclose(pooled, feature_map.mean(axis=(1, 2)), rtol=1e-5, atol=1e-6)
+    model = keras.Sequential([encoder, keras.layers.Dense(2)])
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, np.array([0, 1, 0, 1]), epochs=1, verbose=0)
+
+
 def test_a_single_modality_model_warns_about_nothing():
     # Attention over one modality used to softmax a size-1 axis, and Keras warned on every build.
     import warnings

@@ -109,7 +109,7 @@ def build_image_encoder(spec=None, **options):
     if spec.pooling == "grid":
         cells = (min(spec.grid, x.shape[1]), min(spec.grid, x.shape[2]))
         if cells != tuple(x.shape[1:3]):
-            x = keras.layers.AdaptiveAveragePooling2D(cells, name=f"{p}_grid_pool")(x)  # (batch, g, g, filters)
+            x = grid_pool(x, cells, f"{p}_grid_pool")  # (batch, g, g, filters)
         x = keras.layers.Flatten(name=f"{p}_flatten")(x)  # (batch, g * g * filters[-1])
     elif spec.pooling == "max":
         x = keras.layers.GlobalMaxPooling2D(name=f"{p}_global_pool")(x)  # (batch, filters[-1])
@@ -117,6 +117,34 @@ def build_image_encoder(spec=None, **options):
         x = keras.layers.GlobalAveragePooling2D(name=f"{p}_global_pool")(x)  # (batch, filters[-1])
     x = keras.layers.Dropout(spec.dropout, name=f"{p}_dropout")(x)
     return keras.Model(pixels, x, name=f"{p}_encoder")
+
+
+def grid_pool(x, cells, name):
+    """Averages a `(batch, H, W, C)` feature map down to `cells` = (rows, columns) of cells.
+
+    Keras' `AdaptiveAveragePooling2D` fails inside a graph (`fit`, the served model) when a side
+    of its output is 1 ("Negative dimension size"), so a side pooled to 1 is averaged whole with
+    `AveragePooling2D`, and the other side, where it still needs pooling, in one dimension.
+    """
+    rows, columns = cells
+    if rows > 1 and columns > 1:
+        return keras.layers.AdaptiveAveragePooling2D(cells, name=name)(x)
+    height, width, channels = x.shape[1:]
+    if rows == 1 and columns == 1:
+        return keras.layers.AveragePooling2D((height, width), name=name)(x)
+    if rows == 1:  # (batch, 1, W, C), then W → columns
+        x = keras.layers.AveragePooling2D((height, 1), name=f"{name}_rows")(x)
+        if columns == width:
+            return x
+        x = keras.layers.Reshape((width, channels), name=f"{name}_flat")(x)
+        x = keras.layers.AdaptiveAveragePooling1D(columns, name=name)(x)
+        return keras.layers.Reshape((1, columns, channels), name=f"{name}_map")(x)
+    x = keras.layers.AveragePooling2D((1, width), name=f"{name}_columns")(x)  # (batch, H, 1, C), then H → rows
+    if rows == height:
+        return x
+    x = keras.layers.Reshape((height, channels), name=f"{name}_flat")(x)
+    x = keras.layers.AdaptiveAveragePooling1D(rows, name=name)(x)
+    return keras.layers.Reshape((rows, 1, channels), name=f"{name}_map")(x)
 
 
 class ImageModality(Modality):
