@@ -207,6 +207,12 @@ def main(argv=None):
     except _expected_errors() as error:
         print(f"mmkeras {args.command}: error: {_message(error)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: one line, the shell's status for SIGINT, and what to do next
+        resume = {"train": "the same command resumes from the last finished epoch",
+                  "distill": "the same command resumes from the last finished epoch",
+                  "tune": "the same command resumes the search"}.get(args.command)
+        print(f"mmkeras {args.command}: interrupted" + (f"; {resume}" if resume else ""), file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -204,3 +204,40 @@ def test_unlocated_faults_name_what_is_wrong(tmp_path, capsys):
     state.write_text(state.read_text()[:40])
     with pytest.raises(ValueError, match=r"preprocessor.json: not a saved Preprocessor's state \(invalid JSON"):
         mmkeras.Preprocessor.load(str(tmp_path / "pre"))
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_train_with_status_130_and_the_same_command_resumes(tmp_path):
+    import signal
+    import time
+
+    from media import write_tiny_dataset
+
+    manifest, _ = write_tiny_dataset(str(tmp_path))
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(tiny_config(manifest, epochs=12, early_stopping_patience=0)))
+    run = tmp_path / "run"
+    exe = shutil.which("mmkeras", path=os.path.dirname(sys.executable)) or shutil.which("mmkeras")
+    command = [exe, "train", "--config", str(config), "--output", str(run)]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    log, deadline = run / "training.csv", time.time() + 240
+    while time.time() < deadline and process.poll() is None:
+        if log.exists() and len(log.read_text().splitlines()) >= 3:  # two epochs logged
+            break
+        time.sleep(0.2)
+    assert process.poll() is None, "the run must still be training when Ctrl-C comes"
+    process.send_signal(signal.SIGINT)
+    sent = time.time()
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err[-2000:]
+    assert time.time() - sent < 60
+    assert err.strip().splitlines()[-1] == ("mmkeras train: interrupted; the same command resumes from the last "
+                                            "finished epoch")
+    assert not (run / "finished.json").exists() and not (run / "run.lock").exists()
+    done = int(len(log.read_text().splitlines()) - 1)
+    again = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert again.returncode == 0, again.stderr[-2000:]
+    with open(log) as f:
+        assert [int(r["epoch"]) for r in csv.DictReader(f)] == list(range(12))
+    assert done >= 2 and json.load(open(run / "finished.json"))["epochs_run"] == 12
