@@ -1,6 +1,9 @@
 """Distillation: a student run trained on a teacher run's softened outputs, through Python and the CLI."""
 
 import json
+import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -66,4 +69,11 @@ def test_distill_trains_a_smaller_student_run_that_evaluates_and_exports(tiny_ru
     assert main(["export", "--run", str(tmp_path / "student"), "--output", str(tmp_path / "served")]) == 0
     restored, _ = load_saved_model(str(tmp_path / "served"))
     assert sorted(restored.signatures["serving_default"].structured_input_signature[1]) == ["audio", "image"]
+    # best.keras holds the fitted pair (TeacherStudentPair, DistillationLoss): `import mmkeras` registers them
+    script = ("import sys, keras, mmkeras; m = keras.saving.load_model(sys.argv[1]); "
+              "print('OUTPUTS', sorted(m.output))")
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "student" / "best.keras")],
+                          capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "'distill'" in done.stdout.split("OUTPUTS", 1)[1]
     keras.backend.clear_session()

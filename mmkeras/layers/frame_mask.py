@@ -29,3 +29,8 @@ class FrameMask(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], input_shape[-1] - 1), tuple(input_shape[:2])
+
+    def compute_output_spec(self, clip):
+        # The frames keep the clip's dtype; the mask is boolean, eager and symbolic alike.
+        frames, mask = self.compute_output_shape(clip.shape)
+        return keras.KerasTensor(frames, dtype=clip.dtype), keras.KerasTensor(mask, dtype="bool")
