@@ -6,9 +6,17 @@ STAMP := $(VENV)/.mmkeras-installed
 # Quiet TensorFlow's C++ start-up chatter in everything make runs.
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install test test-fast demo benchmarks clean
+.PHONY: install test test-fast demo dist benchmarks clean
 
 install: $(STAMP)
+
+# The demo needs only the package itself (no test, video or keras-hub extras).
+DEMO_STAMP := $(VENV)/.mmkeras-demo-installed
+$(DEMO_STAMP): setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	touch $(DEMO_STAMP)
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,8 +35,15 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -n $(TEST_WORKERS) -m "not slow"
 
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(VENV)/bin/mmkeras demo --workdir demo_run
+
+# A wheel and an sdist in dist/, checked with twine: `pip install dist/mmkeras-*.whl` anywhere
+# (in Colab, upload the wheel and point the notebooks' MMKERAS_SOURCE at it).
+dist: $(STAMP)
+	rm -rf dist
+	$(PY) -m build --outdir dist .
+	$(PY) -m twine check --strict dist/*
 
 clean:
 	rm -rf $(VENV) demo_run build dist *.egg-info

@@ -1,0 +1,29 @@
+"""The package builds as a wheel and an sdist whose metadata PyPI would accept (`twine check`)."""
+
+import os
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.slow
+def test_wheel_and_sdist_build_and_pass_twine_check(tmp_path):
+    built = subprocess.run([sys.executable, "-m", "build", "--outdir", str(tmp_path), ROOT], capture_output=True,
+                           text=True, timeout=900)
+    assert built.returncode == 0, built.stdout[-2000:] + built.stderr[-2000:]
+    files = sorted(os.listdir(tmp_path))
+    wheel = next(f for f in files if f.endswith(".whl"))
+    assert wheel.startswith("mmkeras-") and any(f.endswith(".tar.gz") for f in files)
+    checked = subprocess.run([sys.executable, "-m", "twine", "check", "--strict", *[str(tmp_path / f) for f in files]],
+                             capture_output=True, text=True, timeout=300)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    with zipfile.ZipFile(tmp_path / wheel) as archive:
+        names = archive.namelist()
+        entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+        assert "mmkeras = mmkeras.cli:main" in archive.read(entry_points).decode()
+    assert "mmkeras/task.py" in names and "mmkeras/modalities/registry.py" in names
+    assert not [n for n in names if n.startswith(("tests/", "benchmarks/", "notebooks/"))]
