@@ -1,18 +1,21 @@
-"""README's Python examples run as written, so they cannot drift from the code."""
+"""README's and docs/'s examples run as written, so they cannot drift from the code."""
 
+import glob
 import os
 import subprocess
 import sys
 
 import pytest
 
-README = os.path.join(os.path.dirname(__file__), "..", "README.md")
+ROOT = os.path.join(os.path.dirname(__file__), "..")
+README = os.path.join(ROOT, "README.md")
+DOCS = sorted(glob.glob(os.path.join(ROOT, "docs", "*.md")))
 
 
-def fenced_blocks():
-    """(language, text) of every fenced code block, in order."""
+def fenced_blocks(path=README):
+    """(language, text) of every fenced code block of a Markdown file, in order."""
     blocks, language, lines = [], None, []
-    with open(README, encoding="utf-8") as f:
+    with open(path, encoding="utf-8") as f:
         for line in f:
             if line.startswith("```"):
                 if language is None:
@@ -25,17 +28,29 @@ def fenced_blocks():
     return blocks
 
 
-def _blocks(language):
-    return [text for lang, text in fenced_blocks() if lang == language]
+def _blocks(language, paths=(README,)):
+    return [text for path in paths for lang, text in fenced_blocks(path) if lang == language]
 
 
 def python_blocks():
-    return _blocks("python")
+    """README's Python blocks first, then those of docs/."""
+    return _blocks("python", (README, *DOCS))
 
 
-def test_readme_has_a_first_screen_example():
-    blocks = python_blocks()
+def test_readme_has_a_first_screen_example_and_stays_a_front_door():
+    blocks = _blocks("python")
     assert blocks and len(blocks[0].strip().splitlines()) <= 20
+    with open(README, encoding="utf-8") as f:
+        assert len(f.readlines()) <= 300, "README is the front door: reference goes to docs/, results to benchmarks/"
+
+
+def test_every_document_linked_from_readme_exists():
+    import re
+
+    with open(README, encoding="utf-8") as f:
+        links = re.findall(r"\]\(([^)#]+\.md)\)", f.read())
+    assert links and all(os.path.exists(os.path.join(ROOT, link)) for link in links), links
+    assert {os.path.relpath(d, ROOT) for d in DOCS} <= set(links), "every docs/ page is linked"
 
 
 @pytest.mark.slow
@@ -56,7 +71,7 @@ def test_config_block_lists_every_key_with_its_default():
     from mmkeras.specs import SPECS
     from mmkeras.specs import spec_to_dict
 
-    documented = yaml.safe_load(_blocks("yaml")[0])
+    documented = yaml.safe_load(_blocks("yaml", [os.path.join(ROOT, "docs", "config.md")])[0])
     assert sorted(documented["modalities"]) == sorted(SPECS)  # every registered kind is documented
     for section in ("data", "training", "model", "tuning"):
         assert documented[section] == {k: v for k, v in DEFAULTS[section].items() if k != "train"} | (
@@ -77,7 +92,8 @@ def test_cli_block_matches_the_parser():
 
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices
-    synopsis = [line.split() for line in _blocks("")[1].strip().splitlines() if line.startswith("mmkeras ")]
+    block = next(text for text in _blocks("") if "\nmmkeras train " in f"\n{text}")
+    synopsis = [line.split() for line in block.strip().splitlines() if line.startswith("mmkeras ")]
     assert sorted(words[1] for words in synopsis) == sorted(commands)
     for words in synopsis:
         flags = {option for action in commands[words[1]]._actions for option in action.option_strings}
