@@ -102,48 +102,67 @@ def _demo(args):
     return 0
 
 
-def build_parser():
-    parser = argparse.ArgumentParser(prog="mmkeras", description="Multimodal Keras models from files to TF Serving.")
-    sub = parser.add_subparsers(dest="command", required=True)
+class _ShowDefaults(argparse.ArgumentDefaultsHelpFormatter):
+    """"(default: ...)" after an option's help, where the default is a value (not None or off)."""
 
-    demo = sub.add_parser("demo", help="embedded data → train → evaluate → export → query")
+    def _get_help_string(self, action):
+        if action.required or action.default in (None, False) or action.default is argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def build_parser():
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version
+
+    try:
+        installed = version("mmkeras")
+    except PackageNotFoundError:  # run from a source folder that was never installed
+        installed = "unknown (not installed)"
+    parser = argparse.ArgumentParser(prog="mmkeras", description="Multimodal Keras models from files to TF Serving.")
+    parser.add_argument("--version", action="version", version=f"mmkeras {installed}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    formatter = _ShowDefaults
+
+    demo = sub.add_parser("demo", formatter_class=formatter, help="embedded data → train → evaluate → export → query")
     demo.add_argument("--workdir", default="mmkeras_demo", help="folder for the data, run and export")
     demo.add_argument("--epochs", type=int, default=None, help="override the demo's epochs (for quick checks)")
     demo.add_argument("--examples", type=int, default=None, help="use only this many examples (for quick checks)")
     demo.set_defaults(func=_demo)
 
-    train = sub.add_parser("train", help="train from a YAML config")
-    train.add_argument("--config", required=True)
+    train = sub.add_parser("train", formatter_class=formatter, help="train from a YAML config")
+    train.add_argument("--config", required=True, help="YAML config: data, modalities, fusion, training")
     train.add_argument("--output", required=True, help="run directory")
     train.add_argument("--overwrite", action="store_true", help="train again in a directory holding a finished run")
     train.set_defaults(func=_train)
 
-    distill = sub.add_parser("distill", help="train a smaller student on a trained run's softened outputs")
+    distill = sub.add_parser("distill", formatter_class=formatter, help="train a smaller student on a trained run's softened outputs")
     distill.add_argument("--teacher", required=True, help="the teacher's run directory")
     distill.add_argument("--config", required=True, help="the student's config (data defaults to the teacher's)")
     distill.add_argument("--output", required=True, help="the student's run directory")
     distill.add_argument("--temperature", type=float, default=2.0, help="softening temperature T")
     distill.add_argument("--alpha", type=float, default=0.5, help="weight of the teacher's term (1 - alpha: the labels')")
-    distill.add_argument("--overwrite", action="store_true")
+    distill.add_argument("--overwrite", action="store_true", help="train again in a directory holding a finished run")
     distill.set_defaults(func=_distill)
 
-    tune = sub.add_parser("tune", help="KerasTuner search over the config's tuning: ranges")
-    tune.add_argument("--config", required=True)
+    tune = sub.add_parser("tune", formatter_class=formatter, help="KerasTuner search over the config's tuning: ranges")
+    tune.add_argument("--config", required=True, help="YAML config with a tuning: block of ranges")
     tune.add_argument("--output", required=True, help="search folder (a search there is resumed)")
     tune.add_argument("--trials", type=int, default=10, help="trials in all (bayesian, random)")
     tune.add_argument("--max-epochs", type=int, default=None, help="epochs per trial at most (default: training.epochs)")
     tune.add_argument("--overwrite", action="store_true", help="start afresh instead of resuming")
     tune.set_defaults(func=_tune)
 
-    evaluate = sub.add_parser("evaluate", help="classification report, confusion matrix, modality ablation")
-    evaluate.add_argument("--run", required=True)
+    evaluate = sub.add_parser("evaluate", formatter_class=formatter, help="classification report, confusion matrix, modality ablation")
+    evaluate.add_argument("--run", required=True, help="run directory (mmkeras train's --output)")
     evaluate.add_argument("--data", required=True, help="labelled manifest")
     evaluate.add_argument("--output", default=None, help="default: RUN/evaluation")
-    evaluate.add_argument("--on-bad-record", choices=["raise", "skip"], default="raise")
+    evaluate.add_argument("--on-bad-record", choices=["raise", "skip"], default="raise",
+                          help="a bad row stops the command (raise), or is left out, counted and listed (skip)")
     evaluate.set_defaults(func=_evaluate)
 
-    export = sub.add_parser("export", help="SavedModel for TF Serving, or a TFLite model")
-    export.add_argument("--run", required=True)
+    export = sub.add_parser("export", formatter_class=formatter, help="SavedModel for TF Serving, or a TFLite model")
+    export.add_argument("--run", required=True, help="run directory (mmkeras train's --output)")
     export.add_argument("--output", required=True, help="export base, e.g. saved_models/NAME")
     export.add_argument("--version", type=int, default=None, help="default: highest existing + 1")
     export.add_argument("--format", choices=["savedmodel", "tflite"], default="savedmodel",
@@ -154,20 +173,20 @@ def build_parser():
                         help="tflite int8: training examples used to calibrate activations")
     export.set_defaults(func=_export)
 
-    predict = sub.add_parser("predict", help="predict a manifest with a run or a SavedModel")
+    predict = sub.add_parser("predict", formatter_class=formatter, help="predict a manifest with a run or a SavedModel")
     predict.add_argument("--model", required=True, help="run directory, SavedModel folder, or TFLite export (model.tflite or its folder)")
-    predict.add_argument("--data", required=True)
+    predict.add_argument("--data", required=True, help="manifest (CSV/JSONL) of the rows to predict; labels not needed")
     predict.add_argument("--output", default=None, help="CSV to write (default: print JSON lines)")
     predict.add_argument("--columns", type=_column_mapping, default=None, metavar="NAME=COLUMN,...",
                          help="modality → manifest column where this manifest differs from the one trained on "
                               "(e.g. text=caption,image=photo)")
     predict.set_defaults(func=_predict)
 
-    prepare = sub.add_parser("prepare", help="write a manifest's files into sharded TFRecords")
+    prepare = sub.add_parser("prepare", formatter_class=formatter, help="write a manifest's files into sharded TFRecords")
     prepare.add_argument("--config", required=True, help="config whose modalities/columns describe the data")
-    prepare.add_argument("--data", required=True)
-    prepare.add_argument("--output", required=True)
-    prepare.add_argument("--shards", type=int, default=8)
+    prepare.add_argument("--data", required=True, help="manifest (CSV/JSONL) whose files to store")
+    prepare.add_argument("--output", required=True, help="folder of the shards (an earlier prepare's are replaced)")
+    prepare.add_argument("--shards", type=int, default=8, help="TFRecord files to spread the records over")
     prepare.set_defaults(func=_prepare)
     return parser
 

@@ -241,3 +241,19 @@ def test_ctrl_c_stops_train_with_status_130_and_the_same_command_resumes(tmp_pat
     with open(log) as f:
         assert [int(r["epoch"]) for r in csv.DictReader(f)] == list(range(12))
     assert done >= 2 and json.load(open(run / "finished.json"))["epochs_run"] == 12
+
+
+def test_every_option_says_what_it_is_and_version_answers(capsys):
+    from importlib.metadata import version
+
+    from mmkeras.cli import build_parser
+
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    for name, command in commands.items():
+        for action in command._actions:
+            assert action.help, f"mmkeras {name} {'/'.join(action.option_strings)} has no help text"
+    assert "(default: 0.5)" in commands["distill"].format_help().replace("\n", " ")
+    with pytest.raises(SystemExit) as stopped:
+        main(["--version"])
+    assert stopped.value.code == 0 and capsys.readouterr().out.strip() == f"mmkeras {version('mmkeras')}"
