@@ -16,6 +16,7 @@ from mmkeras import modalities
 from mmkeras import specs as specs_lib
 from mmkeras.fusion import LateFusion
 from mmkeras.fusion import get_fusion
+from mmkeras.fusion.base_fusion import BaseFusion
 from mmkeras.heads import make_heads
 from mmkeras.layers import LogMelSpectrogram
 from mmkeras.layers import ModalityCorruption
@@ -192,8 +193,8 @@ def walk_layers(model):
 def adapt_model(model, dataset, max_batches=100):
     """Learns the statistics that layers of `model` take from data, before training.
 
-    Today: every `LogMelSpectrogram` with `normalization="bin"` (layer `<modality>_mel`) learns
-    per-mel-bin mean and variance from the real (non-silent) frames of its modality's waveforms.
+    Today: every `LogMelSpectrogram` with `normalization="bin"` learns per-mel-bin mean and
+    variance from the real (non-silent) frames of the waveforms of the model input it reads.
     `mmkeras train` calls it; call it yourself after `build_model` when you train with
     `model.fit`. Layers that need nothing are left alone.
 
@@ -216,10 +217,15 @@ def adapt_model(model, dataset, max_batches=100):
     >>> adapt_model(model, tf.data.Dataset.from_tensors({"audio": waves}))
     ['audio_mel']
     """
+    inputs = {tensor.name for tensor in model.inputs}
     wanted = {}
     for layer in walk_layers(model):
-        if isinstance(layer, LogMelSpectrogram) and layer.normalization == "bin" and layer.name.endswith("_mel"):
-            wanted[layer.name[: -len("_mel")]] = layer
+        if isinstance(layer, LogMelSpectrogram) and layer.normalization == "bin":
+            source = layer.input.name  # the encoder's input, named after the model input that feeds it
+            if source not in inputs:
+                raise ValueError(f"{layer.name} reads {source!r}, which is not an input of the model ({sorted(inputs)}); "
+                                 "adapt it with layer.adapt(waveforms)")
+            wanted[source] = layer
     if not wanted:
         return []
     batches = dataset.take(max_batches) if max_batches else dataset
@@ -276,7 +282,10 @@ def with_modality_weights(model):
     >>> sorted(with_modality_weights(model).output)
     ['label', 'modality_weights']
     """
-    fusion = model.get_layer(constants.FUSION_LAYER)
+    fusions = [layer for layer in model.layers if isinstance(layer, (BaseFusion, LateFusion))]
+    if not fusions:
+        raise ValueError(f"Model {model.name!r} has no fusion layer, so no modality weights to show.")
+    fusion = fusions[0]  # late fusion of several heads: the first head's, as build_model makes them in order
     if not getattr(fusion, "returns_weights", False):
         raise ValueError(f"The {type(fusion).__name__} fusion has no modality weights to show.")
     weights = fusion.output[1]
