@@ -194,6 +194,24 @@ def test_a_signature_output_is_chosen_by_key_and_a_wrong_key_lists_the_outputs(t
         mmkeras.layers.SavedModelEncoder(str(tmp_path / "sm"), endpoint="encode", example_shape=(3,))
 
 
+def test_a_model_with_a_saved_model_encoder_clones_and_converts(tmp_path):
+    """Rebuilt from its config (clone_model, which the TFLite export uses), the layer loads its
+    SavedModel again instead of failing with 'no SavedModel loaded'."""
+    import tensorflow as tf
+
+    module = _TwoOutputs()
+    tf.saved_model.save(module, str(tmp_path / "sm"), signatures={"serving_default": module.embed})
+    inputs = keras.Input((3,), name="features")
+    encoded = mmkeras.layers.SavedModelEncoder(str(tmp_path / "sm"), output_key="embedding", example_shape=(3,))(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(2, name="head")(encoded))
+    x = np.random.default_rng(0).normal(size=(4, 3)).astype("float32")
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    np.testing.assert_allclose(clone.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)
+    rebuilt = keras.models.model_from_json(model.to_json())
+    assert tuple(rebuilt.output.shape) == (None, 2)
+
+
 @pytest.mark.parametrize("optimizer", ["adamw", "rmsprop"])
 def test_a_trainable_saved_model_fine_tunes_with_adaptive_optimizers(tmp_path, optimizer):
     # keras.layers.TFSMLayer names its variables 'dense_kernel:0' and these optimizers then fail to

@@ -33,8 +33,9 @@ class SavedModelEncoder(keras.layers.Layer):
     declares. Signatures (`serving_default`) are called with their single named input.
 
     Args:
-        folder: str. A SavedModel folder (holding `saved_model.pb`). Left out only when the layer
-            is being restored from a `.keras` file, whose assets hold the folder.
+        folder: str. A SavedModel folder (holding `saved_model.pb`). The config keeps it, so that
+            `from_config` (`keras.models.clone_model`, TFLite export) loads it again; restored from
+            a `.keras` file where the folder no longer exists, the file's assets hold a copy.
         endpoint: str. Attribute or signature to call; default: the first of `serve`,
             `serving_default`, `__call__` that the SavedModel has.
         output_key: str or int. Which output to return when the endpoint returns a dict (a key)
@@ -64,7 +65,7 @@ class SavedModelEncoder(keras.layers.Layer):
         self._output_shape = tuple(output_shape) if output_shape is not None else None
         self._output_dtype = output_dtype
         self._folder = None
-        if folder is not None:
+        if folder is not None and (os.path.exists(os.path.join(folder, "saved_model.pb")) or not variables):
             self._load(folder)
         elif variables:
             # Restoring from a `.keras` file: the SavedModel arrives with the assets, after the
@@ -130,6 +131,7 @@ class SavedModelEncoder(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update({
+            "folder": self._folder,
             "endpoint": self.endpoint, "output_key": self.output_key,
             "example_shape": list(self.example_shape) if self.example_shape is not None else None,
             "example_dtype": self.example_dtype,
