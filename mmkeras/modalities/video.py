@@ -317,9 +317,15 @@ class VideoModality(Modality):
         return self._nothing(tf.strings.substr(data, len(PROBLEM_HEAD), -1))
 
     def _gif(self, data):
-        frames = tf.io.decode_gif(data)  # (N, h, w, 3) uint8
-        index = _frame_indices_tf(tf.shape(frames)[0], self.spec)
-        return _unit_frames(tf.gather(frames, index), self.spec), tf.constant("")
+        def decoded():
+            frames = tf.io.decode_gif(data)  # (N, h, w, 3) uint8
+            index = _frame_indices_tf(tf.shape(frames)[0], self.spec)
+            return _unit_frames(tf.gather(frames, index), self.spec), tf.constant("")
+
+        # The image kind's header check first: a GIF whose screen claims 65535 x 65535 is refused
+        # before the decoder allocates it, with the image kind's limit and words.
+        ok, reason = image_check(data)
+        return tf.cond(ok, decoded, lambda: self._nothing(reason))
 
     def _frame_list(self, data):
         frames = tf.ensure_shape(tf.io.parse_tensor(data, tf.string), [None])

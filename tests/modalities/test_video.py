@@ -65,6 +65,15 @@ def test_an_empty_cell_is_absent_and_other_bytes_say_what_to_do():
         and not clip.any()
 
 
+def test_a_gif_whose_header_claims_a_huge_screen_is_refused_before_decoding():
+    """The image kind refuses a 65535 x 65535 GIF header; the video kind now says the same."""
+    gif = bytearray(gif_from([np.zeros((4, 4), "uint8")] * 2))
+    gif[6:10] = (65535).to_bytes(2, "little") * 2  # logical screen width and height
+    clip, present, reason = _decode(bytes(gif))
+    assert present and not clip.any()
+    assert reason == "image is 65535 x 65535 pixels (at most 40,000,000 are decoded; resize it first)"
+
+
 def test_the_encoder_ignores_padding_frames():
     keras.utils.set_random_seed(0)
     encoder = mmkeras.modalities.get_kind("video").build_encoder(
