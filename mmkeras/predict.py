@@ -1,6 +1,7 @@
 """Prediction for a manifest, from a run directory (Keras) or a SavedModel (the TF Serving path)."""
 
 import csv
+import io
 import os
 
 import numpy as np
@@ -13,7 +14,10 @@ from mmkeras.data.dataset import decode_errors_located
 from mmkeras.data.manifest import BadRecordError
 from mmkeras.data.manifest import cell_text
 from mmkeras.data.manifest import resolve_path
+from mmkeras.data.video import decode_frames
 from mmkeras.data.video import frame_files
+from mmkeras.data.video import sniff_container
+from mmkeras.data.video import soundtrack_wav
 from mmkeras.export import load_saved_model
 from mmkeras.export import load_served_inputs
 from mmkeras.postprocess import postprocess
@@ -32,27 +36,61 @@ def is_saved_model(path):
     )
 
 
-def served_value(entry, cell, base_dir, where=""):
+def served_value(entry, cell, base_dir, where="", frames_input=False):
     """What a TF Serving client sends in one served input for one manifest cell.
+
+    A served graph decodes no compressed video, so the client converts as the README tells
+    clients to: an MP4/WebM/AVI cell goes to a video modality's frame-list input as PNG frames
+    (every frame; the model samples them as training did), and to an audio input as its
+    soundtrack in WAV.
 
     Args:
         entry: the input's row of the export's served input table (`export.load_served_inputs`).
         cell: the manifest cell.
         base_dir: folder that relative paths start from.
         where: "manifest, row N, column C" for the file-not-found message.
+        frames_input: bool. The entry's modality also has a frame-list input (a video modality).
 
     Returns:
         bytes (the cell's text, or the file's bytes; b"" for an empty cell), or for a list input
-        a list of bytes: the image files of the folder the cell names (none when it names a file).
+        a list of bytes: the image files of the folder the cell names, or a video file's frames.
     """
     if not entry["file"]:
         return cell_text(cell).encode("utf-8")
     path = resolve_path(cell, base_dir)
     if path and not os.path.exists(path):
         raise FileNotFoundError(f"{where}, file {path}: file not found")
+    video = bool(path) and os.path.isfile(path) and sniff_container(path) is not None
     if entry.get("list"):
-        return [open(f, "rb").read() for f in frame_files(path)] if path and os.path.isdir(path) else []
+        if path and os.path.isdir(path):
+            return [open(f, "rb").read() for f in frame_files(path)]
+        return _png_frames(path, where) if video else []
+    if video:
+        return b"" if frames_input else _soundtrack(path, where)
     return open(path, "rb").read() if path and os.path.isfile(path) else b""
+
+
+def _png_frames(path, where):
+    import numpy as np
+    from PIL import Image
+
+    try:
+        frames = decode_frames(path, lambda count: range(count))
+    except ValueError as error:
+        raise BadRecordError(f"{where}, file {path}: {error}") from None
+    encoded = []
+    for frame in frames:
+        buffer = io.BytesIO()
+        Image.fromarray(np.asarray(frame, "uint8")).save(buffer, "PNG")
+        encoded.append(buffer.getvalue())
+    return encoded
+
+
+def _soundtrack(path, where):
+    try:
+        return soundtrack_wav(path)
+    except ValueError as error:
+        raise BadRecordError(f"{where}, file {path}: {error}") from None
 
 
 def padded(lists):
@@ -68,11 +106,13 @@ def _raw_batches(manifest, inputs, columns, batch_size):
     the ones the model was trained on; `columns` (modality → column) overrides them for the
     modalities that read one column.
     """
-    served_per_modality = {}
+    read, has_frames = {}, {}  # modality → the columns its inputs read; whether it takes a frame list
     for entry in inputs.values():
-        served_per_modality[entry["modality"]] = served_per_modality.get(entry["modality"], 0) + 1
-    table = {m: (columns[entry["modality"]] if served_per_modality[entry["modality"]] == 1
-                 and entry["modality"] in columns else entry["column"]) for m, entry in inputs.items()}
+        read.setdefault(entry["modality"], set()).add(entry["column"])
+        has_frames[entry["modality"]] = has_frames.get(entry["modality"], False) or bool(entry.get("list"))
+    # a caller's column (modality → column) replaces the column of a modality that reads one
+    table = {m: (columns[entry["modality"]] if len(read[entry["modality"]]) == 1 and entry["modality"] in columns
+                 else entry["column"]) for m, entry in inputs.items()}
     missing = sorted({column for column in table.values() if column not in manifest.columns})
     if missing and manifest.rows:
         raise ValueError(f"{manifest.source}: no column(s) {missing}, which the model reads (its inputs: "
@@ -85,7 +125,9 @@ def _raw_batches(manifest, inputs, columns, batch_size):
         raw = {}
         for m, entry in inputs.items():
             column = table[m]
-            values = [served_value(entry, r.get(column), manifest.base_dir, f"{manifest.source}, row {number}, column {column}")
+            frames_input = has_frames[entry["modality"]]
+            values = [served_value(entry, r.get(column), manifest.base_dir,
+                                   f"{manifest.source}, row {number}, column {column}", frames_input)
                       for r, number in zip(rows, numbers)]
             raw[m] = padded(values) if entry.get("list") else values
         yield numbers, raw

@@ -189,7 +189,8 @@ def _write_dataset(folder, count=45, seed=0):
 @pytest.mark.slow
 def test_clips_train_export_and_serve_raw_bytes_through_the_cli(tmp_path):
     """GIF, frame-folder and MP4 clips train through the CLI; the SavedModel answers GIF bytes and
-    frame lists (also as a TF Serving REST request) as Keras does, and TFRecords hold decoded MP4s."""
+    frame lists (also as a TF Serving REST request) as Keras does, `predict` with the SavedModel
+    converts MP4 rows to frames as a client would, and TFRecords hold decoded MP4s."""
     import base64
     import json
 
@@ -214,6 +215,12 @@ def test_clips_train_export_and_serve_raw_bytes_through_the_cli(tmp_path):
     assert metrics["ablation"]["without_clip"]["accuracy"] < 0.5
     assert {"clip_half_frames_lost", "clip_noise_0.3"} <= set(metrics["robustness"])
     assert_served_and_reloaded_equal_keras(tmp_path, run, served, servable, count)
+    # The training manifest itself, MP4 rows included: `predict` as a client converts them to frames.
+    assert main(["predict", "--model", str(served), "--data", manifest, "--output", str(tmp_path / "all.csv")]) == 0
+    assert main(["predict", "--model", str(run), "--data", manifest, "--output", str(tmp_path / "all_k.csv")]) == 0
+    from test_pretrained import _assert_same_rows
+
+    _assert_same_rows(tmp_path / "all_k.csv", tmp_path / "all.csv", 45)
 
     # TF Serving's REST API: a GIF row and a frame-folder row, binary strings as {"b64": ...}.
     lines = open(servable).read().splitlines()[1:]
