@@ -219,8 +219,11 @@ def test_ctrl_c_stops_train_with_status_130_and_the_same_command_resumes(tmp_pat
     run = tmp_path / "run"
     exe = shutil.which("mmkeras", path=os.path.dirname(sys.executable)) or shutil.which("mmkeras")
     command = [exe, "train", "--config", str(config), "--output", str(run)]
+    # A shell starts background jobs (a CI runner's, say) with SIGINT ignored, and a child keeps that:
+    # the command under test gets the default handling a terminal's foreground process has.
     process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     log, deadline = run / "training.csv", time.time() + 240
     while time.time() < deadline and process.poll() is None:
         if log.exists() and len(log.read_text().splitlines()) >= 3:  # two epochs logged
