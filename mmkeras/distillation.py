@@ -163,6 +163,10 @@ def student_inputs(dataset, student):
 class TeacherStudentPair(keras.layers.Layer):
     """[teacher probabilities, student probabilities] → `(batch, 2, classes)`; no gradient reaches the teacher."""
 
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._build_at_init()  # no weights: built on creation (unless a subclass builds), as Keras' own are
+
     def call(self, inputs):
         teacher, student = inputs
         return keras.ops.stack([keras.ops.stop_gradient(keras.ops.cast(teacher, student.dtype)), student], axis=1)

@@ -84,6 +84,8 @@ class PixelScaling(keras.layers.Layer):
         self.mode = mode
         self.scale = _plain(1.0 if scale is None else scale)
         self.offset = _plain(0.0 if offset is None else offset)
+        self.supports_masking = True  # an elementwise rescaling
+        self._build_at_init()  # no weights: built on creation (unless a subclass builds), as Keras' own are
 
     def call(self, pixels):
         if self.mode == "affine":

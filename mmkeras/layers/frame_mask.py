@@ -22,6 +22,10 @@ class FrameMask(keras.layers.Layer):
     ((1, 3, 2, 2, 1), [[True, True, False]])
     """
 
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._build_at_init()  # no weights: built on creation (unless a subclass builds), as Keras' own are
+
     def call(self, clip):
         frames = clip[..., :-1]
         mask = ops.mean(clip[..., -1], axis=(2, 3)) > 0.5  # (batch, frames)

@@ -66,6 +66,7 @@ class ModalityCorruption(keras.layers.Layer):
         self.snr_db = (low, high)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
+        self._build_at_init()  # no weights: built on creation (unless a subclass builds), as Keras' own are
 
     def call(self, inputs, presence, available=None, training=False):
         inputs = list(inputs)

@@ -31,6 +31,8 @@ class ModalityDropout(keras.layers.Layer):
         self.rate = float(rate)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
+        self.supports_masking = True  # the flags pass through with their mask
+        self._build_at_init()  # no weights: built on creation (unless a subclass builds), as Keras' own are
 
     def call(self, presence, training=False):
         if not training or self.rate == 0.0:

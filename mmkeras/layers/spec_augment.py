@@ -39,6 +39,8 @@ class SpecAugment(keras.layers.Layer):
         self.freq_width = float(freq_width)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
+        self.supports_masking = True  # masks bands of the frames it is given: a frame mask still holds
+        self._build_at_init()  # no weights: built on creation (unless a subclass builds), as Keras' own are
 
     def _keep(self, batch, size, masks, width):
         """(batch, size) 1/0: 0 inside `masks` random bands of up to `width * size` positions."""

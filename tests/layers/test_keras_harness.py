@@ -47,7 +47,14 @@ class _Harness(testing.TestCase):
         pass
 
 
+#: Layers without weights: built on creation, as Keras' own stateless layers are.
+STATELESS = {"spec_augment", "frame_mask", "modality_dropout", "pixel_scaling", "teacher_student_pair"}
+#: Layers whose output keeps its input's positions: they pass a mask on.
+MASKING = {"spec_augment", "modality_dropout", "pixel_scaling"}
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_keras_layer_harness(case):
     layer_cls, init_kwargs, arguments = CASES[case]
-    _Harness().run_layer_test(layer_cls, init_kwargs, **arguments)
+    _Harness().run_layer_test(layer_cls, init_kwargs, assert_built_after_instantiation=case in STATELESS,
+                              supports_masking=True if case in MASKING else None, **arguments)
