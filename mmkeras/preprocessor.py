@@ -89,11 +89,12 @@ class Preprocessor:
         mapping = self.column_mapping()
         table = {}
         for name, converter in self.converters.items():
-            served = converter.served_inputs()
             read = converter.manifest_columns(mapping)
-            columns = read if len(read) == len(served) else list(served.values())
-            for (input_name, _), column in zip(served.items(), columns):
-                table[input_name] = {"modality": name, "column": column, "file": bool(converter.reads_files),
+            for input_name, column in converter.served_inputs().items():
+                # a kind that reads one column fills every input of it from that column (a video's
+                # GIF and frame-list inputs alike); one that reads several names each input's own
+                table[input_name] = {"modality": name, "column": read[0] if len(read) == 1 else column,
+                                     "file": bool(converter.reads_files),
                                      "list": converter.served_rank(input_name) == 2}
         return table
 

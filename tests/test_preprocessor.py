@@ -111,3 +111,13 @@ def test_augmentation_changes_present_and_keeps_absent_zero(preprocessor):
 def test_text_without_vocabulary_says_to_adapt():
     with pytest.raises(ValueError, match="no vocabulary yet: call adapt"):
         Preprocessor({"text": {}}).preprocess_batch({"text": tf.constant(["hello"])})
+
+
+def test_the_served_input_table_names_the_trained_columns():
+    """What inputs.json tells a client: every input of a one-column kind reads its mapped column."""
+    pre = Preprocessor({"clip": {"kind": "video", "frames": 2, "height": 8, "width": 8}, "text": {},
+                                "person": {"kind": "tabular", "numeric": ["age"], "categorical": ["city"]}},
+                               columns={"clip": "video_path", "text": "caption"})
+    table = {name: entry["column"] for name, entry in pre.served_input_table().items()}
+    assert table == {"clip": "video_path", "clip_frames": "video_path", "text": "caption", "age": "age", "city": "city"}
+    assert pre.column_mapping({"text": "words"})["text"] == "words"  # a caller's override comes last
