@@ -215,7 +215,7 @@ def test_ctrl_c_stops_train_with_status_130_and_the_same_command_resumes(tmp_pat
 
     manifest, _ = write_tiny_dataset(str(tmp_path))
     config = tmp_path / "c.yaml"
-    config.write_text(yaml.safe_dump(tiny_config(manifest, epochs=12, early_stopping_patience=0)))
+    config.write_text(yaml.safe_dump(tiny_config(manifest, epochs=6, early_stopping_patience=0)))
     run = tmp_path / "run"
     exe = shutil.which("mmkeras", path=os.path.dirname(sys.executable)) or shutil.which("mmkeras")
     command = [exe, "train", "--config", str(config), "--output", str(run)]
@@ -226,7 +226,7 @@ def test_ctrl_c_stops_train_with_status_130_and_the_same_command_resumes(tmp_pat
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     log, deadline = run / "training.csv", time.time() + 240
     while time.time() < deadline and process.poll() is None:
-        if log.exists() and len(log.read_text().splitlines()) >= 3:  # two epochs logged
+        if log.exists() and len(log.read_text().splitlines()) >= 2:  # an epoch logged
             break
         time.sleep(0.2)
     assert process.poll() is None, "the run must still be training when Ctrl-C comes"
@@ -242,8 +242,8 @@ def test_ctrl_c_stops_train_with_status_130_and_the_same_command_resumes(tmp_pat
     again = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert again.returncode == 0, again.stderr[-2000:]
     with open(log) as f:
-        assert [int(r["epoch"]) for r in csv.DictReader(f)] == list(range(12))
-    assert done >= 2 and json.load(open(run / "finished.json"))["epochs_run"] == 12
+        assert [int(r["epoch"]) for r in csv.DictReader(f)] == list(range(6))
+    assert done >= 1 and json.load(open(run / "finished.json"))["epochs_run"] == 6
 
 
 def test_every_option_says_what_it_is_and_version_answers(capsys):
