@@ -63,7 +63,7 @@ def train_across_workers(config, output_dir, strategy=None, overwrite=False):
     workers, rank, chief = cluster_from_env()
     strategy = strategy or tf.distribute.MultiWorkerMirroredStrategy()
     config = config_lib.as_config(config)
-    data_cfg, train_cfg = config["data"], config["training"]
+    train_cfg = config["training"]
     ignored = [f"training.{key}" for key, off in (("tensorboard", False), ("lr_schedule", None), ("class_weights", False),
                                                    ("frozen_epochs", 0), ("mixed_precision", "auto"),
                                                    ("jit_compile", False), ("deterministic", False))

@@ -22,10 +22,10 @@ _SUFFIX_TYPES = {"probs": "classification", "scores": "multilabel", "values": "r
 HeadInfo = Head
 
 
-def _output_names(model):
-    if isinstance(model.output, dict):
-        return list(model.output)
-    return list(model.output_names)
+def head_outputs(model):
+    """Output name → output tensor of every head of `model` (the modality weights left out), in order."""
+    outputs = model.output if isinstance(model.output, dict) else dict(zip(model.output_names, model.outputs))
+    return {name: tensor for name, tensor in outputs.items() if name != constants.MODALITY_WEIGHTS}
 
 
 def model_heads(model, preprocessor=None, label_names=None):
@@ -52,11 +52,11 @@ def model_heads(model, preprocessor=None, label_names=None):
     >>> [(h.name, h.type, h.label_names) for h in model_heads(model, label_names={"topic": ["a", "b"]})]
     [('topic', 'classification', ['a', 'b']), ('score', 'regression', None)]
     """
-    outputs = [n for n in _output_names(model) if n != constants.MODALITY_WEIGHTS]
+    output_tensors = head_outputs(model)
+    outputs = list(output_tensors)
     layers = {layer.name for layer in walk_layers(model)}
     modalities = [n for n in (model.input if isinstance(model.input, dict) else {}) if
                   not n.endswith(constants.PRESENT_SUFFIX)]
-    output_tensors = model.output if isinstance(model.output, dict) else dict(zip(_output_names(model), model.outputs))
     heads = []
     for name in outputs:
         kind = None

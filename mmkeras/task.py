@@ -20,16 +20,12 @@ from mmkeras.export import export_saved_model
 from mmkeras.export import serving_model
 from mmkeras.heads import Head
 from mmkeras.heads import label_head
+from mmkeras.postprocess import head_outputs
 from mmkeras.postprocess import model_heads
 from mmkeras.postprocess import postprocess
 from mmkeras.postprocess import result_rows
 from mmkeras.preprocessor import Preprocessor
 from mmkeras.tflite import export_run_tflite
-
-
-def _output_widths(model):
-    outputs = model.output if isinstance(model.output, dict) else dict(zip(model.output_names, model.outputs))
-    return {name: int(tensor.shape[-1]) for name, tensor in outputs.items() if name != constants.MODALITY_WEIGHTS}
 
 
 class MultimodalTask:
@@ -57,7 +53,7 @@ class MultimodalTask:
     """
 
     def __init__(self, model, preprocessor, heads=None, config=None):
-        widths = _output_widths(model)
+        widths = {name: int(tensor.shape[-1]) for name, tensor in head_outputs(model).items()}
         if heads is None:
             if list(widths) != [constants.DEFAULT_HEAD]:
                 raise ValueError(f"The model has outputs {sorted(widths)}: pass heads=[Head(...), ...] naming each "
