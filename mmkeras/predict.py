@@ -3,12 +3,14 @@
 import csv
 import io
 import os
+import sys
 
 import numpy as np
 import tensorflow as tf
 
 from mmkeras.data import make_dataset
 from mmkeras.data import read_manifest
+from mmkeras.data.bad_records import BadRecordReport
 from mmkeras.data.bad_records import error_text
 from mmkeras.data.dataset import decode_errors_located
 from mmkeras.data.manifest import BadRecordError
@@ -71,7 +73,6 @@ def served_value(entry, cell, base_dir, where="", frames_input=False):
 
 
 def _png_frames(path, where):
-    import numpy as np
     from PIL import Image
 
     try:
@@ -99,18 +100,13 @@ def padded(lists):
     return [list(v) + [b""] * (width - len(v)) for v in lists]
 
 
-def _raw_batches(manifest, inputs, columns, batch_size):
-    """Yields (row numbers, {served input: [batch] raw values}) read the way a TF Serving client would.
-
-    `inputs` is the export's served input table (`export.load_served_inputs`), whose columns are
-    the ones the model was trained on; `columns` (modality → column) overrides them for the
-    modalities that read one column.
-    """
-    read, has_frames = {}, {}  # modality → the columns its inputs read; whether it takes a frame list
+def _input_columns(manifest, inputs, columns):
+    """Served input → the manifest column it reads: the export's served input table
+    (`export.load_served_inputs`) names the columns the model was trained on; `columns`
+    (modality → column) overrides them for the modalities that read one column."""
+    read = {}  # modality → the columns its inputs read
     for entry in inputs.values():
         read.setdefault(entry["modality"], set()).add(entry["column"])
-        has_frames[entry["modality"]] = has_frames.get(entry["modality"], False) or bool(entry.get("list"))
-    # a caller's column (modality → column) replaces the column of a modality that reads one
     table = {m: (columns[entry["modality"]] if len(read[entry["modality"]]) == 1 and entry["modality"] in columns
                  else entry["column"]) for m, entry in inputs.items()}
     missing = sorted({column for column in table.values() if column not in manifest.columns})
@@ -119,21 +115,50 @@ def _raw_batches(manifest, inputs, columns, batch_size):
                          f"{table}). The manifest's columns are {sorted(manifest.columns)}; "
                          "name the right ones with --columns NAME=COLUMN (columns={...}), or add the columns "
                          "(an empty cell is a missing modality)")
-    for start in range(0, len(manifest), batch_size):
-        rows = manifest.rows[start : start + batch_size]
-        numbers = manifest.row_numbers[start : start + batch_size]
-        raw = {}
+    return table
+
+
+def _raw_batches(manifest, inputs, table, batch_size, skip=None):
+    """Yields (row numbers, {served input: [batch] raw values}) read the way a TF Serving client would.
+
+    `table`: served input → column (`_input_columns`). `skip`: a `BadRecordReport` to list rows
+    whose files cannot be read or converted (they are left out), or None to raise on the first.
+    """
+    has_frames = {}  # modality → whether it takes a frame list
+    for entry in inputs.values():
+        has_frames[entry["modality"]] = has_frames.get(entry["modality"], False) or bool(entry.get("list"))
+
+    def example(row, number):
+        values = {}
         for m, entry in inputs.items():
             column = table[m]
-            frames_input = has_frames[entry["modality"]]
-            values = [served_value(entry, r.get(column), manifest.base_dir,
-                                   f"{manifest.source}, row {number}, column {column}", frames_input)
-                      for r, number in zip(rows, numbers)]
-            raw[m] = padded(values) if entry.get("list") else values
-        yield numbers, raw
+            where = f"{manifest.source}, row {number}, column {column}"
+            try:
+                values[m] = served_value(entry, row.get(column), manifest.base_dir, where, has_frames[entry["modality"]])
+            except (FileNotFoundError, BadRecordError) as error:
+                if skip is None:
+                    raise
+                path = resolve_path(row.get(column), manifest.base_dir)
+                skip.add(number, column, path, str(error).split(f"{path}: ", 1)[-1])
+                return None
+        return values
+
+    for start in range(0, len(manifest), batch_size):
+        examples = [(number, example(row, number)) for row, number in
+                    zip(manifest.rows[start : start + batch_size], manifest.row_numbers[start : start + batch_size])]
+        examples = [(number, values) for number, values in examples if values is not None]
+        if examples:
+            numbers = [number for number, _ in examples]
+            raw = {m: [values[m] for _, values in examples] for m in inputs}
+            yield numbers, {m: padded(v) if inputs[m].get("list") else v for m, v in raw.items()}
 
 
-def predict(model_path, source, output=None, columns=None, batch_size=64):
+def _check_policy(on_bad_record):
+    if on_bad_record not in ("raise", "skip"):
+        raise ValueError(f"on_bad_record must be 'raise' or 'skip'. Received: {on_bad_record!r}")
+
+
+def predict(model_path, source, output=None, columns=None, batch_size=64, on_bad_record="raise", report=None):
     """Predicts every row of a manifest.
 
     Both paths post-process with the same code (`mmkeras.postprocess`), so they give the same
@@ -151,27 +176,43 @@ def predict(model_path, source, output=None, columns=None, batch_size=64):
         columns: dict. Modality → column name, where this manifest's differ from the columns the
             model was trained on (which every path knows: the run's Preprocessor, the export's
             inputs.json).
+        batch_size: int.
+        on_bad_record: "raise" (default): the first row that cannot be read or decoded raises,
+            naming row, column, file and reason. "skip": such rows get no prediction; they are
+            listed in `report`, or printed to stderr when no report is given.
+        report: `BadRecordReport` that collects the skipped rows.
 
     Returns:
-        list of dict, one per row.
+        list of dict, one per predicted row (its `row` is the manifest's row number).
     """
+    _check_policy(on_bad_record)
     columns = columns or {}
     manifest = read_manifest(source)
+    given_report = report is not None
+    report = report if given_report else BadRecordReport(manifest.source)
+    skip = report if on_bad_record == "skip" else None
     results = []
     if is_saved_model(model_path):
         restored, heads = load_saved_model(model_path)
         signature = restored.signatures["serving_default"]
         inputs = load_served_inputs(model_path, restored)
-        for numbers, raw in _raw_batches(manifest, inputs, columns, batch_size):
+        table = _input_columns(manifest, inputs, columns)
+        for numbers, raw in _raw_batches(manifest, inputs, table, batch_size, skip):
             try:
-                out = signature(**{m: tf.constant(v, tf.string) for m, v in raw.items()})
+                out = _call(signature, raw)
             except tf.errors.InvalidArgumentError as error:
-                raise _locate_served_error(signature, numbers, raw, manifest, columns) from error
-            results.extend(result_rows(numbers, {k: v.numpy() for k, v in out.items()}, heads))
+                if skip is None:
+                    number, column, reason = _served_fault(signature, numbers, raw, table)
+                    where = f"{manifest.source}, " + (f"row {number}" if number is not None else
+                                                      f"rows {numbers[0]}-{numbers[-1]}")
+                    raise BadRecordError(where + (f", column {column}" if column else "") + f": {reason}") from error
+                results.extend(_one_by_one(signature, numbers, raw, table, heads, skip))
+                continue
+            results.extend(result_rows(numbers, out, heads))
     elif is_tflite(model_path):
         lite = TFLiteModel(model_path)
         dataset = make_dataset(manifest, lite.preprocessor(), columns=columns, batch_size=batch_size,
-                               with_labels=False)
+                               with_labels=False, on_bad_record=on_bad_record, report=report)
         outputs = {}
         with decode_errors_located(dataset):
             for features in dataset:
@@ -179,27 +220,34 @@ def predict(model_path, source, output=None, columns=None, batch_size=64):
                     outputs.setdefault(name, []).append(value)
         outputs = {name: np.concatenate(values) for name, values in outputs.items()}
         out = {k: v.numpy() for k, v in postprocess(outputs, lite.heads).items()}
-        results.extend(result_rows(manifest.row_numbers, out, lite.heads))
+        kept = [number for number in manifest.row_numbers if number not in set(report.rows)]
+        results.extend(result_rows(kept, out, lite.heads))
     else:
-        results.extend(MultimodalTask.from_preset(model_path).predict(manifest, batch_size=batch_size, columns=columns))
+        task = MultimodalTask.from_preset(model_path)
+        results.extend(task.predict(manifest, batch_size=batch_size, columns=columns, on_bad_record=on_bad_record,
+                                    report=report))
+    if len(report) and not given_report:
+        print(f"mmkeras predict: {report.summary(limit=10)}", file=sys.stderr)
     if output:
         _write_csv(output, results)
     return results
 
 
-def _locate_served_error(signature, numbers, raw, manifest, columns):
-    """The served model refused a batch: ask it about each example to name the manifest row.
+def _call(signature, raw):
+    out = signature(**{m: tf.constant(v, tf.string) for m, v in raw.items()})
+    return {k: v.numpy() for k, v in out.items()}
+
+
+def _served_fault(signature, numbers, raw, table):
+    """The served model refused a batch: (row number, column, reason) of its first bad example.
 
     A corrupt image body fails inside TensorFlow's decoder, which names no input; the example is
-    then asked again with one modality left out at a time to tell which one fails.
+    then asked again with one input left empty at a time to tell which one fails.
     """
-    def call(inputs):
-        signature(**{m: tf.constant(v, tf.string) for m, v in inputs.items()})
-
     for i, number in enumerate(numbers):
         one = {m: v[i : i + 1] for m, v in raw.items()}
         try:
-            call(one)
+            _call(signature, one)
             continue
         except tf.errors.InvalidArgumentError as error:
             message = error_text(error).replace(" (example 0 of the batch)", "")
@@ -207,14 +255,28 @@ def _locate_served_error(signature, numbers, raw, manifest, columns):
         if name is None:
             for m in one:
                 try:
-                    call({**one, m: [[b""]] if isinstance(one[m][0], list) else [b""]})
+                    _call(signature, {**one, m: [[b""]] if isinstance(one[m][0], list) else [b""]})
                 except tf.errors.InvalidArgumentError:
                     continue
                 name, message = m, f"Input {m}: could not be decoded ({message})"
                 break
-        where = f"{manifest.source}, row {number}" + (f", column {columns.get(name, name)}" if name else "")
-        return BadRecordError(f"{where}: {message}")
-    return BadRecordError(f"{manifest.source}, rows {numbers[0]}-{numbers[-1]}: the served model refused the batch")
+        return number, table.get(name, name) if name else None, message
+    return None, None, "the served model refused the batch"
+
+
+def _one_by_one(signature, numbers, raw, table, heads, report):
+    """Predicts a refused batch one example at a time, listing the examples the model refuses."""
+    results = []
+    for i, number in enumerate(numbers):
+        one = {m: v[i : i + 1] for m, v in raw.items()}
+        try:
+            out = _call(signature, one)
+        except tf.errors.InvalidArgumentError:
+            _, column, reason = _served_fault(signature, [number], one, table)
+            report.add(number, column or "", "", reason)
+            continue
+        results.extend(result_rows([number], out, heads))
+    return results
 
 
 def _write_csv(path, rows):

@@ -113,7 +113,7 @@ class MultimodalTask:
         layout.save_preset(os.fspath(path), self.model, self.preprocessor, self.heads, self.config)
 
     # ----------------------------------------------------------------- use
-    def predict(self, data, batch_size=64, columns=None):
+    def predict(self, data, batch_size=64, columns=None, on_bad_record="raise", report=None):
         """Predicts every row of `data` through the one post-processing path.
 
         Args:
@@ -122,17 +122,23 @@ class MultimodalTask:
                 manifest lacks is an error naming it; an empty cell is a missing modality.
             batch_size: int.
             columns: dict. Modality name → column, where it differs from the trained mapping.
+            on_bad_record: "raise" (default) or "skip": rows that cannot be decoded get no
+                prediction and are listed in `report` (see `make_dataset`).
+            report: `BadRecordReport` to add the skipped rows to.
 
         Returns:
-            list of dict, one per row: `row`, then per head `label` and `prob_<class>`, or
-            `value` (prefixed by the head's name when there are several heads).
+            list of dict, one per predicted row: `row` (the manifest's row number), then per head
+            `label` and `prob_<class>`, or `value` (prefixed by the head's name when there are
+            several heads).
         """
         manifest = read_manifest(data)
-        dataset = make_dataset(manifest, self.preprocessor, columns=columns, batch_size=batch_size, with_labels=False)
+        dataset = make_dataset(manifest, self.preprocessor, columns=columns, batch_size=batch_size, with_labels=False,
+                               on_bad_record=on_bad_record, report=report)
         with decode_errors_located(dataset):
             outputs = serving_model(self.model).predict(dataset, verbose=0)
         results = {name: value.numpy() for name, value in postprocess(outputs, self.heads).items()}
-        return result_rows(manifest.row_numbers, results, self.heads)
+        skipped = set(dataset.bad_records.rows)
+        return result_rows([n for n in manifest.row_numbers if n not in skipped], results, self.heads)
 
     def export(self, export_base, version=None, check_inputs=None):
         """Writes the TF Serving SavedModel (raw bytes in) as `export_saved_model` does; returns its folder."""

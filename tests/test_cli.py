@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import pytest
 import yaml
 from media import tiny_config
 
-from mmkeras.cli import main
+from mmkeras_cli import main
 
 
 def _mmkeras(*args):
@@ -29,6 +30,8 @@ def test_train_evaluate_export_predict_from_the_command_line(tiny_run, tmp_path)
     result = _mmkeras("train", "--config", str(config), "--output", str(run))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "trained 1 epoch(s)" in result.stdout and (run / "model.keras").exists()
+    # TensorFlow's C++ start-up lines (absl's "I0000 ...", the cuInit error of a GPU-less machine) are held back
+    assert "absl::InitializeLog" not in result.stderr and not re.search(r"^[IE]\d{4} ", result.stderr, re.M)
 
     result = _mmkeras("evaluate", "--run", str(run), "--data", manifest)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -183,6 +186,23 @@ def test_corrupt_image_bodies_are_located_in_train_and_in_served_predictions(tin
     err = capsys.readouterr().err.strip()
     assert err.startswith("mmkeras predict: error: corrupt_body.csv, row 5, column image: Input image:"), err
 
+    # --on-bad-record skip: every other row is predicted, the bad ones listed (a corrupt body the
+    # served graph refuses, a file the client cannot find), from the SavedModel and from the run
+    rows[1]["image"] = "nowhere.png"
+    bad = write_manifest(folder, rows, "two_bad.csv")
+    for model in (export, run_dir):
+        out = tmp_path / f"{os.path.basename(model)}.csv"
+        assert main(["predict", "--model", model, "--data", bad, "--on-bad-record", "skip", "--output", str(out)]) == 0
+        captured = capsys.readouterr()
+        assert f"{len(rows) - 2} prediction(s) written" in captured.out
+        assert "skipped 2 bad record(s) with no prediction" in captured.err, captured.err
+        with open(out) as f:
+            assert [int(r["row"]) for r in csv.DictReader(f)] == [n for n in range(1, len(rows) + 1) if n not in (2, 5)]
+        with open(str(out)[:-4] + "_skipped.csv") as f:
+            listed = list(csv.DictReader(f))
+        assert [(r["row"], r["column"]) for r in listed] == [("2", "image"), ("5", "image")], listed
+        assert "not found" in listed[0]["reason"]
+
 
 def test_unlocated_faults_name_what_is_wrong(tmp_path, capsys):
     """A modality given as text, a too-small manifest for a split, a truncated preprocessor.json."""
@@ -249,7 +269,7 @@ def test_ctrl_c_stops_train_with_status_130_and_the_same_command_resumes(tmp_pat
 def test_every_option_says_what_it_is_and_version_answers(capsys):
     from importlib.metadata import version
 
-    from mmkeras.cli import build_parser
+    from mmkeras_cli import build_parser
 
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices
@@ -260,3 +280,36 @@ def test_every_option_says_what_it_is_and_version_answers(capsys):
     with pytest.raises(SystemExit) as stopped:
         main(["--version"])
     assert stopped.value.code == 0 and capsys.readouterr().out.strip() == f"mmkeras {version('mmkeras')}"
+
+
+def test_help_version_and_usage_errors_answer_without_importing_tensorflow():
+    # a fresh interpreter, as the entry point runs: TensorFlow must not be imported to answer these
+    script = ("import sys, mmkeras_cli\n"
+              "for argv in (['--help'], ['--version'], ['train', '--help'], ['export', '--run', 'r', '--output', 'o',"
+              " '--quantize', 'int8'], ['predict']):\n"
+              "    try:\n"
+              "        mmkeras_cli.main(argv)\n"
+              "    except SystemExit as stop:\n"
+              "        print('exit', stop.code)\n"
+              "print('tensorflow imported' if 'tensorflow' in sys.modules or 'keras' in sys.modules else 'not imported')\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    lines = result.stdout.splitlines()
+    assert [line for line in lines if line.startswith("exit")] == ["exit 0", "exit 0", "exit 0", "exit 2", "exit 2"]
+    assert lines[-1] == "not imported", result.stdout
+    assert "--quantize int8 applies to --format tflite only" in result.stderr
+    assert "the following arguments are required: --model, --data" in result.stderr
+
+
+def test_start_up_chatter_is_held_back_and_everything_else_passes(capfd):
+    import mmkeras_cli
+
+    chatter = ["WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n",
+               "I0000 00:00:1796554133.279201   13176 port.cc:153] oneDNN custom operations are on.\n",
+               "W0000 00:00:1796554133.279738   13176 cudart_stub.cc:31] Could not find cuda drivers\n",
+               "E0000 00:00:1733.22   17 cuda_executor.cc:1228] failed call to cuInit: UNKNOWN ERROR (303)\n"]
+    kept = ["E1204 10:01:02.123456   17 saver.cc:12] could not open checkpoint\n", "a Python warning\n"]
+    with mmkeras_cli._quiet_native_start_up():
+        for line in chatter + kept:
+            os.write(2, line.encode())
+    assert capfd.readouterr().err == "".join(kept)
+    assert all(mmkeras_cli._is_start_up_chatter(line) for line in chatter)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from mmkeras.cli import main
+from mmkeras_cli import main
 from mmkeras.distillation import DistillationLoss
 from mmkeras.distillation import distill
 from mmkeras.export import load_saved_model

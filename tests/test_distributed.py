@@ -46,7 +46,7 @@ def _start_workers(config_path, run, logs):
         tf_config = {"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]}, "task": {"type": "worker", "index": index}}
         env = {**os.environ, "TF_CONFIG": json.dumps(tf_config), "CUDA_VISIBLE_DEVICES": ""}
         log = open(logs / f"worker{index}.log", "a")
-        workers.append(subprocess.Popen([sys.executable, "-m", "mmkeras.cli", "train", "--config", str(config_path),
+        workers.append(subprocess.Popen([sys.executable, "-m", "mmkeras_cli", "train", "--config", str(config_path),
                                          "--output", str(run)], env=env, stdout=log, stderr=subprocess.STDOUT))
     return workers
 

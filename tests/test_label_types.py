@@ -18,7 +18,7 @@ from media import write_manifest
 from media import write_tiny_dataset
 
 import mmkeras
-from mmkeras.cli import main
+from mmkeras_cli import main
 from mmkeras.export import load_saved_model
 from mmkeras.postprocess import model_heads
 from mmkeras.postprocess import postprocess

@@ -24,6 +24,6 @@ def test_wheel_and_sdist_build_and_pass_twine_check(tmp_path):
     with zipfile.ZipFile(tmp_path / wheel) as archive:
         names = archive.namelist()
         entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-        assert "mmkeras = mmkeras.cli:main" in archive.read(entry_points).decode()
-    assert "mmkeras/task.py" in names and "mmkeras/modalities/registry.py" in names
+        assert "mmkeras = mmkeras_cli:main" in archive.read(entry_points).decode()
+    assert "mmkeras/task.py" in names and "mmkeras/modalities/registry.py" in names and "mmkeras_cli.py" in names
     assert not [n for n in names if n.startswith(("tests/", "benchmarks/", "notebooks/"))]

@@ -11,7 +11,7 @@ from media import write_tiny_dataset
 
 import mmkeras
 from mmkeras import pretrained
-from mmkeras.cli import main
+from mmkeras_cli import main
 
 RGB32 = {"height": 32, "width": 32, "channels": 3}
 MOBILENET = {"source": "keras.applications:MobileNetV3Small", "weights": None}

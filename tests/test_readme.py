@@ -88,7 +88,7 @@ def test_config_block_lists_every_key_with_its_default():
 
 
 def test_cli_block_matches_the_parser():
-    from mmkeras.cli import build_parser
+    from mmkeras_cli import build_parser
 
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import mmkeras
-from mmkeras.cli import main
+from mmkeras_cli import main
 from mmkeras.tflite import TFLiteModel
 from mmkeras.tflite import export_tflite
 
@@ -82,6 +82,7 @@ def test_cli_exports_tflite_from_a_run_and_predicts_a_manifest(tiny_run, tmp_pat
             np.testing.assert_allclose(probabilities, expected, atol=0.25)
     assert json.load(open(tmp_path / "int8" / "inputs.json"))["quantize"] == "int8"
     # a usage error: exit status 2 with the message, before the run is even loaded
-    assert main(["export", "--run", run, "--output", str(tmp_path / "sm"), "--quantize", "int8"]) == 2
-    assert "--quantize int8 applies to --format tflite only" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stopped:
+        main(["export", "--run", run, "--output", str(tmp_path / "sm"), "--quantize", "int8"])
+    assert stopped.value.code == 2 and "--quantize int8 applies to --format tflite only" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "sm")

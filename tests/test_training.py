@@ -294,7 +294,7 @@ def test_a_run_killed_after_its_last_epoch_finishes_without_training_again(tmp_p
 
 
 def test_a_finished_run_is_not_trained_again_unless_overwritten(tmp_path, capsys):
-    from mmkeras.cli import main
+    from mmkeras_cli import main
 
     manifest, _ = write_tiny_dataset(str(tmp_path), count=12)
     config = tiny_config(manifest, epochs=1, checkpoint=False)

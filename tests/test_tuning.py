@@ -5,7 +5,7 @@ import csv
 import pytest
 import yaml
 
-from mmkeras.cli import main
+from mmkeras_cli import main
 from mmkeras.config import load_config
 from mmkeras.config import resolve_config
 from mmkeras.tuning import tune

@@ -270,7 +270,7 @@ def make_dataset(
     columns = _columns(preprocessor, columns)
     from_tfrecords = is_tfrecord_source(source)
     if from_tfrecords:
-        report = report or BadRecordReport(os.fspath(source))
+        report = report if report is not None else BadRecordReport(os.fspath(source))
         files = _tfrecord_files(source)
         by_file = shard is not None and len(files) >= shard[0]
         if by_file:
@@ -292,7 +292,7 @@ def make_dataset(
             return ds
     else:
         manifest = read_manifest(source)
-        report = report or BadRecordReport(manifest.source)
+        report = report if report is not None else BadRecordReport(manifest.source)
         table = validate_rows(manifest, preprocessor, columns, on_bad_record, report, with_labels)
         if shard is not None:
             table = {key: value[shard[1] :: shard[0]] for key, value in table.items()}
@@ -526,7 +526,7 @@ def write_tfrecords(source, output_dir, preprocessor, columns=None, num_shards=4
     _check_policy(on_bad_record)
     manifest = read_manifest(source)
     columns = _columns(preprocessor, columns)
-    report = report or BadRecordReport(manifest.source)
+    report = report if report is not None else BadRecordReport(manifest.source)
     table = validate_rows(manifest, preprocessor, columns, on_bad_record, report, with_labels=False)
     labels = {number: cell_text(row.get(columns[constants.DEFAULT_HEAD]))
               for row, number in zip(manifest.rows, manifest.row_numbers)}

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 import mmkeras
-from mmkeras.cli import main
+from mmkeras_cli import main
 from mmkeras.export import load_saved_model
 from mmkeras.training import load_run
 

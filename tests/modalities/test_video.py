@@ -197,7 +197,7 @@ def test_clips_train_export_and_serve_raw_bytes_through_the_cli(tmp_path):
     from test_end_to_end import assert_served_and_reloaded_equal_keras
     from test_end_to_end import train_evaluate_export
 
-    from mmkeras.cli import main
+    from mmkeras_cli import main
     from mmkeras.export import load_saved_model
 
     pytest.importorskip("av")

@@ -1,0 +1,178 @@
+"""The `mmkeras` command's launcher: parses the command line before anything imports TensorFlow.
+
+It lives outside the `mmkeras` package because importing any `mmkeras.*` module runs the package's
+`__init__`, which imports TensorFlow and Keras (and registers mmkeras' layers with Keras, so that
+`import mmkeras` is enough to load a saved `.keras` file). `--help`, `--version` and usage errors
+are answered from here, in a fraction of TensorFlow's import time; a command then imports
+`mmkeras.cli`, which runs it.
+"""
+
+import argparse
+import contextlib
+import os
+import re
+import sys
+import tempfile
+
+PROG = "mmkeras"
+
+
+class _ShowDefaults(argparse.ArgumentDefaultsHelpFormatter):
+    """"(default: ...)" after an option's help, where the default is a value (not None or off)."""
+
+    def _get_help_string(self, action):
+        if action.required or action.default in (None, False) or action.default is argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _column_mapping(text):
+    """"text=caption,image=photo" → {"text": "caption", "image": "photo"} (argparse type)."""
+    pairs = [part.split("=", 1) for part in text.split(",") if part.strip()]
+    if not pairs or any(len(p) != 2 or not p[0].strip() or not p[1].strip() for p in pairs):
+        raise argparse.ArgumentTypeError(f"expected NAME=COLUMN pairs separated by commas, e.g. text=caption. "
+                                         f"Received: {text!r}")
+    return {name.strip(): column.strip() for name, column in pairs}
+
+
+def _installed_version():
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version
+
+    try:
+        return version("mmkeras")
+    except PackageNotFoundError:  # run from a source folder that was never installed
+        return "unknown (not installed)"
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog=PROG, description="Multimodal Keras models from files to TF Serving.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {_installed_version()}")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="show TensorFlow's own start-up log lines (hidden by default)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    formatter = _ShowDefaults
+
+    demo = sub.add_parser("demo", formatter_class=formatter, help="embedded data → train → evaluate → export → query")
+    demo.add_argument("--workdir", default="mmkeras_demo", help="folder for the data, run and export")
+    demo.add_argument("--epochs", type=int, default=None, help="override the demo's epochs (for quick checks)")
+    demo.add_argument("--examples", type=int, default=None, help="use only this many examples (for quick checks)")
+
+    train = sub.add_parser("train", formatter_class=formatter, help="train from a YAML config")
+    train.add_argument("--config", required=True, help="YAML config: data, modalities, fusion, training")
+    train.add_argument("--output", required=True, help="run directory")
+    train.add_argument("--overwrite", action="store_true", help="train again in a directory holding a finished run")
+
+    distill = sub.add_parser("distill", formatter_class=formatter,
+                             help="train a smaller student on a trained run's softened outputs")
+    distill.add_argument("--teacher", required=True, help="the teacher's run directory")
+    distill.add_argument("--config", required=True, help="the student's config (data defaults to the teacher's)")
+    distill.add_argument("--output", required=True, help="the student's run directory")
+    distill.add_argument("--temperature", type=float, default=2.0, help="softening temperature T")
+    distill.add_argument("--alpha", type=float, default=0.5, help="weight of the teacher's term (1 - alpha: the labels')")
+    distill.add_argument("--overwrite", action="store_true", help="train again in a directory holding a finished run")
+
+    tune = sub.add_parser("tune", formatter_class=formatter, help="KerasTuner search over the config's tuning: ranges")
+    tune.add_argument("--config", required=True, help="YAML config with a tuning: block of ranges")
+    tune.add_argument("--output", required=True, help="search folder (a search there is resumed)")
+    tune.add_argument("--trials", type=int, default=10, help="trials in all (bayesian, random)")
+    tune.add_argument("--max-epochs", type=int, default=None, help="epochs per trial at most (default: training.epochs)")
+    tune.add_argument("--overwrite", action="store_true", help="start afresh instead of resuming")
+
+    evaluate = sub.add_parser("evaluate", formatter_class=formatter,
+                              help="classification report, confusion matrix, modality ablation")
+    evaluate.add_argument("--run", required=True, help="run directory (mmkeras train's --output)")
+    evaluate.add_argument("--data", required=True, help="labelled manifest")
+    evaluate.add_argument("--output", default=None, help="default: RUN/evaluation")
+    evaluate.add_argument("--on-bad-record", choices=["raise", "skip"], default="raise",
+                          help="a bad row stops the command (raise), or is left out, counted and listed (skip)")
+
+    export = sub.add_parser("export", formatter_class=formatter, help="SavedModel for TF Serving, or a TFLite model")
+    export.add_argument("--run", required=True, help="run directory (mmkeras train's --output)")
+    export.add_argument("--output", required=True, help="export base, e.g. saved_models/NAME")
+    export.add_argument("--version", type=int, default=None, help="default: highest existing + 1")
+    export.add_argument("--format", choices=["savedmodel", "tflite"], default="savedmodel",
+                        help="savedmodel (raw bytes in, TF Serving) or tflite (decoded tensors in, one example a call)")
+    export.add_argument("--quantize", choices=["none", "dynamic", "float16", "int8"], default="none",
+                        help="tflite only: int8 calibrates on examples of the run's training manifest")
+    export.add_argument("--representative-examples", type=int, default=200,
+                        help="tflite int8: training examples used to calibrate activations")
+
+    predict = sub.add_parser("predict", formatter_class=formatter, help="predict a manifest with a run or a SavedModel")
+    predict.add_argument("--model", required=True,
+                         help="run directory, SavedModel folder, or TFLite export (model.tflite or its folder)")
+    predict.add_argument("--data", required=True, help="manifest (CSV/JSONL) of the rows to predict; labels not needed")
+    predict.add_argument("--output", default=None, help="CSV to write (default: print JSON lines)")
+    predict.add_argument("--columns", type=_column_mapping, default=None, metavar="NAME=COLUMN,...",
+                         help="modality → manifest column where this manifest differs from the one trained on "
+                              "(e.g. text=caption,image=photo)")
+    predict.add_argument("--on-bad-record", choices=["raise", "skip"], default="raise",
+                         help="a bad row stops the command (raise), or gets no prediction and is listed (skip)")
+
+    prepare = sub.add_parser("prepare", formatter_class=formatter, help="write a manifest's files into sharded TFRecords")
+    prepare.add_argument("--config", required=True, help="config whose modalities/columns describe the data")
+    prepare.add_argument("--data", required=True, help="manifest (CSV/JSONL) whose files to store")
+    prepare.add_argument("--output", required=True, help="folder of the shards (an earlier prepare's are replaced)")
+    prepare.add_argument("--shards", type=int, default=8, help="TFRecord files to spread the records over")
+    return parser
+
+
+def _check_combinations(parser, args):
+    """Usage errors argparse cannot see by itself: exit 2 before TensorFlow is imported."""
+    if args.command == "export" and args.format != "tflite" and args.quantize != "none":
+        parser.error(f"export: --quantize {args.quantize} applies to --format tflite only")
+
+
+# absl's line format: severity letter, MMDD, a time, thread, file:line] message.
+_NATIVE_LINE = re.compile(r"^([IWEF])\d{4} [\d:.]+\s+\d+\s+\S+:\d+\]")
+_NATIVE_BANNER = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
+# Errors TensorFlow logs while it looks for a GPU on a machine that has none: not failures of the command.
+_NO_GPU_ERRORS = ("failed call to cuInit", "Unable to register cu", "Could not find cuda drivers")
+
+
+def _is_start_up_chatter(line):
+    if line.strip() == _NATIVE_BANNER:
+        return True
+    match = _NATIVE_LINE.match(line)
+    if not match:
+        return False
+    return match.group(1) in "IW" or any(text in line for text in _NO_GPU_ERRORS)
+
+
+@contextlib.contextmanager
+def _quiet_native_start_up():
+    """Hold back what TensorFlow's C++ code writes to file descriptor 2 while it loads (absl writes
+    these lines before `TF_CPP_MIN_LOG_LEVEL` takes effect), then pass on everything else."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            text = captured.read().decode("utf-8", "replace")
+            kept = [line for line in text.splitlines(keepends=True) if not _is_start_up_chatter(line)]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _check_combinations(parser, args)
+    if args.verbose:
+        from mmkeras import cli
+    else:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        with _quiet_native_start_up():
+            from mmkeras import cli
+    return cli.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
