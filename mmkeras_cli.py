@@ -12,7 +12,7 @@ import contextlib
 import os
 import re
 import sys
-import tempfile
+import threading
 
 PROG = "mmkeras"
 
@@ -49,7 +49,8 @@ def build_parser():
     parser = argparse.ArgumentParser(prog=PROG, description="Multimodal Keras models from files to TF Serving.")
     parser.add_argument("--version", action="version", version=f"{PROG} {_installed_version()}")
     parser.add_argument("-v", "--verbose", action="store_true",
-                        help="show TensorFlow's own start-up log lines (hidden by default)")
+                        help="show TensorFlow's own log lines (its start-up lines, GPU search and oneDNN notes "
+                             "are hidden by default)")
     sub = parser.add_subparsers(dest="command", required=True)
     formatter = _ShowDefaults
 
@@ -126,39 +127,67 @@ def _check_combinations(parser, args):
 # absl's line format: severity letter, MMDD, a time, thread, file:line] message.
 _NATIVE_LINE = re.compile(r"^([IWEF])\d{4} [\d:.]+\s+\d+\s+\S+:\d+\]")
 _NATIVE_BANNER = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR"
-# Errors TensorFlow logs while it looks for a GPU on a machine that has none: not failures of the command.
-_NO_GPU_ERRORS = ("failed call to cuInit", "Unable to register cu", "Could not find cuda drivers")
+# Errors TensorFlow logs that are not failures of the command: looking for a GPU on a machine that
+# has none, and oneDNN falling back to its default kernels for a type the CPU lacks instructions for.
+_BENIGN_ERRORS = ("failed call to cuInit", "Unable to register cu", "Could not find cuda drivers",
+                  "oneDNN supports")
 
 
-def _is_start_up_chatter(line):
+def _is_chatter(line):
     if line.strip() == _NATIVE_BANNER:
         return True
     match = _NATIVE_LINE.match(line)
     if not match:
         return False
-    return match.group(1) in "IW" or any(text in line for text in _NO_GPU_ERRORS)
+    return match.group(1) in "IW" or any(text in line for text in _BENIGN_ERRORS)
+
+
+def _may_become_chatter(tail):
+    """A line not finished yet that could still turn out to be one of TensorFlow's log lines."""
+    return bool(re.match(r"^[IWEF]\d{0,4}( |$)", tail)) or _NATIVE_BANNER.startswith(tail[:len(_NATIVE_BANNER)])
 
 
 @contextlib.contextmanager
-def _quiet_native_start_up():
-    """Hold back what TensorFlow's C++ code writes to file descriptor 2 while it loads (absl writes
-    these lines before `TF_CPP_MIN_LOG_LEVEL` takes effect), then pass on everything else."""
+def _quiet_native_logs():
+    """Passes what is written to file descriptor 2 (where TensorFlow's C++ code logs, and Python's
+    stderr) through a filter that drops TensorFlow's info and warning lines and its benign errors.
+
+    absl writes TensorFlow's start-up lines before `TF_CPP_MIN_LOG_LEVEL` takes effect, and
+    TensorFlow logs the failed GPU search at error level, so neither can be switched off; a line
+    that is not one of them passes through unchanged, at once.
+    """
     sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            captured.seek(0)
-            text = captured.read().decode("utf-8", "replace")
-            kept = [line for line in text.splitlines(keepends=True) if not _is_start_up_chatter(line)]
+    real = os.dup(2)
+    read_end, write_end = os.pipe()
+    os.dup2(write_end, 2)
+    os.close(write_end)
+
+    def pump():
+        tail = b""
+        while True:
+            chunk = os.read(read_end, 65536)
+            if not chunk:
+                break
+            *lines, tail = (tail + chunk).split(b"\n")
+            kept = [line + b"\n" for line in lines if not _is_chatter(line.decode("utf-8", "replace"))]
+            if tail and not _may_become_chatter(tail.decode("utf-8", "replace")):
+                kept.append(tail)
+                tail = b""
             if kept:
-                sys.stderr.write("".join(kept))
-                sys.stderr.flush()
+                os.write(real, b"".join(kept))
+        if tail and not _is_chatter(tail.decode("utf-8", "replace")):
+            os.write(real, tail)
+        os.close(read_end)
+
+    reader = threading.Thread(target=pump, name="mmkeras-stderr-filter", daemon=True)
+    reader.start()
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(real, 2)  # closes the pipe's last writer: the reader drains it and stops
+        reader.join(timeout=5)
+        os.close(real)
 
 
 def main(argv=None):
@@ -167,11 +196,13 @@ def main(argv=None):
     _check_combinations(parser, args)
     if args.verbose:
         from mmkeras import cli
-    else:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        with _quiet_native_start_up():
-            from mmkeras import cli
-    return cli.run(args)
+
+        return cli.run(args)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with _quiet_native_logs():
+        from mmkeras import cli
+
+        return cli.run(args)
 
 
 if __name__ == "__main__":

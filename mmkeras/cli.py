@@ -1,6 +1,7 @@
 """The `mmkeras` commands (demo, train, distill, tune, evaluate, export, predict, prepare), run on
 arguments that `mmkeras_cli` parsed before TensorFlow was imported."""
 
+import errno
 import json
 import os
 import sys
@@ -116,9 +117,11 @@ def _expected_errors():
     import tensorflow as tf
     import yaml
 
+    from mmkeras.layout import StorageError
+
     # ImportError: an optional extra that is not installed (its message names the pip command).
     return (FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError, ValueError, ImportError,
-            yaml.YAMLError, tf.errors.InvalidArgumentError, tf.errors.NotFoundError)
+            StorageError, yaml.YAMLError, tf.errors.InvalidArgumentError, tf.errors.NotFoundError)
 
 
 def _message(error):
@@ -129,6 +132,8 @@ def _message(error):
 
     return error_text(error) if isinstance(error, tf.errors.OpError) else str(error)
 
+
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EFBIG, errno.EDQUOT}
 
 COMMANDS = {"demo": _demo, "train": _train, "distill": _distill, "tune": _tune, "evaluate": _evaluate,
             "export": _export, "predict": _predict, "prepare": _prepare}
@@ -141,6 +146,14 @@ def run(args):
         return COMMANDS[args.command](args)
     except _expected_errors() as error:
         print(f"mmkeras {args.command}: error: {_message(error)}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        if error.errno not in _STORAGE_ERRNOS:
+            raise
+        # a write the checks before it could not foresee (the disk filled meanwhile, a quota)
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"mmkeras {args.command}: error: {where}{error.strerror}; free some space (or choose another folder) "
+              "and run the same command again", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # Ctrl-C: one line, the shell's status for SIGINT, and what to do next
         resume = {"train": "the same command resumes from the last finished epoch",

@@ -4,6 +4,7 @@ Layout: `<export_base>/<version>/saved_model.pb` + `variables/`, written to a te
 renamed into place (a watching model server never sees half a model), then reloaded and checked.
 """
 
+import errno
 import json
 import os
 import shutil
@@ -14,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from mmkeras import constants
+from mmkeras import layout
 from mmkeras.model import with_modality_weights
 from mmkeras.heads import Head
 from mmkeras.layout import EXPORT_EXTRA_DIR
@@ -78,7 +80,8 @@ def export_saved_model(model, preprocessor, export_base, version=None, check_inp
     final = os.path.join(export_base, str(version))
     if chosen and os.path.exists(final):
         raise FileExistsError(f"{final} exists already; choose another --version or leave it out")
-    os.makedirs(export_base, exist_ok=True)
+    # The graph of a model of this package takes a few MB beside its weights.
+    layout.ensure_room(export_base, layout.weights_bytes(model, optimizer=False) + (4 << 20), "the SavedModel")
     remove_stale_temporaries(export_base)
     served = serving_model(model)
     heads = list(heads) if heads is not None else model_heads(model, preprocessor, label_names)
@@ -109,7 +112,11 @@ def export_saved_model(model, preprocessor, export_base, version=None, check_inp
     # leftovers of a killed export (process gone) from one that is still being written.
     temporary = tempfile.mkdtemp(prefix=f".{version}-{os.getpid()}-", dir=export_base)
     try:
-        archive.write_out(temporary, verbose=False)
+        try:
+            archive.write_out(temporary, verbose=False)
+        except tf.errors.OpError as error:  # a write the room check could not foresee
+            raise layout.StorageError(errno.EIO, f"{export_base}: the SavedModel could not be written "
+                                      f"({error.message.strip()[:300]}); its earlier versions are untouched") from None
         # assets.extra/ is where TF Serving expects files it does not read itself.
         os.makedirs(os.path.join(temporary, EXPORT_EXTRA_DIR))
         with open(os.path.join(temporary, EXPORT_EXTRA_DIR, HEADS_FILE), "w", encoding="utf-8") as f:
@@ -268,10 +275,11 @@ def _load_with_custom_ops(path):
     """`tf.saved_model.load`, registering TF Text's ops first when the graph uses them.
 
     A keras-hub tokenizer in the served graph runs TF Text ops (`RegexSplitWithOffsets`, ...),
-    which a process has only after `import tensorflow_text`.
+    which a process has only after `import tensorflow_text`. A damaged export (truncated
+    variables or graph) is a ValueError naming the folder.
     """
     try:
-        return tf.saved_model.load(path)
+        return _load_checked(path)
     except (RuntimeError, tf.errors.NotFoundError) as error:
         if "Op type not registered" not in str(error):
             raise
@@ -280,4 +288,15 @@ def _load_with_custom_ops(path):
         except ImportError:
             raise RuntimeError(f"{path} uses TensorFlow Text ops (a keras-hub tokenizer): pip install "
                                f"tensorflow-text matching your TensorFlow, then load it again. ({error})") from None
+        return _load_checked(path)
+
+
+def _load_checked(path):
+    from google.protobuf.message import DecodeError
+
+    try:
         return tf.saved_model.load(path)
+    except (IndexError, DecodeError, tf.errors.DataLossError, tf.errors.OutOfRangeError) as error:
+        raise ValueError(f"{path}: the SavedModel cannot be read, its files are damaged or incomplete "
+                         f"({type(error).__name__}: {str(error).strip().splitlines()[0][:200]}); export it again "
+                         "from its run (mmkeras export --run RUN --output BASE)") from None

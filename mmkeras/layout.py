@@ -15,11 +15,14 @@ import csv
 import datetime
 import json
 import os
+import re
+import resource
 import shutil
 import socket
 import zipfile
 
 import keras
+import numpy as np
 
 from mmkeras import config as config_lib
 
@@ -54,6 +57,63 @@ TFLITE_FILE = "model.tflite"
 TASK_FORMAT = 1
 
 
+class StorageError(OSError):
+    """A folder mmkeras writes is read-only, or lacks the room for what is about to be written.
+
+    Raised before the write, so the files already there (the last finished epoch's backup, the
+    best checkpoint, earlier exports) stay whole. Its text is the message alone.
+    """
+
+    def __str__(self):
+        return self.strerror
+
+
+#: Room kept free beyond an estimate of what a write needs.
+_ROOM_MARGIN = 1 << 20
+
+
+def ensure_writable(folder, what):
+    """StorageError unless this process can create files in `folder` (made if missing)."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as error:
+        raise StorageError(error.errno, f"{folder}: cannot create the folder for {what} ({error.strerror}); "
+                           "choose another folder", folder) from None
+    if not os.access(folder, os.W_OK):
+        raise StorageError(13, f"{folder}: the folder for {what} is read-only for this process; choose another "
+                           "folder or make it writable", folder)
+
+
+def ensure_room(folder, needed, what):
+    """StorageError if a file of about `needed` bytes cannot be written in `folder`: too little free
+    disk space, or larger than this process may write (`ulimit -f`)."""
+    ensure_writable(folder, what)
+    free = shutil.disk_usage(folder).free
+    megabytes = (needed + _ROOM_MARGIN) / 1e6
+    if needed + _ROOM_MARGIN > free:
+        raise StorageError(28, f"{folder}: writing {what} needs about {megabytes:.1f} MB, and the disk has "
+                           f"{free / 1e6:.1f} MB free; free some space (or choose another folder) and run the "
+                           "same command again", folder)
+    limit, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+    if limit != resource.RLIM_INFINITY and needed + _ROOM_MARGIN > limit:
+        raise StorageError(27, f"{folder}: writing {what} needs about {megabytes:.1f} MB, and this process may write files "
+                           f"of at most {limit / 1e6:.2f} MB (ulimit -f); raise the limit and run the same command "
+                           "again", folder)
+
+
+def weights_bytes(model, optimizer=True):
+    """Bytes of a model's variables (and its optimizer's): about what a checkpoint of it takes."""
+    variables = list(model.weights)
+    if optimizer and getattr(model, "optimizer", None) is not None:
+        variables += list(model.optimizer.variables)
+    return sum(int(np.prod(v.shape)) * _item_bytes(v.dtype) for v in variables)
+
+
+def _item_bytes(dtype):
+    bits = re.search(r"\d+", keras.backend.standardize_dtype(dtype))
+    return int(bits.group()) // 8 if bits else 1
+
+
 def is_finished(output_dir):
     return os.path.exists(os.path.join(output_dir, FINISHED_FILE))
 
@@ -76,7 +136,7 @@ def prepare(output_dir, overwrite):
                 shutil.rmtree(path)
             elif os.path.exists(path):
                 os.remove(path)
-    os.makedirs(output_dir, exist_ok=True)
+    ensure_writable(output_dir, "the run")
     log = os.path.join(output_dir, LOG_FILE)
     if os.path.exists(log) and not os.path.isdir(os.path.join(output_dir, BACKUP_DIR)):
         os.remove(log)  # epochs of a run that left no backup to resume from: they would be appended to
@@ -271,6 +331,9 @@ def load_model_file(path):
     import mmkeras.fusion  # noqa: F401 - registers the custom layers before loading
     import mmkeras.layers  # noqa: F401
 
+    if os.path.isfile(path) and not zipfile.is_zipfile(path):
+        raise ValueError(f"{path}: not a readable .keras file (truncated or damaged: a .keras file is a zip "
+                         "archive); train the run again, or load the run's other checkpoint (best.keras or model.keras)")
     model = keras.saving.load_model(path, compile=False)
     frozen = [layer for layer in model._flatten_layers(include_self=False) if not layer.trainable]
     for layer in frozen:

@@ -254,6 +254,50 @@ def _backbone(model, name):
     return found[0]
 
 
+class StorageGuard(keras.callbacks.Callback):
+    """Stops training with a `layout.StorageError` at the end of an epoch whose checkpoints (the
+    resume backup and `best.keras`) would not fit on the disk or under `ulimit -f`: checked before
+    they are written, so the last good ones stay whole and the same command resumes."""
+
+    def __init__(self, output_dir):
+        super().__init__()
+        self.output_dir = output_dir
+
+    def on_train_begin(self, logs=None):
+        layout.ensure_writable(self.output_dir, "the run")
+
+    def on_epoch_end(self, epoch, logs=None):
+        layout.ensure_room(self.output_dir, 2 * layout.weights_bytes(self.model), "the epoch's checkpoints")
+
+
+class RunBackup(keras.callbacks.BackupAndRestore):
+    """Keras' `BackupAndRestore`, written atomically, with a readable error for a damaged backup.
+
+    Weights go to a temporary file, then replace the last backup; the epoch counter is replaced
+    after them. A process killed or a disk filled mid-write leaves the previous epoch's backup.
+    """
+
+    def _save_model(self):
+        os.makedirs(self.backup_dir, exist_ok=True)
+        writing = os.path.join(self.backup_dir, f".writing-{os.getpid()}.weights.h5")
+        try:
+            self.model.save_weights(writing, overwrite=True)
+            os.replace(writing, self._weights_path)
+        finally:
+            if os.path.exists(writing):
+                os.remove(writing)
+        layout.atomic_json({"epoch": self._current_epoch, "batch": self._last_batch_seen},
+                           self._training_metadata_path)
+
+    def _load_model(self):
+        try:
+            super()._load_model()
+        except (OSError, ValueError, KeyError) as error:
+            raise ValueError(f"{self.backup_dir}: the resume backup cannot be read ({type(error).__name__}: "
+                             f"{error}); remove that folder to train the run from its first epoch, or train "
+                             "with --overwrite (overwrite=True)") from None
+
+
 def _callbacks(train_cfg, output_dir, validating, backup_dir):
     """The run's own callbacks for one `model.fit` call."""
     monitor = "val_loss" if validating else "loss"
@@ -262,7 +306,9 @@ def _callbacks(train_cfg, output_dir, validating, backup_dir):
     if train_cfg["backup"]:
         # The backup is removed by `train` once the run's files are all written, not by the
         # callback at the end of fit: a run killed in between resumes instead of restarting.
-        run_callbacks.insert(0, keras.callbacks.BackupAndRestore(backup_dir, delete_checkpoint=False))
+        run_callbacks.insert(0, RunBackup(backup_dir, delete_checkpoint=False))
+    # First of all: a write that would fail is refused before the backup or best.keras is touched.
+    run_callbacks.insert(0, StorageGuard(output_dir))
     if train_cfg["early_stopping_patience"]:
         run_callbacks.append(keras.callbacks.EarlyStopping(
             monitor=monitor, patience=train_cfg["early_stopping_patience"], restore_best_weights=True))
