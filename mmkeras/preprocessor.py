@@ -321,10 +321,24 @@ class Preprocessor:
         for name, reason in reasons.items():
             bad = tf.strings.length(reason) > 0
             where = first_flagged(tf.range(tf.size(reason)), bad)
-            message = tf.strings.join([f"Input {name}: ", first_flagged(reason, bad), " (example ", where, " of the batch)"])
+            held_by = first_flagged(self._holding_input(name, raw, tf.shape(reason)[:1]), bad)
+            message = tf.strings.join(["Input ", held_by, ": ", first_flagged(reason, bad), " (example ", where,
+                                       " of the batch)"])
             checks.append(tf.debugging.Assert(tf.logical_not(tf.reduce_any(bad)), [message]))
         with tf.control_dependencies(checks):
             return {key: tf.identity(value) for key, value in features.items()}
+
+    def _holding_input(self, name, raw, batch):
+        """`[batch]` names of the served input that carried each example of modality `name`: a
+        modality with several inputs (a video's GIF and frame list) names the one the client filled."""
+        served = [s for s in self.converters[name].served_inputs() if s in raw]
+        names = tf.fill(batch, served[0] if served else name)
+        for s in reversed(served[1:] if len(served) > 1 else []):
+            value = tf.convert_to_tensor(raw[s], tf.string)
+            filled = tf.strings.length(value) > 0
+            filled = tf.reduce_any(filled, axis=-1) if value.shape.rank == 2 else filled
+            names = tf.where(filled, s, names)
+        return names
 
     # ----------------------------------------------------------------- augmentation (training only)
     def augment_batch(self, features, seed=None):

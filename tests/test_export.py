@@ -138,6 +138,10 @@ def test_saved_model_cli_show_and_run(exported):
      r"Inputs have different batch sizes \(audio 2, image 1, text 2\)"),
     (lambda: {"text": tf.constant([["a"]]), "image": tf.constant([[b""]]), "audio": tf.constant([[b""]])},
      r"Input audio: expected a 1-D batch of strings \(one per example\), got shape \[1, 1\]"),
+    # refused by TensorFlow before the graph runs, by position: inputs count in alphabetical order
+    # (docs/faults.md tells clients so), and text comes third
+    (lambda: {"text": tf.constant([1.0]), "image": tf.constant([b""]), "audio": tf.constant([b""])},
+     r"input #2\(zero-based\) was expected to be a string tensor but is a float tensor"),
 ])
 def test_malformed_requests_name_the_input_and_what_was_expected(exported, make, message):
     path, _, _, raw = exported

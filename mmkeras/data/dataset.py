@@ -181,8 +181,13 @@ def count_records(files):
         path = os.path.join(folders.pop(), COUNT_FILE)
         if os.path.exists(path):
             with open(path, encoding="utf-8") as f:
-                counts = json.load(f).get("shards", {})
+                listing = json.load(f)
+            counts, sizes = listing.get("shards", {}), listing.get("bytes", {})
             names = [os.path.basename(f) for f in files]
+            for file, name in zip(files, names):  # a shard cut short would fail mid-epoch, naming no file
+                if name in sizes and os.path.getsize(file) != int(sizes[name]):
+                    raise BadRecordError(f"{file}: {os.path.getsize(file)} bytes, but `mmkeras prepare` wrote "
+                                         f"{sizes[name]} (truncated or changed since); run the prepare again")
             if all(name in counts for name in names):
                 return sum(int(counts[name]) for name in names)
     return int(tf.data.TFRecordDataset(files).reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
@@ -446,16 +451,33 @@ def _scan_bad_records(elements, decode, batch_size, report, total):
             rows.append(int(row))
     if len(seen) == total:
         return rows  # every element came back: no decoder raised, no second pass over the data
-    images = [m for m, converter in decode.preprocessor.converters.items() if converter.per_example]
+    converters = decode.preprocessor.converters
+    decoded_alone = [m for m, converter in converters.items() if converter.per_example]
     for element in elements.as_numpy_iterator():
         row = int(element[_ROW])
         if row in seen:
             continue
-        paths = [(m, element[_path_key(m)].decode()) for m in images if element[_path_key(m)]]
-        column = "/".join(decode.columns.get(m, m) for m, _ in paths) or "image"
-        report.add(row, column, ", ".join(p for _, p in paths), UNDECODABLE_IMAGE)
+        paths = [(m, element[_path_key(m)].decode()) for m in decoded_alone if element[_path_key(m)]]
+        # the file whose decoder raises, asked one at a time (all of them if none raises alone)
+        culprits = [(m, path) for m, path in paths if _decoder_raises(converters[m], path)] or paths
+        column = "/".join(decode.columns.get(m, m) for m, _ in culprits) or "image"
+        kinds = {converters[m].kind for m, _ in culprits}
+        reason = (UNDECODABLE_IMAGE if kinds <= {"image"} else
+                  f"{'/'.join(sorted(kinds))} file could not be decoded (corrupt or truncated file)")
+        report.add(row, column, ", ".join(p for _, p in culprits), reason)
         rows.append(row)
     return rows
+
+
+def _decoder_raises(converter, path):
+    """True if `converter` raises on the file at `path` (a frame folder is not tried)."""
+    if not os.path.isfile(path):
+        return False
+    try:
+        converter.decode_one(tf.constant(tf.io.read_file(path)))
+    except tf.errors.OpError:
+        return True
+    return False
 
 
 @contextlib.contextmanager
@@ -552,8 +574,9 @@ def write_tfrecords(source, output_dir, preprocessor, columns=None, num_shards=4
             for writer in writers:
                 writer.close()
         counts = {name: len(range(i, len(table[_ROW]), num_shards)) for i, name in enumerate(names)}
+        sizes = {name: os.path.getsize(os.path.join(temporary, name)) for name in names}
         with open(os.path.join(temporary, COUNT_FILE), "w", encoding="utf-8") as f:
-            json.dump({"records": len(table[_ROW]), "shards": counts}, f, indent=1)
+            json.dump({"records": len(table[_ROW]), "shards": counts, "bytes": sizes}, f, indent=1)
         for name in names:
             os.replace(os.path.join(temporary, name), os.path.join(output_dir, name))
         os.replace(os.path.join(temporary, COUNT_FILE), os.path.join(output_dir, COUNT_FILE))

@@ -289,8 +289,13 @@ def _parse_npy_body(data, channels):
     rank = tf.size(parts)
     shape_ok = tf.logical_and(tf.reduce_all(tf.strings.regex_full_match(parts, r"[0-9]+")),
                               tf.logical_and(rank >= 1, rank <= 2))
-    dims = tf.concat([tf.strings.to_number(tf.where(shape_ok, parts, "0"), tf.int32), [1, 1]], 0)
-    steps, width = dims[0], tf.where(rank == 1, 1, dims[1])
+    # Nine digits at most per dimension: the product of two stays within int64, and the size check
+    # below then refuses any shape the file cannot hold, without allocating it.
+    huge = tf.logical_and(shape_ok, tf.reduce_any(tf.strings.length(parts) > 9))
+    dims = tf.concat([tf.strings.to_number(tf.where(shape_ok & ~huge, parts, "0"), tf.int64), [1, 1]], 0)
+    steps, width = dims[0], tf.where(rank == 1, tf.constant(1, tf.int64), dims[1])
+    start = tf.cast(start, tf.int64)
+    size = tf.cast(size, tf.int64)
 
     def reader(dtype, item_bytes):
         def read():
@@ -305,7 +310,7 @@ def _parse_npy_body(data, channels):
                 if_fortran = tf.transpose(tf.reshape(values, [width, steps]))
                 return tf.where(fortran, if_fortran, table), tf.constant("")
 
-            return tf.cond(tf.equal(tf.size(values), steps * width), shaped, lambda: _failed(channels, tf.strings.join([
+            return tf.cond(tf.equal(tf.size(values, tf.int64), steps * width), shaped, lambda: _failed(channels, tf.strings.join([
                 "truncated .npy file: its header says shape (", shape_text, ") but the data holds ",
                 tf.strings.as_string(tf.size(values)), " values"])))
         return read
@@ -313,7 +318,9 @@ def _parse_npy_body(data, channels):
     cases = [(tf.equal(descr, key), reader(dtype, item_bytes)) for key, (dtype, item_bytes) in _NPY_TYPES.items()]
     values, reason = tf.case(
         [(tf.logical_not(shape_ok), lambda: _failed(channels, tf.strings.join([
-            "expected a .npy array of shape (steps, channels), got shape (", shape_text, ")"])))] + cases,
+            "expected a .npy array of shape (steps, channels), got shape (", shape_text, ")"]))),
+         (huge, lambda: _failed(channels, tf.strings.join([
+             "truncated .npy file: its header says shape (", shape_text, "), far more than the file holds"])))] + cases,
         default=lambda: _failed(channels, tf.strings.join([
             "unsupported .npy element type ", descr, f" (expected one of {sorted(_NPY_TYPES)})"])),
         exclusive=False,

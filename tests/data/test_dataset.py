@@ -167,6 +167,18 @@ def test_a_second_prepare_replaces_the_shards_of_the_first(dataset_folder):
     assert len(mmkeras.make_dataset(folder / "shards", pre, batch_size=1)) == len(rows)
 
 
+def test_a_shard_cut_short_is_refused_naming_it_before_any_epoch(dataset_folder):
+    """It failed mid-epoch with TensorFlow's `DataLossError: truncated record`, naming no shard."""
+    folder, rows = dataset_folder
+    pre = _preprocessor(write_manifest(folder, rows))
+    shards = mmkeras.write_tfrecords(write_manifest(folder, rows), folder / "shards", pre, num_shards=2)
+    whole = open(shards[1], "rb").read()
+    open(shards[1], "wb").write(whole[:-50])
+    with pytest.raises(mmkeras.BadRecordError, match=re.escape(f"{shards[1]}: {len(whole) - 50} bytes, but `mmkeras "
+                                                               f"prepare` wrote {len(whole)} (truncated or changed")):
+        mmkeras.make_dataset(folder / "shards", pre)
+
+
 def test_tfrecord_bad_labels_follow_the_policy(dataset_folder):
     folder, rows = dataset_folder
     pre = _preprocessor(write_manifest(folder, rows))

@@ -46,6 +46,14 @@ def test_integer_npy_and_one_channel_arrays():
     assert reason == "" and series[:, 0].tolist() == [0, 1, 2, 3]
 
 
+def _claiming(shape):
+    """SERIES as .npy whose header claims `shape` (the header keeps its length, as a forged file would)."""
+    data = _npy(SERIES)
+    grown = len(shape) - len(b"(4, 3)")
+    end = data.index(b"\n")
+    return data[:end - grown].replace(b"(4, 3)", shape) + data[end:]
+
+
 @pytest.mark.parametrize("data, message", [
     (b"ax,ay,az\n1,2,3\n4,5\n", "expected 3 columns (one per channel), got 2 on line 3"),
     (b"1,2,3\n4,five,6\n", "line 2 is not numbers separated by commas"),
@@ -55,6 +63,11 @@ def test_integer_npy_and_one_channel_arrays():
     (_npy(SERIES[:, :2]), "expected 3 channels, got 2 (.npy shape (4, 2))"),
     (_npy(np.zeros((2, 2, 3), "float32")), "expected a .npy array of shape (steps, channels), got shape (2, 2, 3)"),
     (_npy(["a", "b"]), "unsupported .npy element type <U1"),
+    # a shape beyond int32 (and one whose size overflows it) is refused without being allocated
+    (_claiming(b"(99999999999, 3)"),
+     "truncated .npy file: its header says shape (99999999999, 3), far more than the file holds"),
+    (_claiming(b"(999999999, 9)"),
+     "truncated .npy file: its header says shape (999999999, 9) but the data holds 12 values"),
 ])
 def test_a_bad_file_gives_a_reason_that_says_what_was_expected(data, message):
     series, present, reason = _decode(data)

@@ -108,11 +108,14 @@ def test_a_gif_a_frame_list_and_a_frame_folder_give_the_same_clip(tmp_path):
 def test_a_request_with_both_forms_or_a_bad_frame_names_the_input():
     pre = mmkeras.Preprocessor({"clip": {"kind": "video", "frames": 2, "height": 4, "width": 4}})
     png = tf.io.encode_png(np.zeros((4, 4, 3), "uint8")).numpy()
-    with pytest.raises(tf.errors.InvalidArgumentError, match=r"Input clip: send a clip either as GIF bytes \(clip\) "
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"Input clip_frames: send a clip either as GIF bytes \(clip\) "
                                                              r"or as frames \(clip_frames\), not both \(example 1"):
         pre.preprocess_batch({"clip": [b"", gif_bytes(2)], "clip_frames": [[b""], [png]]})
-    with pytest.raises(tf.errors.InvalidArgumentError, match="Input clip: frame 1 of the list: not an image file"):
+    # the input that held the bad value is named, not the GIF input the client left empty
+    with pytest.raises(tf.errors.InvalidArgumentError, match="Input clip_frames: frame 1 of the list: not an image file"):
         pre.preprocess_batch({"clip": [b""], "clip_frames": [[png, b"junk bytes, not a frame"]]})
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"Input clip: not a video clip .* \(example 1 of the batch"):
+        pre.preprocess_batch({"clip": [b"", b"junk"], "clip_frames": [[b""], [b""]]})
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"Input clip_frames: expected a 2-D batch of strings"):
         pre.preprocess_batch({"clip": [b""], "clip_frames": tf.constant([png])})
 
@@ -289,3 +292,31 @@ def test_one_mp4_feeds_a_video_modality_and_its_soundtrack_an_audio_modality(tmp
     peak = np.argmax(np.abs(np.fft.rfft(wave))) * 16000 / len(wave)
     assert abs(peak - 440) < 5 and x["clip"].numpy()[0, :, 0, 0, :3].mean(axis=-1).round(2).tolist() == \
         pytest.approx([0.0, 40 / 255, 80 / 255, 120 / 255], abs=0.03)
+
+
+def test_a_gif_with_a_junk_body_is_blamed_on_the_clip_not_the_image_beside_it(tmp_path):
+    from media import image_bytes
+
+    from mmkeras.data import BadRecordError
+    from mmkeras.data.dataset import decode_errors_located
+
+    good = gif_bytes(3)
+    (tmp_path / "good.gif").write_bytes(good)
+    (tmp_path / "junk.gif").write_bytes(good[:13] + b"\x00junk, not GIF blocks" * 8)  # signature and screen, then junk
+    (tmp_path / "photo.png").write_bytes(image_bytes("PNG", size=(8, 8)))
+    photo, clips = str(tmp_path / "photo.png"), {n: str(tmp_path / f"{n}.gif") for n in ("good", "junk")}
+    rows = [{"photo": photo, "clip": clips["good"], "label": "a"}, {"photo": photo, "clip": clips["junk"],
+                                                                         "label": "b"}] * 2
+    pre = mmkeras.Preprocessor({"photo": {"kind": "image", "height": 8, "width": 8},
+                                "clip": {"kind": "video", "frames": 2, "height": 8, "width": 8}})
+    mmkeras.adapt_preprocessor(pre, rows)
+    dataset = mmkeras.make_dataset(rows, pre, batch_size=2, on_bad_record="skip")
+    assert dataset.bad_records.rows == [2, 4]
+    (path, reason), = {dataset.bad_records.records[(2, "clip")]}
+    assert path.endswith("junk.gif") and reason == "video file could not be decoded (corrupt or truncated file)"
+    assert set(dataset.bad_records.records) == {(2, "clip"), (4, "clip")}  # the photo beside it is not named
+    dataset = mmkeras.make_dataset(rows, pre, batch_size=2)
+    with pytest.raises(BadRecordError, match=r"row 2, column clip, file .*junk.gif: video file could not be decoded"):
+        with decode_errors_located(dataset):
+            for _ in dataset:
+                pass
