@@ -29,7 +29,7 @@ $(STAMP): setup.cfg pyproject.toml
 TEST_WORKERS ?= 2
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n $(TEST_WORKERS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --durations=25
 
 # Everything except tests marked slow: for the edit-test loop, never for CI.
 test-fast: $(STAMP)

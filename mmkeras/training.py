@@ -6,6 +6,7 @@ preset that `MultimodalTask.from_preset` loads, plus logs) is `mmkeras.layout`'s
 
 import importlib.util
 import os
+import sys
 
 import keras
 import numpy as np
@@ -202,13 +203,19 @@ def _train(config, output_dir, callbacks, overwrite, hooks, lock):
         with decode_errors_located(train_ds, val_ds):
             history = fit_model.fit(fit_train.repeat(), validation_data=fit_val, epochs=stage.last_epoch,
                                     initial_epoch=initial_epoch, shuffle=False, steps_per_epoch=steps,
-                                    callbacks=run_callbacks, verbose=train_cfg["verbose"])
+                                    callbacks=run_callbacks, verbose=_verbosity(train_cfg["verbose"]))
     if fit_model is not model:
         compile_model(model, make_heads(heads=heads))  # the model alone, as the run keeps it
     history_dict = layout.full_history(output_dir, history.history)
     metrics = {"mixed_precision": mixed, "strategy": type(strategy).__name__,
                "replicas": strategy.num_replicas_in_sync, "epochs_run": len(history_dict.get("loss", [])),
                "adapted_layers": adapted, **hooks.metrics()}
+    stopped = _early_stop(run_callbacks, train_cfg["epochs"])
+    if stopped:
+        metrics["early_stopping"] = stopped
+    if train_cfg["verbose"] != 0:
+        for line in _training_notes(stopped, history_dict):
+            print(f"mmkeras: {line}")
     if val_ds is not None:
         metrics["validation"] = {k: float(v) for k, v in model.evaluate(hooks.evaluation_data(val_ds, model), verbose=0,
                                                                          return_dict=True).items()}
@@ -219,6 +226,44 @@ def _train(config, output_dir, callbacks, overwrite, hooks, lock):
             bad_records[role].to_csv(os.path.join(output_dir, f"skipped_{role}.csv"))
     layout.finish(output_dir, model, preprocessor, heads, config, history_dict, metrics)
     return model, preprocessor, history_dict
+
+
+def _verbosity(verbose):
+    """Keras' verbosity; "auto": a progress bar on a terminal, one line per epoch in a log file
+    (Keras' own "auto" draws the bar, carriage returns and all, into redirected output)."""
+    if verbose != "auto":
+        return verbose
+    return 1 if sys.stdout.isatty() else 2
+
+
+def _early_stop(run_callbacks, epochs):
+    """What early stopping did in the last `fit` (None if it did not end the run)."""
+    stopper = next((c for c in run_callbacks if isinstance(c, keras.callbacks.EarlyStopping)), None)
+    if stopper is None or not stopper.stopped_epoch:
+        return None
+    best = stopper.best_epoch if stopper.best_weights is not None else stopper.stopped_epoch
+    return {"stopped_after_epoch": stopper.stopped_epoch + 1, "of_epochs": epochs, "monitor": stopper.monitor,
+            "patience": stopper.patience, "restored_epoch": best + 1, "best": float(stopper.best)}
+
+
+def _training_notes(stopped, history):
+    """Lines that explain the run's end and figures that look wrong but are not."""
+    notes = []
+    if stopped:
+        notes.append(f"early stopping ended the run after epoch {stopped['stopped_after_epoch']} of "
+                     f"{stopped['of_epochs']}: {stopped['monitor']} had not improved for {stopped['patience']} "
+                     f"epochs. The run keeps the weights of epoch {stopped['restored_epoch']} "
+                     f"({stopped['monitor']} {stopped['best']:.4f}), its best.")
+    last = {key: values[-1] for key, values in history.items() if values}
+    below = [key for key in last if key.endswith("accuracy") and not key.startswith("val_")
+             and f"val_{key}" in last and last[key] < last[f"val_{key}"]]
+    if below:
+        key = below[0]
+        notes.append(f"training {key} ({last[key]:.3f}) is below validation's ({last[f'val_{key}']:.3f}), as is "
+                     "common: training figures are averaged over the epoch while the weights change, with "
+                     "dropout, modality dropout, augmentation and label smoothing on; validation measures the "
+                     "epoch's final weights with all of them off.")
+    return notes
 
 
 class _Stage:

@@ -53,6 +53,16 @@ def test_every_document_linked_from_readme_exists():
     assert {os.path.relpath(d, ROOT) for d in DOCS} <= set(links), "every docs/ page is linked"
 
 
+def test_contributing_names_every_module_of_the_package():
+    contributing = open(os.path.join(ROOT, "CONTRIBUTING.md"), encoding="utf-8").read()
+    tree = contributing.split("```\nmmkeras/\n", 1)[1].split("```", 1)[0]
+    package = os.path.join(ROOT, "mmkeras")
+    names = [n for n in os.listdir(package) if not n.startswith(("_", ".")) and (n.endswith(".py") or os.path.isfile(
+        os.path.join(package, n, "__init__.py")))]
+    missing = [n for n in names if (n if n.endswith(".py") else f"{n}/") not in tree]
+    assert not missing, f"CONTRIBUTING.md's tree does not say where these are: {missing}"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("index", range(len(python_blocks())))
 def test_python_block_runs(index, tmp_path):

@@ -339,3 +339,28 @@ def test_the_lock_of_a_killed_run_is_taken_over_and_released(tmp_path):
     with pytest.raises(FileExistsError, match="holds a finished run"):
         train(tiny_config(manifest), run)
     assert not os.path.exists(os.path.join(run, "run.lock"))
+
+
+def test_the_run_says_when_early_stopping_ended_it_and_logs_get_one_line_per_epoch(tiny_run, tmp_path, capsys):
+    # A learning rate too small to move a float32 weight: validation loss never improves, so
+    # patience 1 stops the run after its second epoch and keeps the first epoch's weights.
+    config = tiny_config(tiny_run[1], epochs=5, learning_rate=1e-30, early_stopping_patience=1, verbose="auto")
+    keras.utils.set_random_seed(0)
+    _, _, history = train(config, str(tmp_path / "run"))
+    out = capsys.readouterr().out
+    assert len(history["loss"]) == 2
+    assert ("mmkeras: early stopping ended the run after epoch 2 of 5: val_loss had not improved for 1 epochs. "
+            "The run keeps the weights of epoch 1 (val_loss ") in out
+    stopped = json.load(open(tmp_path / "run" / "metrics.json"))["early_stopping"]
+    assert stopped["restored_epoch"] == 1 and stopped["stopped_after_epoch"] == 2
+    # verbose "auto" with output that is not a terminal: "Epoch 1/5" lines, no progress bar redrawn in place
+    assert "Epoch 1/5" in out and "\r" not in out and "\x1b[" not in out
+
+
+def test_a_training_accuracy_below_validation_is_explained():
+    from mmkeras.training import _training_notes
+
+    notes = _training_notes(None, {"accuracy": [0.5, 0.8], "val_accuracy": [0.6, 0.9], "loss": [1.0, 0.5]})
+    assert len(notes) == 1 and notes[0].startswith("training accuracy (0.800) is below validation's (0.900)")
+    assert "dropout, modality dropout, augmentation and label smoothing on" in notes[0]
+    assert _training_notes(None, {"accuracy": [0.9], "val_accuracy": [0.8]}) == []
