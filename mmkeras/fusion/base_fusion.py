@@ -58,6 +58,14 @@ class BaseFusion(keras.layers.Layer):
             for m in self.modalities
         ]
 
+    def compute_output_spec(self, *args, **kwargs):
+        """Keras' spec (the compute dtype), except the weights: a softmax over modalities computed
+        in float32 whatever the policy."""
+        spec = super().compute_output_spec(*args, **kwargs)
+        if not self.returns_weights:
+            return spec
+        return spec[0], keras.KerasTensor(spec[1].shape, "float32")
+
     def _check_inputs(self, vectors):
         if len(vectors) != len(self.modalities):
             raise ValueError(

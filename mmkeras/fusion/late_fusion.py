@@ -104,6 +104,11 @@ class LateFusion(keras.layers.Layer):
         batch = predictions_shape[0][0]
         return (batch, predictions_shape[0][-1]), (batch, len(self.modalities))
 
+    def compute_output_spec(self, predictions, presence=None):
+        """Both outputs are computed in float32 (probabilities and their weights), whatever the policy."""
+        fused_shape, weights_shape = self.compute_output_shape([p.shape for p in predictions])
+        return keras.KerasTensor(fused_shape, "float32"), keras.KerasTensor(weights_shape, "float32")
+
     def get_config(self):
         config = super().get_config()
         config.update({"modalities": self.modalities, "mode": self.mode, "activation": self.activation})
