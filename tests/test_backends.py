@@ -40,3 +40,17 @@ def test_builds_and_fits_under_jax():
     result = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count(" ok ") == 3, result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed (pip install jax)")
+def test_backend_agnostic_layers_pass_keras_harness_under_jax():
+    """tests/layers/test_keras_harness.py under KERAS_BACKEND=jax: every case but its TF_ONLY ones."""
+    harness = os.path.join(os.path.dirname(__file__), "layers", "test_keras_harness.py")
+    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:xdist", "-p", "no:cacheprovider", harness,
+                             "-k", "harness or building_blocks or mixed_precision"], capture_output=True, text=True,
+                            env=env, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:]
+    passed = int(result.stdout.strip().splitlines()[-1].split(" passed")[0].split()[-1])
+    assert passed >= 20, result.stdout[-500:]  # four single-input cases and the list-input ones, twice

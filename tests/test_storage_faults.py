@@ -4,7 +4,9 @@ were written (a resume backup, a SavedModel's variables, a `.keras` file). Each 
 with exit status 2, before anything already written is touched, and the same command works once
 the cause is gone.
 
-A new command or file kind adds its case to `CASES` (subprocess, as users run it) or below.
+A new command or file kind adds its case to `CASES`: a function that makes the fault, runs the
+command (`_run`: in this process, or as its own process where a resource limit must apply to it
+alone), checks the one line, and returns the command that must then work.
 """
 
 import os
@@ -36,6 +38,15 @@ def _one_line(result):
     return lines[0]
 
 
+def _run(capsys, *args):
+    """`mmkeras ARGS` in this process (the command's own code path, without a TensorFlow start-up),
+    as a `CompletedProcess` like `_mmkeras`'s."""
+    capsys.readouterr()
+    status = main(list(args))
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(args, status, captured.out, captured.err)
+
+
 @pytest.fixture
 def config(tiny_run, tmp_path):
     path = tmp_path / "config.yaml"
@@ -43,14 +54,14 @@ def config(tiny_run, tmp_path):
     return str(path)
 
 
-def _train_under_a_write_limit(tiny_run, config, tmp_path):
+def _train_under_a_write_limit(tiny_run, config, tmp_path, capsys):
     run = tmp_path / "run"
     line = _one_line(_mmkeras("train", "--config", config, "--output", str(run), file_limit=20_000))
     assert "writing the epoch's checkpoints needs about" in line and "(ulimit -f)" in line and str(run) in line
     return ["train", "--config", config, "--output", str(run)]
 
 
-def _export_under_a_write_limit(tiny_run, config, tmp_path):
+def _export_under_a_write_limit(tiny_run, config, tmp_path, capsys):
     base = tmp_path / "saved_models" / "tiny"
     line = _one_line(_mmkeras("export", "--run", tiny_run[0], "--output", str(base), file_limit=20_000))
     assert "writing the SavedModel needs about" in line and "(ulimit -f)" in line
@@ -58,35 +69,35 @@ def _export_under_a_write_limit(tiny_run, config, tmp_path):
     return ["export", "--run", tiny_run[0], "--output", str(base)]
 
 
-def _damaged_resume_backup(tiny_run, config, tmp_path):
+def _damaged_resume_backup(tiny_run, config, tmp_path, capsys):
     run = tmp_path / "run"
     (run / "backup").mkdir(parents=True)
     (run / "backup" / "latest.weights.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\x00" * 100)  # cut short
     (run / "backup" / "training_metadata.json").write_text('{"epoch": 1, "batch": 0}')
-    line = _one_line(_mmkeras("train", "--config", config, "--output", str(run)))
+    line = _one_line(_run(capsys, "train", "--config", config, "--output", str(run)))
     assert f"{run / 'backup'}: the resume backup cannot be read" in line and "remove that folder" in line
     shutil.rmtree(run / "backup")
     return ["train", "--config", config, "--output", str(run)]
 
 
-def _truncated_saved_model_variables(tiny_run, config, tmp_path):
+def _truncated_saved_model_variables(tiny_run, config, tmp_path, capsys):
     base = tmp_path / "saved_models" / "tiny"
-    assert _mmkeras("export", "--run", tiny_run[0], "--output", str(base)).returncode == 0
+    assert _run(capsys, "export", "--run", tiny_run[0], "--output", str(base)).returncode == 0
     damaged = tmp_path / "damaged"
     shutil.copytree(base, damaged)
     data = next(p for p in (damaged / "1" / "variables").iterdir() if p.name.startswith("variables.data"))
     data.write_bytes(data.read_bytes()[:1000])
-    line = _one_line(_mmkeras("predict", "--model", str(damaged), "--data", tiny_run[1]))
+    line = _one_line(_run(capsys, "predict", "--model", str(damaged), "--data", tiny_run[1]))
     assert f"{damaged / '1'}: the SavedModel cannot be read, its files are damaged or incomplete" in line
     return ["predict", "--model", str(base), "--data", tiny_run[1]]
 
 
-def _truncated_keras_file(tiny_run, config, tmp_path):
+def _truncated_keras_file(tiny_run, config, tmp_path, capsys):
     damaged = tmp_path / "damaged_run"
     shutil.copytree(tiny_run[0], damaged)
     model = damaged / "model.keras"
     model.write_bytes(model.read_bytes()[:5000])
-    line = _one_line(_mmkeras("predict", "--model", str(damaged), "--data", tiny_run[1]))
+    line = _one_line(_run(capsys, "predict", "--model", str(damaged), "--data", tiny_run[1]))
     assert f"{model}: not a readable .keras file (truncated or damaged" in line
     return ["predict", "--model", tiny_run[0], "--data", tiny_run[1]]
 
@@ -102,9 +113,10 @@ CASES = {
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_a_storage_fault_is_one_line_and_the_same_command_works_once_it_is_gone(case, tiny_run, config, tmp_path):
-    again = CASES[case](tiny_run, config, tmp_path)
-    result = _mmkeras(*again)
+def test_a_storage_fault_is_one_line_and_the_same_command_works_once_it_is_gone(case, tiny_run, config, tmp_path,
+                                                                                capsys):
+    again = CASES[case](tiny_run, config, tmp_path, capsys)
+    result = _run(capsys, *again)
     assert result.returncode == 0, result.stderr[-3000:]
 
 
