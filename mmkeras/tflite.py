@@ -15,8 +15,12 @@ to make those tensors and read the answers:
 Quantisation (`quantize`): "none" (float32), "dynamic" (int8 weights, float activations),
 "float16" (float16 weights) or "int8" (int8 weights and activations, calibrated on a
 representative sample of the training data; inputs and outputs stay float32 so that every
-format takes the same tensors). Recurrent layers are unrolled for the conversion (same
-weights), which keeps the graph within TFLite's builtin ops.
+format takes the same tensors). Recurrent layers convert as TFLite loops, their weights stored
+once, except under "int8": full-integer calibration crashes TensorFlow's converter on loops, so
+they are unrolled, and every step then carries its own quantised copy of the recurrent weights.
+`inputs.json` records the model's size against the float32 weights (`size`), and an int8 model
+that comes out larger than them is reported with a warning ("dynamic" is the smaller choice for
+recurrent models).
 """
 
 import json
@@ -30,6 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from mmkeras import constants
+from mmkeras import layout
 from mmkeras.heads import Head
 from mmkeras.layout import HEADS_FILE
 from mmkeras.layout import INPUTS_FILE
@@ -39,6 +44,11 @@ from mmkeras.postprocess import model_heads
 
 QUANTIZATIONS = ("none", "dynamic", "float16", "int8")
 MODEL_FILE = TFLITE_FILE
+
+
+def _conversion_copy(model, quantize):
+    """The model the converter gets: `model` itself, or for "int8" an unrolled copy."""
+    return _unrolled_copy(model) if quantize == "int8" else model
 
 
 def _unrolled_copy(model):
@@ -84,19 +94,19 @@ def export_tflite(model, preprocessor, output_dir, quantize="none", representati
     if quantize == "int8" and representative is None:
         raise ValueError("quantize='int8' needs representative data (feature batches) to calibrate activations.")
     heads = list(heads) if heads is not None else model_heads(model, preprocessor)
-    unrolled = _unrolled_copy(model)
-    names = [tensor.name for tensor in unrolled.inputs]
-    signature = [tf.TensorSpec([1, *tensor.shape[1:]], tensor.dtype, name=tensor.name) for tensor in unrolled.inputs]
+    converted = _conversion_copy(model, quantize)
+    names = [tensor.name for tensor in converted.inputs]
+    signature = [tf.TensorSpec([1, *tensor.shape[1:]], tensor.dtype, name=tensor.name) for tensor in converted.inputs]
 
     @tf.function(input_signature=signature)
     def serve(*tensors):
-        outputs = unrolled(dict(zip(names, tensors)), training=False)
+        outputs = converted(dict(zip(names, tensors)), training=False)
         return {head.name: tf.cast(outputs[head.name], tf.float32) for head in heads}
 
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-    # Variables read inside the unrolled steps become constants first; the converter then sees a
-    # plain graph, and a SavedModel of it keeps the input names for the signature runner.
+    # Variables become constants first; the converter then sees a plain graph, and a SavedModel
+    # of it keeps the input names for the signature runner.
     frozen = convert_variables_to_constants_v2(serve.get_concrete_function())
     order = sorted(head.name for head in heads)  # the frozen function's flat outputs follow the dict's sorted keys
     holder = tf.Module()
@@ -123,8 +133,15 @@ def export_tflite(model, preprocessor, output_dir, quantize="none", representati
         f.write(blob)
     inputs = {spec.name: {"shape": [1, *spec.shape[1:]], "dtype": spec.dtype.name, "content": _describe(spec.name)}
               for spec in signature}
+    weights = layout.weights_bytes(model, optimizer=False)
+    size = {"bytes": len(blob), "float32_weights_bytes": weights, "ratio": round(len(blob) / max(weights, 1), 3)}
+    if quantize == "int8" and len(blob) > weights:
+        warnings.warn(f"{path}: the int8 model ({len(blob):,} bytes) is larger than the float32 weights "
+                      f"({weights:,} bytes): the recurrent layers are unrolled for full-integer quantisation, one "
+                      "copy of their weights per step. quantize='dynamic' (int8 weights, float activations) keeps "
+                      "one copy and is the smaller choice for models with recurrent encoders.", stacklevel=2)
     with open(os.path.join(output_dir, INPUTS_FILE), "w", encoding="utf-8") as f:
-        json.dump({"quantize": quantize, "inputs": inputs}, f, indent=1)
+        json.dump({"quantize": quantize, "size": size, "inputs": inputs}, f, indent=1)
     with open(os.path.join(output_dir, HEADS_FILE), "w", encoding="utf-8") as f:
         json.dump([h.to_dict() for h in heads], f, indent=1, ensure_ascii=False)
     shutil.rmtree(os.path.join(output_dir, PREPROCESSOR_DIR), ignore_errors=True)
