@@ -329,15 +329,21 @@ class Preprocessor:
             return {key: tf.identity(value) for key, value in features.items()}
 
     def _holding_input(self, name, raw, batch):
-        """`[batch]` names of the served input that carried each example of modality `name`: a
-        modality with several inputs (a video's GIF and frame list) names the one the client filled."""
+        """`[batch]` names of the input a bad example of modality `name` came in: where the modality
+        takes alternative inputs (a video's GIF or frame list) and the client filled exactly one,
+        that one; else the modality's name (a tabular modality's inputs are all filled at once)."""
         served = [s for s in self.converters[name].served_inputs() if s in raw]
-        names = tf.fill(batch, served[0] if served else name)
-        for s in reversed(served[1:] if len(served) > 1 else []):
+        names = tf.fill(batch, name)
+        if len(served) < 2:
+            return names
+        filled = []
+        for s in served:
             value = tf.convert_to_tensor(raw[s], tf.string)
-            filled = tf.strings.length(value) > 0
-            filled = tf.reduce_any(filled, axis=-1) if value.shape.rank == 2 else filled
-            names = tf.where(filled, s, names)
+            nonempty = tf.strings.length(value) > 0
+            filled.append(tf.reduce_any(nonempty, axis=-1) if value.shape.rank == 2 else nonempty)
+        alone = tf.reduce_sum(tf.cast(tf.stack(filled), tf.int32), axis=0) == 1
+        for s, has in zip(served, filled):
+            names = tf.where(alone & has, s, names)
         return names
 
     # ----------------------------------------------------------------- augmentation (training only)

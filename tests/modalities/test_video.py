@@ -108,7 +108,7 @@ def test_a_gif_a_frame_list_and_a_frame_folder_give_the_same_clip(tmp_path):
 def test_a_request_with_both_forms_or_a_bad_frame_names_the_input():
     pre = mmkeras.Preprocessor({"clip": {"kind": "video", "frames": 2, "height": 4, "width": 4}})
     png = tf.io.encode_png(np.zeros((4, 4, 3), "uint8")).numpy()
-    with pytest.raises(tf.errors.InvalidArgumentError, match=r"Input clip_frames: send a clip either as GIF bytes \(clip\) "
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"Input clip: send a clip either as GIF bytes \(clip\) "
                                                              r"or as frames \(clip_frames\), not both \(example 1"):
         pre.preprocess_batch({"clip": [b"", gif_bytes(2)], "clip_frames": [[b""], [png]]})
     # the input that held the bad value is named, not the GIF input the client left empty
