@@ -24,12 +24,16 @@ def _evaluate(args):
     output = args.output or os.path.join(args.run, "evaluation")
     result = task.evaluate(args.data, output_dir=output, on_bad_record=args.on_bad_record)
     print(result["report_text"])
+    print("What each modality contributes: accuracy with it (or a pair) marked missing")
     print(format_ablation(result["ablation"]))
     print()
+    print("Robustness: accuracy with one modality's input corrupted")
     print(format_ablation(result["robustness"]))
     if result["skipped_records"]:
-        print(f"skipped {result['skipped_records']} bad record(s): see {output}/skipped_records.csv")
-    print(f"metrics, report, confusion matrix and robustness plot written to {output}")
+        print(f"skipped {result['skipped_records']} bad record(s), listed in the skipped records file below")
+    print()
+    for what, path in result["files"].items():
+        print(f"{what + ':':<20}{path}")
     return 0
 
 

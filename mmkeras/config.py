@@ -15,6 +15,7 @@ DEFAULTS = {
         "validation_split": 0.2,
         "columns": {},  # modality (and "label") -> column name where they differ
         "label_type": "classification",  # or multilabel, regression
+        "classes": "sorted",  # class order: sorted (numbers numerically), manifest (first seen), or a list
         "on_bad_record": "raise",  # or skip
         "cache": None,  # None, "memory" or a file prefix
     },
@@ -158,6 +159,10 @@ CHECKS = {
     "data.columns": ((lambda v: isinstance(v, dict) and all(isinstance(c, str) for c in v.values())),
                      "a mapping of modality (or label) to column name"),
     "data.label_type": _choice("classification", "multilabel", "regression"),
+    "data.classes": ((lambda v: v in ("sorted", "manifest") or (
+        isinstance(v, list) and v and all(isinstance(c, (str, int)) and not isinstance(c, bool) and str(c)
+                                          for c in v) and len({str(c) for c in v}) == len(v))),
+                     "'sorted', 'manifest', or a list of distinct class names"),
     "data.on_bad_record": _choice("raise", "skip"),
     "data.cache": _text(optional=True),
     "model.hidden_units": _integer(0),

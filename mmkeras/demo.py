@@ -13,7 +13,6 @@ The data: each example is a digit 0-9 seen five ways, none of them enough alone:
 """
 
 import csv
-import io
 import os
 import time
 import wave
@@ -227,8 +226,11 @@ def run_demo(workdir="mmkeras_demo", epochs=None, examples=None):
     weights = ([round(float(w), 2) for w in answer["modality_weights"].numpy()[0]]
                if "modality_weights" in answer else None)
     print(f"query: {', '.join(f'{k}={v!r}' for k, v in first.items() if k != 'label')} (true label {first['label']})")
-    print(f"  → label {answer['label'].numpy()[0].decode()}, p={answer['probabilities'].numpy()[0].max():.2f}, "
-          f"modality weights {dict(zip(preprocessor.modalities, weights)) if weights else 'n/a'}")
+    print(f"  → label {answer['label'].numpy()[0].decode()}, p={answer['probabilities'].numpy()[0].max():.2f}; "
+          + (f"fusion weights {dict(zip(preprocessor.modalities, weights))}" if weights else ""))
+    if weights:
+        print("  (how the attention fusion mixed this example's modalities, not how much each one matters:\n"
+              "   the 'alone' accuracies above, and evaluate's ablation table, measure that)")
     print(f"predictions for the test manifest: {predictions_path}")
     print(f"done in {time.time() - started:.0f} s")
     print("=" * 64)

@@ -183,10 +183,18 @@ def evaluate(model, preprocessor, source, output_dir=None, columns=None, batch_s
             json.dump(result, f, indent=1)
         with open(os.path.join(output_dir, "classification_report.txt"), "w") as f:
             f.write(report_text + "\n" + format_ablation(ablation) + "\n\n" + format_ablation(robustness) + "\n")
-        plot_confusion_matrix(matrix, names, os.path.join(output_dir, "confusion_matrix.png"))
-        plot_robustness(ablation, robustness, os.path.join(output_dir, "robustness.png"))
+        source_name = os.path.basename(os.fspath(source)) if isinstance(source, (str, os.PathLike)) else "the data"
+        files = {"metrics": "metrics.json", "report": "classification_report.txt",
+                 "confusion matrix": "confusion_matrix.png", "robustness plot": "robustness.png"}
+        plot_confusion_matrix(matrix, names, os.path.join(output_dir, files["confusion matrix"]),
+                              title=f"Confusion matrix: {source_name} ({int(matrix.sum())} examples)")
+        plot_robustness(ablation, robustness, os.path.join(output_dir, files["robustness plot"]),
+                        chance=1.0 / len(names) if names else None,
+                        title=f"Accuracy with modalities missing or corrupted: {source_name}")
         if len(dataset.bad_records):
-            dataset.bad_records.to_csv(os.path.join(output_dir, "skipped_records.csv"))
+            files["skipped records"] = "skipped_records.csv"
+            dataset.bad_records.to_csv(os.path.join(output_dir, files["skipped records"]))
+        result["files"] = {what: os.path.join(output_dir, name) for what, name in files.items()}
     result["report_text"] = report_text
     return result
 
@@ -210,20 +218,23 @@ def condition_label(name):
     return name
 
 
-def plot_confusion_matrix(matrix, names, path):
-    """Writes the confusion matrix as a PNG (rows: true class, columns: predicted)."""
+def plot_confusion_matrix(matrix, names, path, title="Confusion matrix"):
+    """Writes the confusion matrix as a PNG (rows: true class, columns: predicted), with a title
+    and a colour scale of example counts."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     size = max(4.0, 0.5 * len(names) + 2)
-    fig, ax = plt.subplots(figsize=(size, size))
-    ax.imshow(matrix, cmap="Blues")
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    image = ax.imshow(matrix, cmap="Blues")
+    fig.colorbar(image, ax=ax, label="examples", shrink=0.8)
     ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
     ax.set_yticks(range(len(names)), names)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title)
     peak = matrix.max() if matrix.size else 0
     for (i, j), count in np.ndenumerate(matrix):
         ax.text(j, i, int(count), ha="center", va="center", color="white" if count > peak / 2 else "black")
@@ -232,21 +243,32 @@ def plot_confusion_matrix(matrix, names, path):
     plt.close(fig)
 
 
-def plot_robustness(ablation, robustness, path):
-    """Writes accuracy under every missing-modality and corruption condition as a bar chart."""
+def plot_robustness(ablation, robustness, path, chance=None, title="Accuracy with modalities missing or corrupted"):
+    """Writes accuracy under every missing-modality and corruption condition as a bar chart, with a
+    title, a legend of the three kinds of condition and, given `chance`, the chance level."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
+    colours = {"all modalities present": "#2a6", "modalities missing (ablation)": "#c63",
+               "input corrupted": "#369"}
     rows = [(condition_label(n), v["accuracy"]) for n, v in ablation.items()]  # "all" first
     rows += [(n, v["accuracy"]) for n, v in robustness.items()]
-    fig, ax = plt.subplots(figsize=(7, 0.35 * len(rows) + 1))
-    ax.barh(range(len(rows)), [v for _, v in rows], color=["#2a6"] + ["#c63"] * (len(ablation) - 1) + ["#369"] * len(robustness))
+    fig, ax = plt.subplots(figsize=(7.5, 0.35 * len(rows) + 1.6))
+    kinds = list(colours.values())
+    ax.barh(range(len(rows)), [v for _, v in rows],
+            color=[kinds[0]] + [kinds[1]] * (len(ablation) - 1) + [kinds[2]] * len(robustness))
     ax.set_yticks(range(len(rows)), [n for n, _ in rows])
     ax.invert_yaxis()
     ax.set_xlim(0, 1)
     ax.set_xlabel("accuracy")
+    ax.set_title(title)
+    handles = [Patch(color=colour, label=label) for label, colour in colours.items()]
+    if chance:
+        handles.append(ax.axvline(chance, color="grey", linestyle="--", label=f"chance ({chance:.2f})"))
+    ax.legend(handles=handles, loc="lower right", fontsize="small")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

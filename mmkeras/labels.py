@@ -53,15 +53,23 @@ class LabelEncoder:
             raise ValueError("The Preprocessor has no label names yet: call adapt() or pass label_names.")
         return len(self.names)
 
-    def adapt(self, cells):
-        """Learns the label names (sorted, numbers in numeric order) unless they were given."""
+    def adapt(self, cells, order="sorted"):
+        """Learns the label names unless they were given.
+
+        Args:
+            cells: iterable of label cells.
+            order: "sorted" (numbers in numeric order: "2" before "10") or "manifest" (in the
+                order the cells first name them).
+        """
+        if order not in ("sorted", "manifest"):
+            raise ValueError(f"Expected order 'sorted' or 'manifest'. Received: order={order!r}")
         if self.label_type == "regression" or self.names is not None:
             return
-        names = set()
+        names = {}  # insertion-ordered: first seen first
         for value in cells:
-            names.update(self.split(value))
-        names.discard("")
-        self.names = sorted(names, key=_natural_key)
+            names.update(dict.fromkeys(self.split(value)))
+        names.pop("", None)
+        self.names = list(names) if order == "manifest" else sorted(names, key=_natural_key)
 
     def split(self, value):
         """A cell → its label strings ([""] for an empty cell)."""

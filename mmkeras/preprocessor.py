@@ -137,18 +137,20 @@ class Preprocessor:
         """The Keras layers the served graph runs before the model (to be tracked by an export)."""
         return [layer for converter in self.converters.values() for layer in converter.serving_layers()]
 
-    def adapt(self, texts=None, labels=None, cells=None):
+    def adapt(self, texts=None, labels=None, cells=None, label_order="sorted"):
         """Learns each modality's state (text vocabularies, ...) and the label names from training data.
 
         Args:
             texts: dict. Modality name → iterable of strings (kept for text modalities; same as `cells`).
             labels: iterable of label cells (strings, ints, or "a|b" for multi-label).
             cells: dict. Modality name → the training manifest's cells of that modality.
+            label_order: "sorted" (numbers numerically) or "manifest" (first seen first): the
+                order of the classes in the head, reports and plots, unless `label_names` were given.
         """
         for name, values in {**(texts or {}), **(cells or {})}.items():
             self.converters[name].adapt(list(values))
         if labels is not None:
-            self.labels.adapt(labels)
+            self.labels.adapt(labels, order=label_order)
 
     def save(self, directory):
         """Writes the full state (settings, each modality's learned state, label names) to `directory`."""

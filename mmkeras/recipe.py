@@ -52,15 +52,18 @@ def split_data(config):
 
 
 def new_preprocessor(config):
-    """The config's Preprocessor before it has learned anything (vocabularies, label names)."""
+    """The config's Preprocessor before it has learned anything (vocabularies; the label names,
+    unless `data.classes` lists them)."""
+    classes = config["data"].get("classes", "sorted")
     return Preprocessor(config["modalities"], label_type=config["data"]["label_type"],
-                        columns=config["data"]["columns"])
+                        columns=config["data"]["columns"], label_names=[str(c) for c in classes] if isinstance(classes, list) else None)
 
 
 def fitted_preprocessor(config, train_manifest):
     """The config's Preprocessor, adapted to the training manifest (it keeps the column mapping)."""
     preprocessor = new_preprocessor(config)
-    adapt_preprocessor(preprocessor, train_manifest)
+    classes = config["data"].get("classes", "sorted")
+    adapt_preprocessor(preprocessor, train_manifest, label_order=classes if isinstance(classes, str) else "sorted")
     return preprocessor
 
 

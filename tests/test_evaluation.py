@@ -1,6 +1,9 @@
 import json
 import os
 
+import numpy as np
+import pytest
+
 from mmkeras.evaluation import evaluate
 from mmkeras.training import load_run
 
@@ -29,6 +32,10 @@ def test_report_matrix_ablation_and_weights(tiny_run, tmp_path):
     assert all(abs(sum(w.values()) - 1) < 1e-3 for w in under.values())
     saved = json.load(open(tmp_path / "metrics.json"))
     assert saved["ablation"] == result["ablation"]
+    assert result["files"] == {"metrics": str(tmp_path / "metrics.json"),
+                               "report": str(tmp_path / "classification_report.txt"),
+                               "confusion matrix": str(tmp_path / "confusion_matrix.png"),
+                               "robustness plot": str(tmp_path / "robustness.png")}
 
 
 def test_corruptions_touch_only_present_examples(tiny_run):
@@ -46,3 +53,33 @@ def test_corruptions_touch_only_present_examples(tiny_run):
         m = name.split("_")[0]
         assert not np.array_equal(out[m][0], features[m][0]), name
         assert np.array_equal(out[m][1], features[m][1]), name
+
+
+def test_plots_have_titles_and_legends(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    from mmkeras import evaluation
+
+    saved = []
+    real_savefig = matplotlib.figure.Figure.savefig
+
+    def keep(fig, path, **kwargs):
+        ax = fig.axes[0]
+        saved.append((os.path.basename(path), ax.get_title(), [t.get_text() for t in ax.get_legend().get_texts()]
+                      if ax.get_legend() else None, len(fig.axes)))
+        return real_savefig(fig, path, **kwargs)
+
+    matrix = np.array([[3, 1], [0, 4]])
+    ablation = {"all": {"accuracy": 0.9}, "without_text": {"accuracy": 0.6}}
+    robustness = {"image noise 0.3": {"accuracy": 0.7}}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(matplotlib.figure.Figure, "savefig", keep)
+        evaluation.plot_confusion_matrix(matrix, ["a", "b"], str(tmp_path / "c.png"), title="Confusion matrix: t.csv")
+        evaluation.plot_robustness(ablation, robustness, str(tmp_path / "r.png"), chance=0.5, title="Accuracy")
+    plt.close("all")
+    assert saved[0] == ("c.png", "Confusion matrix: t.csv", None, 2)  # the matrix and its colour scale
+    assert saved[1] == ("r.png", "Accuracy", ["all modalities present", "modalities missing (ablation)",
+                                              "input corrupted", "chance (0.50)"], 1)

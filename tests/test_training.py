@@ -364,3 +364,20 @@ def test_a_training_accuracy_below_validation_is_explained():
     assert len(notes) == 1 and notes[0].startswith("training accuracy (0.800) is below validation's (0.900)")
     assert "dropout, modality dropout, augmentation and label smoothing on" in notes[0]
     assert _training_notes(None, {"accuracy": [0.9], "val_accuracy": [0.8]}) == []
+
+
+@pytest.mark.parametrize("classes, expected", [("sorted", ["2", "10", "a", "b"]), ("manifest", ["b", "10", "a", "2"]),
+                                               (["a", "b", 2, 10], ["a", "b", "2", "10"])])
+def test_classes_keep_the_order_asked_for(classes, expected, tmp_path):
+    from mmkeras.recipe import fitted_preprocessor
+
+    rows = [{"text": "x", "label": label} for label in ("b", "10", "a", "2", "b")]
+    config = config_lib.as_config({"data": {"train": "unused.csv", "classes": classes},
+                                     "modalities": {"text": {"max_tokens": 5, "sequence_length": 2}}})
+    assert fitted_preprocessor(config, rows).label_names == expected
+
+
+def test_classes_that_are_neither_an_order_nor_a_list_of_names_are_refused():
+    for wrong in ("alphabetical", ["a", "a"], []):
+        with pytest.raises(ValueError, match=r"Config key 'data.classes': expected 'sorted', 'manifest', or a list"):
+            config_lib.as_config({"data": {"train": "t.csv", "classes": wrong}, "modalities": {"text": {}}})

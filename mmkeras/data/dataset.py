@@ -514,8 +514,10 @@ def locate_decode_error(dataset, error):
     return BadRecordError(f"{record_location(report.source, row, column, path)}: {reason} ({error_text(error)})")
 
 
-def adapt_preprocessor(preprocessor, source, columns=None):
+def adapt_preprocessor(preprocessor, source, columns=None, label_order="sorted"):
     """Learns the Preprocessor's vocabularies and label names from a training manifest.
+
+    `label_order`: "sorted" (numbers numerically) or "manifest" (first seen first).
 
     Example:
 
@@ -533,7 +535,7 @@ def adapt_preprocessor(preprocessor, source, columns=None):
     cells = {m: [_row_value(converter, row, columns, manifest.base_dir)[0] for row in manifest.rows]
              for m, converter in preprocessor.converters.items()}
     labels = [row.get(columns[constants.DEFAULT_HEAD]) for row in manifest.rows]
-    preprocessor.adapt(cells=cells, labels=labels)
+    preprocessor.adapt(cells=cells, labels=labels, label_order=label_order)
 
 
 def write_tfrecords(source, output_dir, preprocessor, columns=None, num_shards=4, on_bad_record="raise", report=None):
