@@ -10,18 +10,22 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 install: $(STAMP)
 
+# Editable installs put the checkout on sys.path (a .pth file) rather than behind an import hook: a
+# script run beside a clone folder named mmkeras/ then still imports the package, not that folder.
+EDITABLE := --config-settings editable_mode=compat
+
 # The demo needs only the package itself (no test, video or keras-hub extras).
 DEMO_STAMP := $(VENV)/.mmkeras-demo-installed
 $(DEMO_STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e .
+	$(PY) -m pip install --quiet -e . $(EDITABLE)
 	touch $(DEMO_STAMP)
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev,audio]"
+	$(PY) -m pip install --quiet -e ".[dev,audio]" $(EDITABLE)
 	touch $(STAMP)
 
 # Tests run in two processes side by side (pytest-xdist). On a 2-core machine two workers took

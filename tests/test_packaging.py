@@ -27,3 +27,13 @@ def test_wheel_and_sdist_build_and_pass_twine_check(tmp_path):
         assert "mmkeras = mmkeras_cli:main" in archive.read(entry_points).decode()
     assert "mmkeras/task.py" in names and "mmkeras/modalities/registry.py" in names and "mmkeras_cli.py" in names
     assert not [n for n in names if n.startswith(("tests/", "benchmarks/", "notebooks/"))]
+
+
+def test_a_folder_named_mmkeras_beside_a_script_does_not_shadow_the_installed_package(tmp_path):
+    """A clone is a folder named mmkeras/ (no __init__.py): Python took it for the package, and a
+    script beside it failed with "module 'mmkeras' has no attribute 'Preprocessor'"."""
+    (tmp_path / "mmkeras").mkdir()
+    (tmp_path / "mmkeras" / "README.md").write_text("a clone's top folder\n")
+    result = subprocess.run([sys.executable, "-c", "import mmkeras; print(mmkeras.Preprocessor.__name__)"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip() == "Preprocessor", result.stderr[-2000:]
