@@ -46,7 +46,9 @@ def test_a_plain_install_trains_evaluates_exports_and_predicts_with_the_defaults
 
     manifest, rows = write_tiny_dataset(str(tmp_path / "data"), count=30)
     config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump({"data": {"train": manifest}, "modalities": {"text": {}, "image": {}, "audio": {}}}))
+    # every default but the epochs (30, with early stopping): two are enough to reach every later step
+    config.write_text(yaml.safe_dump({"data": {"train": manifest}, "modalities": {"text": {}, "image": {}, "audio": {}},
+                                      "training": {"epochs": 2}}))
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     env.pop("PYTHONPATH", None)
 

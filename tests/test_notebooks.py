@@ -8,7 +8,7 @@ import pytest
 
 NOTEBOOKS = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "..", "notebooks", "*.ipynb")))
 #: What CI puts in each notebook's "parameters" cell instead of its own values.
-SMALL = {"EXAMPLES": 240, "EPOCHS": 1}
+SMALL = {"EXAMPLES": 120, "EPOCHS": 1}
 
 
 def test_there_are_notebooks_and_they_carry_no_bulky_outputs():
