@@ -35,6 +35,18 @@ def _column_mapping(text):
     return {name.strip(): column.strip() for name, column in pairs}
 
 
+def _row_numbers(text):
+    """"3,7,12" → [3, 7, 12] (argparse type)."""
+    try:
+        numbers = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        numbers = []
+    if not numbers or min(numbers) < 1:
+        raise argparse.ArgumentTypeError(f"expected row numbers from 1 separated by commas, e.g. 1,5,9. "
+                                         f"Received: {text!r}")
+    return numbers
+
+
 def _installed_version():
     from importlib.metadata import PackageNotFoundError
     from importlib.metadata import version
@@ -87,6 +99,16 @@ def build_parser():
     evaluate.add_argument("--output", default=None, help="default: RUN/evaluation")
     evaluate.add_argument("--on-bad-record", choices=["raise", "skip"], default="raise",
                           help="a bad row stops the command (raise), or is left out, counted and listed (skip)")
+
+    explain = sub.add_parser("explain", formatter_class=formatter,
+                             help="which modality each prediction rests on (exact Shapley values)")
+    explain.add_argument("--run", required=True, help="run directory (mmkeras train's --output)")
+    explain.add_argument("--data", required=True, help="manifest (CSV/JSONL) of the rows to explain; labels not needed")
+    explain.add_argument("--output", default=None, help="default: RUN/explanations")
+    explain.add_argument("--rows", type=_row_numbers, default=None, metavar="N,M,...",
+                         help="manifest row numbers to explain (1 is the first row; default: every row)")
+    explain.add_argument("--on-bad-record", choices=["raise", "skip"], default="raise",
+                         help="a bad row stops the command (raise), or is left out and listed (skip)")
 
     export = sub.add_parser("export", formatter_class=formatter, help="SavedModel for TF Serving, or a TFLite model")
     export.add_argument("--run", required=True, help="run directory (mmkeras train's --output)")

@@ -1,4 +1,4 @@
-"""The `mmkeras` commands (demo, train, distill, tune, evaluate, export, predict, prepare), run on
+"""The `mmkeras` commands (demo, train, distill, tune, evaluate, explain, export, predict, prepare), run on
 arguments that `mmkeras_cli` parsed before TensorFlow was imported."""
 
 import errno
@@ -31,6 +31,25 @@ def _evaluate(args):
     print(format_ablation(result["robustness"]))
     if result["skipped_records"]:
         print(f"skipped {result['skipped_records']} bad record(s), listed in the skipped records file below")
+    print()
+    for what, path in result["files"].items():
+        print(f"{what + ':':<20}{path}")
+    return 0
+
+
+def _explain(args):
+    from mmkeras.data import BadRecordReport
+    from mmkeras.explain import format_summary
+    from mmkeras.task import MultimodalTask
+
+    task = MultimodalTask.from_preset(args.run)
+    output = args.output or os.path.join(args.run, "explanations")
+    report = BadRecordReport(args.data)
+    result = task.explain(args.data, output_dir=output, rows=args.rows, on_bad_record=args.on_bad_record,
+                          report=report)
+    print(format_summary(result["summary"]))
+    if len(report):
+        print(f"skipped {len(report)} bad record(s), listed in the skipped records file below")
     print()
     for what, path in result["files"].items():
         print(f"{what + ':':<20}{path}")
@@ -140,7 +159,7 @@ def _message(error):
 _STORAGE_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EFBIG, errno.EDQUOT}
 
 COMMANDS = {"demo": _demo, "train": _train, "distill": _distill, "tune": _tune, "evaluate": _evaluate,
-            "export": _export, "predict": _predict, "prepare": _prepare}
+            "explain": _explain, "export": _export, "predict": _predict, "prepare": _prepare}
 
 
 def run(args):

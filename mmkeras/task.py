@@ -16,6 +16,7 @@ from mmkeras.data import make_dataset
 from mmkeras.data import read_manifest
 from mmkeras.data.dataset import decode_errors_located
 from mmkeras.evaluation import evaluate
+from mmkeras.explain import explain
 from mmkeras.export import export_saved_model
 from mmkeras.export import serving_model
 from mmkeras.heads import Head
@@ -150,6 +151,12 @@ class MultimodalTask:
         training manifest named by the task's config."""
         return export_run_tflite(self.model, self.preprocessor, self.config, output_dir, quantize=quantize,
                                  representative_examples=representative_examples, heads=self.heads)
+
+    def explain(self, data, output_dir=None, rows=None, columns=None, batch_size=64, on_bad_record="raise",
+                report=None):
+        """Per-example Shapley values of each modality, and a summary (`mmkeras.explain.explain`)."""
+        return explain(self, data, output_dir=output_dir, rows=rows, columns=columns, batch_size=batch_size,
+                       on_bad_record=on_bad_record, report=report)
 
     def evaluate(self, data, output_dir=None, columns=None, batch_size=64, on_bad_record="raise", seed=0):
         """`mmkeras.evaluation.evaluate` on this task's model (classification report, ablation, robustness)."""

@@ -1,0 +1,235 @@
+"""The video branch on clips whose label is only in the motion (issue 31): mmkeras video alone with
+the defaults (and with changes that test why it trails) against a plain Keras TimeDistributed
+CNN → GRU, all on the same files.
+
+Run: `nice -n 19 .venv/bin/python benchmarks/motion_clips.py [--seeds 1 2 3] [--epochs 30]
+      [--threads 1] [--variants NAME ...] [--output DIR]`
+     `python benchmarks/motion_clips.py --data-only DIR` writes the data set and stops.
+
+Data (`write_motion_clips`): 8-frame 24x24 grey animated GIFs. A bright 4x4 square moves 2 or 3
+pixels a frame left, right, up or down, or stays still (5 classes), wrapping around the edges, so
+that its place in any one frame is uniform over the canvas whatever the class: no single frame
+tells the label, only the frames' order does. Distractors: a dimmer 4x4 square that stays
+still, two single pixels that flicker at random places each frame, Gaussian noise (sd 0.08) on
+every frame; the square's brightness varies per clip. 300 train / 100 validation / 150 test
+clips, every split balanced over the classes; seeded: the same seed writes the same files.
+
+Models, each trained with every seed (test accuracy, mean ± standard deviation over the seeds):
+- `mmkeras defaults`: `mmkeras.train` with `clip: {kind: video, frames: 8, height: 24, width: 24,
+  channels: 1}` and every other setting the library's default;
+- `mmkeras <change>`: the same with one setting of the video spec changed (`VARIANTS`);
+- `plain TD-CNN GAP → GRU`: TimeDistributed(Conv2D(16) → pool → Conv2D(32) → global average
+  pooling) → GRU(32) → Dense(64) → softmax, the model people write first;
+- `plain TD-CNN flatten → GRU`: the same with the 6x6 map flattened instead of averaged (where
+  the square is stays in each frame's vector).
+The plain models train on the clips the library's Preprocessor decodes (the grey plane, without
+the mask plane) with Adam 1e-3, batch 32, early stopping on validation loss (patience 10, best
+weights restored), the same epoch budget as the library runs. Writes `motion_clips.json` and
+`motion_clips.md` in the output folder.
+"""
+
+import argparse
+import csv
+import io
+import json
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+MOTIONS = {"left": (0, -1), "right": (0, 1), "up": (-1, 0), "down": (1, 0), "still": (0, 0)}  # (rows, columns)
+FRAMES = 8
+SIZE = 24
+SQUARE = 4
+SPEEDS = (2, 3)  # pixels a frame (1 hides in the first 2x2 max pooling)
+NOISE = 0.08
+SPLITS = {"train": 300, "validation": 100, "test": 150}
+
+#: The modality settings of every run: only the clip format is set, the rest is the library's default.
+CLIP = {"kind": "video", "frames": FRAMES, "height": SIZE, "width": SIZE, "channels": 1}
+#: name → changes to `CLIP` of each mmkeras run.
+VARIANTS = {
+    "mmkeras defaults": {},
+    "mmkeras grid: 6": {"grid": 6},  # the 6x6 map whole: no averaging within cells
+    "mmkeras grid: 1": {"grid": 1},  # global average pooling, as the GAP baseline
+    "mmkeras recurrent: gru": {"recurrent": "gru"},
+}
+BASELINES = {"plain TD-CNN GAP → GRU": "avg", "plain TD-CNN flatten → GRU": "flatten"}
+PATIENCE = 10
+
+
+def gif_bytes(frames):
+    """An animated GIF of uint8 grey frames `(h, w)` (every frame kept whole: no delta frames)."""
+    from PIL import Image
+
+    pictures = [Image.fromarray(f, "L") for f in frames]
+    buffer = io.BytesIO()
+    pictures[0].save(buffer, "GIF", save_all=True, append_images=pictures[1:], duration=100, loop=0,
+                     optimize=False, disposal=1)
+    return buffer.getvalue()
+
+
+def draw_clip(motion, rng):
+    """`FRAMES` float frames in [0, 1] of a square moving as `motion` says, with the distractors."""
+    (dy, dx), speed = MOTIONS[motion], int(rng.choice(SPEEDS))
+    y, x = rng.integers(0, SIZE, 2)
+    still_y, still_x = rng.integers(0, SIZE, 2)
+    bright, dim = rng.uniform(0.7, 1.0), rng.uniform(0.3, 0.5)
+    frames = rng.normal(0.1, NOISE, (FRAMES, SIZE, SIZE))
+    for t in range(FRAMES):
+        rows = (y + dy * speed * t + np.arange(SQUARE)) % SIZE  # wraps around: the place stays uniform
+        columns = (x + dx * speed * t + np.arange(SQUARE)) % SIZE
+        frames[t][np.ix_((still_y + np.arange(SQUARE)) % SIZE, (still_x + np.arange(SQUARE)) % SIZE)] += dim
+        frames[t][np.ix_(rows, columns)] += bright
+        frames[t][tuple(rng.integers(0, SIZE, (2, 2)))] += bright  # two flickering pixels
+    return np.clip(frames, 0, 1)
+
+
+def write_motion_clips(folder, sizes=None, seed=11):
+    """Writes the clips as GIFs and `train.csv`, `validation.csv`, `test.csv` (columns `clip,label`,
+    paths relative to `folder`); returns the manifests' paths."""
+    sizes = sizes or SPLITS
+    rng = np.random.default_rng(seed)
+    names = list(MOTIONS)
+    labels = np.concatenate([rng.permutation(np.arange(size) % len(names)) for size in sizes.values()])
+    os.makedirs(os.path.join(folder, "clips"), exist_ok=True)
+    rows = []
+    for i, label in enumerate(labels):
+        frames = (draw_clip(names[label], rng) * 255).round().astype("uint8")
+        name = f"clips/{i:04d}.gif"
+        with open(os.path.join(folder, name), "wb") as f:
+            f.write(gif_bytes(frames))
+        rows.append({"clip": name, "label": names[label]})
+    paths, begin = {}, 0
+    for split, size in sizes.items():
+        paths[split] = os.path.join(folder, f"{split}.csv")
+        with open(paths[split], "w", newline="") as f:
+            writer = csv.DictWriter(f, ["clip", "label"])
+            writer.writeheader()
+            writer.writerows(rows[begin : begin + size])
+        begin += size
+    return paths
+
+
+def td_cnn_gru(shape, classes, pooling):
+    """TimeDistributed(Conv2D(16) → pool → Conv2D(32) → pooling) → GRU(32) → Dense(64): the plain model."""
+    import keras
+
+    frames, height, width, channels = shape
+    picture = keras.Input((height, width, channels), name="clip_frame")  # (batch, H, W, 1)
+    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="clip_conv_1")(picture)
+    x = keras.layers.MaxPooling2D(name="clip_pool_1")(x)  # (batch, H / 2, W / 2, 16)
+    x = keras.layers.Conv2D(32, 3, padding="same", activation="relu", name="clip_conv_2")(x)
+    if pooling == "avg":
+        x = keras.layers.GlobalAveragePooling2D(name="clip_global_pool")(x)  # (batch, 32)
+    else:
+        x = keras.layers.MaxPooling2D(name="clip_pool_2")(x)  # (batch, H / 4, W / 4, 32)
+        x = keras.layers.Flatten(name="clip_flatten")(x)  # (batch, H / 4 * W / 4 * 32)
+    per_frame = keras.Model(picture, x, name="clip_frame_encoder")
+    clip = keras.Input(shape, name="clip")  # (batch, T, H, W, 1)
+    x = keras.layers.TimeDistributed(per_frame, name="clip_frames")(clip)  # (batch, T, features)
+    x = keras.layers.GRU(32, name="clip_gru")(x)  # (batch, 32)
+    x = keras.layers.Dropout(0.3, name="clip_dropout")(x)
+    x = keras.layers.Dense(64, activation="relu", name="hidden")(x)  # (batch, 64)
+    probs = keras.layers.Dense(classes, activation="softmax", name="label_probs")(x)  # (batch, classes)
+    return keras.Model(clip, probs, name=f"plain_td_cnn_{pooling}_gru")
+
+
+def fit_baseline(splits, classes, seed, epochs, pooling):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    (x, y), (xv, yv), (xt, yt) = ((splits[s][0]["clip"][..., :1], splits[s][1]) for s in ("train", "validation", "test"))
+    model = td_cnn_gru(x.shape[1:], classes, pooling)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    stop = keras.callbacks.EarlyStopping(patience=PATIENCE, restore_best_weights=True)
+    history = model.fit(x, y, validation_data=(xv, yv), epochs=epochs, batch_size=32, verbose=0, callbacks=[stop])
+    accuracy = float((model.predict(xt, verbose=0).argmax(-1) == yt).mean())
+    return {"all": accuracy, "epochs": len(history.history["loss"])}
+
+
+def compare(paths, seeds, epochs, variants, baselines, workdir, log):
+    """Every variant and baseline, seed by seed (so a cut-short run still has whole seeds)."""
+    import mmkeras
+    from fusion_comparison import run_one
+    from mmkeras.evaluation import collect
+
+    preprocessor = mmkeras.Preprocessor({"clip": CLIP})
+    mmkeras.adapt_preprocessor(preprocessor, paths["train"])
+    splits = {s: collect(mmkeras.make_dataset(paths[s], preprocessor, batch_size=64)) for s in SPLITS}
+    classes = len(preprocessor.label_names)
+    rows = {}
+    for seed in seeds:
+        for name in baselines:
+            start = time.perf_counter()
+            row = fit_baseline(splits, classes, seed, epochs, BASELINES[name])
+            rows.setdefault(name, []).append({**row, "seconds": time.perf_counter() - start})
+            log(name, seed, rows[name][-1])
+        for name in variants:
+            config = {"data": {"train": paths["train"], "validation": paths["validation"]},
+                      "modalities": {"clip": {**CLIP, **VARIANTS[name]}},
+                      "training": {"verbose": 0, "tensorboard": False, "backup": False, "checkpoint": False,
+                                   "seed": seed, "epochs": epochs, "early_stopping_patience": PATIENCE}}
+            slug = name.split(" ", 1)[1].replace(":", "").replace(" ", "_")
+            rows.setdefault(name, []).append(run_one(config, os.path.join(workdir, f"{slug}-{seed}"), *splits["test"]))
+            log(name, seed, rows[name][-1])
+    return rows
+
+
+def table(rows):
+    lines = ["| model | test accuracy | per seed | epochs run |", "|---|---|---|---|"]
+    for name, runs in rows.items():
+        values = [r["all"] for r in runs]
+        lines.append(f"| {name} | {np.mean(values):.3f} ± {np.std(values):.3f} | "
+                     f"{' / '.join(f'{v:.3f}' for v in values)} | {' / '.join(str(r['epochs']) for r in runs)} |")
+    return lines
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    parser.add_argument("--epochs", type=int, default=30, help="for every model")
+    parser.add_argument("--threads", type=int, default=1, help="TensorFlow intra- and inter-op threads (0: all cores)")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--baselines", nargs="+", default=list(BASELINES), choices=list(BASELINES))
+    parser.add_argument("--data-only", metavar="DIR", help="write the data set to DIR and stop")
+    parser.add_argument("--output", default=None)
+    args = parser.parse_args()
+    if args.data_only:
+        print(write_motion_clips(args.data_only))
+        return
+
+    import tensorflow as tf
+
+    if args.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    started = time.perf_counter()
+    output = args.output or tempfile.mkdtemp(prefix="mmkeras-motion-")
+    os.makedirs(output, exist_ok=True)
+    paths = write_motion_clips(os.path.join(output, "data"))
+    print(f"data set written in {time.perf_counter() - started:.0f} s: {paths}", flush=True)
+
+    def log(name, seed, row):
+        print(f"{time.perf_counter() - started:7.0f} s  {name}  seed {seed}  {json.dumps(row)}", flush=True)
+
+    rows = compare(paths, args.seeds, args.epochs, args.variants, args.baselines, os.path.join(output, "runs"), log)
+    minutes = (time.perf_counter() - started) / 60
+    lines = [f"Motion clips ({', '.join(f'{k} {v}' for k, v in SPLITS.items())}; {len(MOTIONS)} classes), "
+             f"seeds {args.seeds}, up to {args.epochs} epochs, {args.threads or 'all'} thread(s), {minutes:.0f} min",
+             ""] + table(rows)
+    print("\n".join(lines))
+    with open(os.path.join(output, "motion_clips.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    with open(os.path.join(output, "motion_clips.json"), "w") as f:
+        json.dump({"seeds": args.seeds, "epochs": args.epochs, "sizes": SPLITS, "rows": rows}, f, indent=1)
+    print(f"written to {output}")
+
+
+if __name__ == "__main__":
+    main()
