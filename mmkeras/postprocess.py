@@ -10,12 +10,13 @@ import tensorflow as tf
 
 from mmkeras import constants
 from mmkeras.heads import Head
-from mmkeras.model import walk_layers
 
 #: A multi-label head names every class scoring at least this.
 MULTILABEL_THRESHOLD = 0.5
 #: Suffix of a head's output layer (see `Head.output_suffix`) → head type.
-_SUFFIX_TYPES = {"probs": "classification", "scores": "multilabel", "values": "regression"}
+#: A head's type from the activation of the layer that makes its output (a Dense head's, an
+#: Activation layer's, LateFusion's; no activation: a value).
+_ACTIVATION_TYPES = {"softmax": "classification", "sigmoid": "multilabel", "linear": "regression", None: "regression"}
 
 
 #: Older name of `mmkeras.heads.Head` (what post-processing needs of a head is the head itself).
@@ -34,9 +35,10 @@ def model_heads(model, preprocessor=None, label_names=None):
     of a run written before `task.json`, or a model built in Python and exported directly).
     A `MultimodalTask` knows its heads and never calls this.
 
-    The head type is read from the output layer's name (`<head>_probs`, `<head>_scores`,
-    `<head>_values`; `<modality>_<head>_...` for late fusion). Class names: `label_names[head]`,
-    else the Preprocessor's for its own head ("label", or the only head), else "0", "1", ...
+    The head type comes from the activation of the layer that makes the output (softmax:
+    classification, sigmoid: multi-label, linear or none: regression), never from layer names.
+    Class names: `label_names[head]`, else the Preprocessor's for its own head ("label", or the
+    only head), else "0", "1", ...
 
     Args:
         model: keras.Model.
@@ -54,23 +56,16 @@ def model_heads(model, preprocessor=None, label_names=None):
     """
     output_tensors = head_outputs(model)
     outputs = list(output_tensors)
-    layers = {layer.name for layer in walk_layers(model)}
-    modalities = [n for n in (model.input if isinstance(model.input, dict) else {}) if
-                  not n.endswith(constants.PRESENT_SUFFIX)]
     heads = []
     for name in outputs:
-        kind = None
-        for suffix, head_type in _SUFFIX_TYPES.items():
-            candidates = {f"{name}_{suffix}"} | {f"{m}_{name}_{suffix}" for m in modalities}
-            if candidates & layers:
-                kind = head_type
-                break
+        kind = _head_type(output_tensors[name])
         if kind is None and preprocessor is not None and (name == constants.DEFAULT_HEAD or len(outputs) == 1):
             kind = preprocessor.label_type
         if kind is None:
             raise ValueError(
-                f"Cannot tell the type of output {name!r}: expected a layer named {name}_probs, {name}_scores "
-                "or {name}_values (as build_model names them), or a Preprocessor for the 'label' output."
+                f"Cannot tell the type of output {name!r}: the layer that makes it has no softmax, sigmoid or "
+                "linear activation. Pass heads=[mmkeras.Head(name, type, units, class_names), ...] (a "
+                "MultimodalTask knows its heads)."
             )
         units = int(output_tensors[name].shape[-1])
         names = (label_names or {}).get(name)
@@ -83,6 +78,18 @@ def model_heads(model, preprocessor=None, label_names=None):
             raise ValueError(f"Output {name!r} has {units} units but {len(names)} class names: {list(names)[:10]}")
         heads.append(Head(name, kind, units, list(names) if names is not None else None))
     return heads
+
+
+def _head_type(tensor):
+    """classification / multilabel / regression from the activation of the layer making `tensor`, or None."""
+    history = getattr(tensor, "_keras_history", None)
+    config = history.operation.get_config() if history is not None else {}
+    if "activation" not in config:
+        return None
+    activation = config["activation"]
+    if isinstance(activation, dict):  # a serialized activation object
+        activation = activation.get("config", {}).get("name", activation.get("class_name"))
+    return _ACTIVATION_TYPES.get(activation)
 
 
 def output_prefix(head, heads):
