@@ -55,6 +55,7 @@ CLIP = {"kind": "video", "frames": FRAMES, "height": SIZE, "width": SIZE, "chann
 #: name → changes to `CLIP` of each mmkeras run.
 VARIANTS = {
     "mmkeras defaults": {},
+    "mmkeras grid: 3": {"grid": 3},  # 3x3 cells of 8x8 pixels
     "mmkeras grid: 6": {"grid": 6},  # the 6x6 map whole: no averaging within cells
     "mmkeras grid: 1": {"grid": 1},  # global average pooling, as the GAP baseline
     "mmkeras recurrent: gru": {"recurrent": "gru"},
