@@ -32,12 +32,13 @@ CLIP_SECONDS = 0.5
 SHAPES = ("circle", "square", "triangle", "cross")
 
 
-def _write_wav(path, samples):
+def _write_wav(path, samples, rate=SAMPLE_RATE):
+    """Mono 16-bit PCM WAV of float samples in [-1, 1]."""
     samples = (np.clip(samples, -1, 1) * 32767).astype("<i2")
     with wave.open(path, "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(2)
-        w.setframerate(SAMPLE_RATE)
+        w.setframerate(rate)
         w.writeframes(samples.tobytes())
 
 

@@ -47,6 +47,8 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from datasets import _write_wav  # noqa: E402
+
 WORDS = ("yes", "no", "up", "down", "left", "right", "stop", "go")
 ACCENTS = ("en-us", "en-gb", "en-gb-x-rp", "en-gb-scotland", "en-029", "en-gb-x-gbclan")
 VOICE_VARIANTS = ("", "+f1", "+f2", "+f3", "+f4", "+m1", "+m2", "+m3", "+m4")
@@ -77,15 +79,6 @@ def _read_wav(data):
     with wave.open(io.BytesIO(data)) as w:
         rate, frames = w.getframerate(), w.readframes(w.getnframes())
     return np.frombuffer(frames, "<i2").astype("float64") / 32768.0, rate
-
-
-def _write_wav(path, samples):
-    samples = (np.clip(samples, -1, 1) * 32767).astype("<i2")
-    with wave.open(path, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(SAMPLE_RATE)
-        w.writeframes(samples.tobytes())
 
 
 def speak(word, voice, rate, pitch, scratch):
@@ -134,7 +127,7 @@ def write_keyword_speech(folder, sizes=None, seed=7):
             mixed = clip + noise
             mixed *= rng.uniform(0.2, 0.9) / np.abs(mixed).max()
             name = f"audio/{i:04d}.wav"
-            _write_wav(os.path.join(folder, name), mixed)
+            _write_wav(os.path.join(folder, name), mixed, rate=SAMPLE_RATE)
             rows.append({"audio": name, "label": word})
     paths, begin = {}, 0
     for split, size in sizes.items():

@@ -29,12 +29,17 @@ def _evaluate(args):
     print()
     print("Robustness: accuracy with one modality's input corrupted")
     print(format_ablation(result["robustness"]))
-    if result["skipped_records"]:
-        print(f"skipped {result['skipped_records']} bad record(s), listed in the skipped records file below")
-    print()
-    for what, path in result["files"].items():
-        print(f"{what + ':':<20}{path}")
+    _print_files(result["files"], result["skipped_records"])
     return 0
+
+
+def _print_files(files, skipped):
+    """The closing lines of a command that writes a folder: skipped records, then each file and its path."""
+    if skipped:
+        print(f"skipped {skipped} bad record(s), listed in the skipped records file below")
+    print()
+    for what, path in files.items():
+        print(f"{what + ':':<20}{path}")
 
 
 def _explain(args):
@@ -48,11 +53,7 @@ def _explain(args):
     result = task.explain(args.data, output_dir=output, rows=args.rows, on_bad_record=args.on_bad_record,
                           report=report)
     print(format_summary(result["summary"]))
-    if len(report):
-        print(f"skipped {len(report)} bad record(s), listed in the skipped records file below")
-    print()
-    for what, path in result["files"].items():
-        print(f"{what + ':':<20}{path}")
+    _print_files(result["files"], len(report))
     return 0
 
 
