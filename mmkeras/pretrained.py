@@ -13,7 +13,7 @@ Sources:
   pixels or the waveform) and returning `(batch, features)` (a feature map is average pooled).
 - `keras_hub:PRESET` (text modalities): a keras-hub backbone (BERT, MiniLM in Hugging Face format,
   ...) from a built-in preset name, a `kaggle://` / `hf://` handle, or a local preset folder. The
-  preset's own tokenizer and packer replace the Preprocessor's vocabulary (`keras_hub_text_preprocessor`),
+  preset's own tokenizer and packer replace the Preprocessor's vocabulary (`modalities.text`),
   so training, the `.keras` file and the served graph tokenize alike; the model masks padding and
   averages the backbone's sequence output.
 - `keras_hub:PRESET` (image modalities): a keras-hub vision backbone (ResNet, EfficientNet, ViT,
@@ -26,6 +26,10 @@ Sources:
   under `TFHUB_CACHE_DIR`) or a path to a SavedModel folder (any modality): called through
   `mmkeras.layers.SavedModelEncoder` on the same tensor; `endpoint` picks the function and
   `output_key` the output. A copy of the SavedModel travels inside the run's `.keras` file.
+
+The sources that only some kinds take are each kind's own (`Modality.pretrained_builders`): a
+kind's module holds its keras-hub builder (`modalities/text.py`, `image.py`, `audio.py`) and
+this module the shared parts (fetching a preset, the backbone, pooling, pixel scaling).
 
 Frozen by default (`trainable: false`): the backbone runs in inference mode and its weights stay
 as loaded. `trainable: true` fine-tunes every layer (use a smaller `training.learning_rate`).
@@ -254,7 +258,7 @@ def _saved_model_file_encoder(spec, name, path, options):
                          f"{[tuple(t.shape) for t in loaded.inputs]}")
     tensor = keras.Input(expected, dtype=dtype, name=name)
     x = loaded(tensor, training=False) if not loaded.trainable else loaded(tensor)
-    return _pooled_vector(spec, name, tensor, x, path)
+    return pooled_vector(spec, name, tensor, x, path)
 
 
 def _saved_model_folder_encoder(spec, name, source, options):
@@ -276,7 +280,7 @@ def _saved_model_folder_encoder(spec, name, source, options):
     except ValueError as error:
         raise ValueError(f"Config key '{where}.source' ({source}): {error}") from error
     layer.trainable = bool(options.get("trainable", False))
-    return _pooled_vector(spec, name, tensor, layer(x), source)
+    return pooled_vector(spec, name, tensor, layer(x), source)
 
 
 def resolve_hub_handle(handle, where="encoder.source"):
@@ -305,7 +309,7 @@ def _fetch(load, source, what, way_out):
         raise RuntimeError(f"Could not fetch {what} ({error}). On a machine without internet, {way_out}") from error
 
 
-def _pooled_vector(spec, name, tensor, x, source):
+def pooled_vector(spec, name, tensor, x, source):
     if len(x.shape) == 4:
         x = keras.layers.GlobalAveragePooling2D(name=f"{name}_pool")(x)
     elif len(x.shape) == 3:
@@ -324,7 +328,7 @@ def is_keras_hub_source(spec):
     return isinstance(source, str) and source.startswith(KERAS_HUB_PREFIX)
 
 
-def _keras_hub():
+def keras_hub_module():
     try:
         import keras_hub
     except ImportError as error:
@@ -333,7 +337,7 @@ def _keras_hub():
     return keras_hub
 
 
-def _from_preset(load, preset, where):
+def from_preset(load, preset, where):
     """`load(preset)`, with the way out of an offline failure named."""
     return _fetch(load, preset, f"the keras-hub preset {preset!r}",
                   f"save it elsewhere (keras_hub.models.Backbone.from_preset(...).save_to_preset(FOLDER), and the "
@@ -341,152 +345,11 @@ def _from_preset(load, preset, where):
                   f"and set {where} to 'keras_hub:FOLDER'.")
 
 
-def keras_hub_text_preprocessor(spec, name):
-    """The keras-hub preset's own text preprocessor (tokenizer + packer) for a text modality.
-
-    It maps a `[batch]` string tensor to a dict whose `token_ids` are `(batch, sequence_length)`
-    int32, with the preset's start, end and padding tokens.
-    """
-    keras_hub = _keras_hub()
-    preset = spec.encoder["source"][len(KERAS_HUB_PREFIX):]
-    return _from_preset(lambda p: keras_hub.models.TextClassifierPreprocessor.from_preset(
-        p, sequence_length=spec.sequence_length), preset, f"modalities.{name}.encoder.source")
-
-
-def save_text_preprocessor(preprocessor, folder):
-    """Writes a keras-hub text preprocessor (its config and tokenizer assets) to `folder`."""
-    preprocessor.save_to_preset(folder)
-
-
-def load_text_preprocessor(folder):
-    """Reads back what `save_text_preprocessor` wrote, with no network and no backbone."""
-    import json
-
-    _keras_hub()  # registers the classes
-    with open(os.path.join(folder, "preprocessor.json"), encoding="utf-8") as f:
-        preprocessor = keras.saving.deserialize_keras_object(json.load(f))
-    preprocessor.tokenizer.load_preset_assets(folder)
-    return preprocessor
-
-
-def _keras_hub_backbone(spec, name, preset, options, unused):
+def keras_hub_backbone(spec, name, preset, options, unused):
     """(keras_hub, the preset's backbone), after refusing encoder keys that do not apply to this kind."""
     for key in unused:
         if options.get(key) is not None:
             raise ValueError(f"Config key 'modalities.{name}.encoder.{key}' does not apply to keras_hub: "
                              f"{spec.kind} presets; remove it.")
-    keras_hub = _keras_hub()
-    return keras_hub, _from_preset(keras_hub.models.Backbone.from_preset, preset, f"modalities.{name}.encoder.source")
-
-
-def keras_hub_image_encoder(spec, name, preset, options):
-    """A keras-hub vision backbone with its preset's image converter (resize + rescale) in front."""
-    where = f"modalities.{name}.encoder"
-    keras_hub, backbone = _keras_hub_backbone(spec, name, preset, options, ("weights", "endpoint"))
-    try:
-        converter = keras_hub.layers.ImageConverter.from_preset(preset)
-    except FileNotFoundError:  # a preset saved without its converter (the backbone alone)
-        converter = None
-    if converter is None and not options.get("scaling"):
-        raise ValueError(f"Modality {name!r}: the keras-hub preset {preset!r} has no image converter "
-                         f"(image_converter.json), so the pixel range its backbone expects is unknown. Set "
-                         f"'{where}.scaling' ({', '.join(SCALINGS)}) or save the converter into the preset folder.")
-    expected = backbone.input.shape[-1] if not isinstance(backbone.input, dict) else None
-    if expected is not None and expected != spec.channels:
-        raise ValueError(f"Modality {name!r}: the backbone of {preset!r} takes {expected}-channel images. Set "
-                         f"modalities.{name}.channels: {expected}. Received: channels={spec.channels}")
-    backbone.name = f"{name}_backbone"
-    backbone.trainable = bool(options.get("trainable", False))
-    pixels = keras.Input((spec.height, spec.width, spec.channels), name=name)
-    x = pixels
-    size = tuple(converter.image_size) if converter is not None and converter.image_size is not None else None
-    if size is not None and size != (spec.height, spec.width):
-        # The preset's input size, cropped to its aspect ratio first when the converter does that.
-        x = keras.layers.Resizing(*size, interpolation=converter.interpolation,
-                                  crop_to_aspect_ratio=bool(converter.crop_to_aspect_ratio), name=f"{name}_resize")(x)
-    if options.get("scaling"):
-        x = PixelScaling(options["scaling"], name=f"{name}_scaling")(x)
-    else:
-        x = PixelScaling("affine", scale=converter.scale, offset=converter.offset, name=f"{name}_scaling")(x)
-    x = backbone(x, training=False) if not backbone.trainable else backbone(x)
-    if isinstance(x, dict):
-        key = options.get("output_key")
-        if key not in x:
-            raise ValueError(f"Modality {name!r}: the backbone of {preset!r} returns {sorted(x)}; set "
-                             f"'{where}.output_key' to one of them.")
-        x = x[key]
-    return _pooled_vector(spec, name, pixels, x, f"keras_hub:{preset}")
-
-
-def keras_hub_audio_encoder(spec, name, preset, options):
-    """The audio encoder of a keras-hub speech backbone (Whisper, Moonshine) behind its audio converter."""
-    where = f"modalities.{name}.encoder"
-    keras_hub, backbone = _keras_hub_backbone(spec, name, preset, options, ("weights", "scaling", "endpoint"))
-    try:
-        converter = keras_hub.layers.AudioConverter.from_preset(preset)
-    except FileNotFoundError as error:
-        raise ValueError(f"Modality {name!r}: the keras-hub preset {preset!r} has no audio converter "
-                         f"(audio_converter.json), so the features its backbone expects are unknown. Save the "
-                         f"converter into the preset folder.") from error
-    rate = getattr(converter, "sampling_rate", None)
-    if rate is not None and int(rate) != spec.sample_rate:
-        raise ValueError(f"Modality {name!r}: the preset {preset!r} takes audio at {rate} Hz. Set "
-                         f"modalities.{name}.sample_rate: {rate}. Received: sample_rate={spec.sample_rate}")
-    waveform = keras.Input((spec.num_samples,), name=name)
-    features = converter(waveform)  # e.g. Whisper's log-mel frames, Moonshine's (batch, samples, 1)
-    if isinstance(backbone.input, dict):
-        # Encoder-decoder speech models: keep the encoder's part of the graph only.
-        audio_keys = [k for k in backbone.input if k.startswith("encoder_") and not k.endswith("padding_mask")]
-        output_key = options.get("output_key") or "encoder_sequence_output"
-        if len(audio_keys) != 1 or output_key not in backbone.output:
-            raise ValueError(f"Modality {name!r}: cannot tell the audio input and output of the backbone of {preset!r} "
-                             f"(inputs {sorted(backbone.input)}, outputs {sorted(backbone.output)}); set "
-                             f"'{where}.output_key' to one of its outputs.")
-        given = {audio_keys[0]: features}
-        for key in backbone.input:
-            if key.startswith("encoder_") and key.endswith("padding_mask"):
-                given[key] = ops.ones_like(features[..., 0], dtype="bool")  # every sample of the clip counts
-        backbone = keras.Model({k: backbone.input[k] for k in given}, backbone.output[output_key])
-    backbone.name = f"{name}_backbone"
-    backbone.trainable = bool(options.get("trainable", False))
-    inputs = given if isinstance(backbone.input, dict) else features
-    x = backbone(inputs, training=False) if not backbone.trainable else backbone(inputs)
-    return _pooled_vector(spec, name, waveform, x, f"keras_hub:{preset}")
-
-
-def keras_hub_text_encoder(spec, name, preset, options):
-    """A keras-hub text backbone (text modalities), padding masked, its sequence output averaged."""
-    where = f"modalities.{name}.encoder"
-    keras_hub, backbone = _keras_hub_backbone(spec, name, preset, options,
-                                              ("weights", "scaling", "endpoint", "output_key"))
-    tokenizer = _from_preset(keras_hub.tokenizers.Tokenizer.from_preset, preset, f"{where}.source")
-    longest = getattr(backbone, "max_sequence_length", None)
-    if longest is not None and spec.sequence_length > longest:
-        raise ValueError(f"Modality {name!r}: sequence_length {spec.sequence_length} is longer than the preset's "
-                         f"{longest} positions. Set modalities.{name}.sequence_length <= {longest}.")
-    if isinstance(backbone.output, dict) and "sequence_output" in backbone.output:
-        # Only the path to the token vectors: a pooler head left out of the graph would get no
-        # gradients when fine-tuning (and Keras would warn about it at every step).
-        backbone = keras.Model(backbone.input, backbone.output["sequence_output"])
-    backbone.name = f"{name}_backbone"
-    backbone.trainable = bool(options.get("trainable", False))
-    pad = getattr(tokenizer, "pad_token_id", None) or 0
-    token_ids = keras.Input((spec.sequence_length,), dtype="int32", name=name)
-    # The first position always counts: an absent text is all padding, and a mask with nothing
-    # in it would give NaN (softmax over no keys, a mean over no tokens). The fusion masks an
-    # absent modality's vector anyway; it only has to be finite.
-    first = ops.arange(spec.sequence_length) == 0
-    padding_mask = ops.logical_or(ops.not_equal(token_ids, pad), first)
-    given = {"token_ids": token_ids, "padding_mask": padding_mask, "segment_ids": ops.zeros_like(token_ids)}
-    expected = list(backbone.input) if isinstance(backbone.input, dict) else ["token_ids"]
-    unknown = [key for key in expected if key not in given]
-    if unknown:
-        raise ValueError(f"Modality {name!r}: the backbone of {preset!r} takes {expected}; mmkeras can give it "
-                         f"{sorted(given)}.")
-    outputs = backbone({key: given[key] for key in expected}) if isinstance(backbone.input, dict) \
-        else backbone(token_ids)
-    sequence = outputs["sequence_output"] if isinstance(outputs, dict) else outputs
-    # Mean over the real tokens (the sentence-embedding recipe of MiniLM / sentence-transformers).
-    x = keras.layers.GlobalAveragePooling1D(name=f"{name}_pool")(sequence, mask=padding_mask)
-    x = keras.layers.Dropout(spec.dropout, name=f"{name}_dropout")(x)
-    return keras.Model(token_ids, x, name=f"{name}_encoder")
+    keras_hub = keras_hub_module()
+    return keras_hub, from_preset(keras_hub.models.Backbone.from_preset, preset, f"modalities.{name}.encoder.source")

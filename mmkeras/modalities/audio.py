@@ -3,6 +3,7 @@
 import dataclasses
 
 import keras
+from keras import ops
 import tensorflow as tf
 
 from mmkeras import pretrained
@@ -174,7 +175,7 @@ class AudioModality(Modality):
 
     @classmethod
     def pretrained_builders(cls):
-        return {pretrained.KERAS_HUB_PREFIX: pretrained.keras_hub_audio_encoder}
+        return {pretrained.KERAS_HUB_PREFIX: keras_hub_encoder}
 
     def check_value(self, value, path):
         """A compressed file (FLAC/OGG/MP3, or a video's soundtrack) is converted to WAV once, here
@@ -224,3 +225,40 @@ def _noise_corruption(snr_db):
         return add_noise(tf.constant(clips), rng.normal(size=clips.shape), float(snr_db)).numpy().astype(clips.dtype)
 
     return apply
+
+
+# ----------------------------------------------------------------- keras-hub presets of this kind
+def keras_hub_encoder(spec, name, preset, options):
+    """The audio encoder of a keras-hub speech backbone (Whisper, Moonshine) behind its audio converter."""
+    where = f"modalities.{name}.encoder"
+    keras_hub, backbone = pretrained.keras_hub_backbone(spec, name, preset, options, ("weights", "scaling", "endpoint"))
+    try:
+        converter = keras_hub.layers.AudioConverter.from_preset(preset)
+    except FileNotFoundError as error:
+        raise ValueError(f"Modality {name!r}: the keras-hub preset {preset!r} has no audio converter "
+                         f"(audio_converter.json), so the features its backbone expects are unknown. Save the "
+                         f"converter into the preset folder.") from error
+    rate = getattr(converter, "sampling_rate", None)
+    if rate is not None and int(rate) != spec.sample_rate:
+        raise ValueError(f"Modality {name!r}: the preset {preset!r} takes audio at {rate} Hz. Set "
+                         f"modalities.{name}.sample_rate: {rate}. Received: sample_rate={spec.sample_rate}")
+    waveform = keras.Input((spec.num_samples,), name=name)
+    features = converter(waveform)  # e.g. Whisper's log-mel frames, Moonshine's (batch, samples, 1)
+    if isinstance(backbone.input, dict):
+        # Encoder-decoder speech models: keep the encoder's part of the graph only.
+        audio_keys = [k for k in backbone.input if k.startswith("encoder_") and not k.endswith("padding_mask")]
+        output_key = options.get("output_key") or "encoder_sequence_output"
+        if len(audio_keys) != 1 or output_key not in backbone.output:
+            raise ValueError(f"Modality {name!r}: cannot tell the audio input and output of the backbone of {preset!r} "
+                             f"(inputs {sorted(backbone.input)}, outputs {sorted(backbone.output)}); set "
+                             f"'{where}.output_key' to one of its outputs.")
+        given = {audio_keys[0]: features}
+        for key in backbone.input:
+            if key.startswith("encoder_") and key.endswith("padding_mask"):
+                given[key] = ops.ones_like(features[..., 0], dtype="bool")  # every sample of the clip counts
+        backbone = keras.Model({k: backbone.input[k] for k in given}, backbone.output[output_key])
+    backbone.name = f"{name}_backbone"
+    backbone.trainable = bool(options.get("trainable", False))
+    inputs = given if isinstance(backbone.input, dict) else features
+    x = backbone(inputs, training=False) if not backbone.trainable else backbone(inputs)
+    return pretrained.pooled_vector(spec, name, waveform, x, f"keras_hub:{preset}")

@@ -184,7 +184,7 @@ class ImageModality(Modality):
     @classmethod
     def pretrained_builders(cls):
         return {pretrained.APPLICATIONS_PREFIX: pretrained.application_encoder,
-                pretrained.KERAS_HUB_PREFIX: pretrained.keras_hub_image_encoder}
+                pretrained.KERAS_HUB_PREFIX: keras_hub_encoder}
 
     def decode_one(self, data):
         present = tf.strings.length(data) > 0
@@ -271,3 +271,43 @@ def _occlusion_corruption(fraction):
         return occlude(images, top.astype("int32"), left.astype("int32"), side).numpy()
 
     return apply
+
+
+# ----------------------------------------------------------------- keras-hub presets of this kind
+def keras_hub_encoder(spec, name, preset, options):
+    """A keras-hub vision backbone with its preset's image converter (resize + rescale) in front."""
+    where = f"modalities.{name}.encoder"
+    keras_hub, backbone = pretrained.keras_hub_backbone(spec, name, preset, options, ("weights", "endpoint"))
+    try:
+        converter = keras_hub.layers.ImageConverter.from_preset(preset)
+    except FileNotFoundError:  # a preset saved without its converter (the backbone alone)
+        converter = None
+    if converter is None and not options.get("scaling"):
+        raise ValueError(f"Modality {name!r}: the keras-hub preset {preset!r} has no image converter "
+                         f"(image_converter.json), so the pixel range its backbone expects is unknown. Set "
+                         f"'{where}.scaling' ({', '.join(pretrained.SCALINGS)}) or save the converter into the preset folder.")
+    expected = backbone.input.shape[-1] if not isinstance(backbone.input, dict) else None
+    if expected is not None and expected != spec.channels:
+        raise ValueError(f"Modality {name!r}: the backbone of {preset!r} takes {expected}-channel images. Set "
+                         f"modalities.{name}.channels: {expected}. Received: channels={spec.channels}")
+    backbone.name = f"{name}_backbone"
+    backbone.trainable = bool(options.get("trainable", False))
+    pixels = keras.Input((spec.height, spec.width, spec.channels), name=name)
+    x = pixels
+    size = tuple(converter.image_size) if converter is not None and converter.image_size is not None else None
+    if size is not None and size != (spec.height, spec.width):
+        # The preset's input size, cropped to its aspect ratio first when the converter does that.
+        x = keras.layers.Resizing(*size, interpolation=converter.interpolation,
+                                  crop_to_aspect_ratio=bool(converter.crop_to_aspect_ratio), name=f"{name}_resize")(x)
+    if options.get("scaling"):
+        x = pretrained.PixelScaling(options["scaling"], name=f"{name}_scaling")(x)
+    else:
+        x = pretrained.PixelScaling("affine", scale=converter.scale, offset=converter.offset, name=f"{name}_scaling")(x)
+    x = backbone(x, training=False) if not backbone.trainable else backbone(x)
+    if isinstance(x, dict):
+        key = options.get("output_key")
+        if key not in x:
+            raise ValueError(f"Modality {name!r}: the backbone of {preset!r} returns {sorted(x)}; set "
+                             f"'{where}.output_key' to one of them.")
+        x = x[key]
+    return pretrained.pooled_vector(spec, name, pixels, x, f"keras_hub:{preset}")

@@ -4,6 +4,7 @@ import dataclasses
 import os
 
 import keras
+from keras import ops
 import tensorflow as tf
 
 from mmkeras import pretrained
@@ -101,8 +102,8 @@ class TextModality(Modality):
         self.preset = pretrained.is_keras_hub_source(spec)
         if self.preset:
             tokenizer = state.get("tokenizer")
-            self.vectorizer = (pretrained.load_text_preprocessor(os.path.join(folder or "", tokenizer)) if tokenizer
-                               else pretrained.keras_hub_text_preprocessor(spec, name))
+            self.vectorizer = (load_text_preprocessor(os.path.join(folder or "", tokenizer)) if tokenizer
+                               else keras_hub_text_preprocessor(spec, name))
             self.ready = True  # the preset's vocabulary is fixed
         else:
             vocabulary = state.get("vocabulary")
@@ -125,7 +126,7 @@ class TextModality(Modality):
 
     @classmethod
     def pretrained_builders(cls):
-        return {pretrained.KERAS_HUB_PREFIX: pretrained.keras_hub_text_encoder}
+        return {pretrained.KERAS_HUB_PREFIX: keras_hub_encoder}
 
     def vocabulary(self):
         """The vocabulary ("" is padding, "[UNK]" out-of-vocabulary)."""
@@ -145,7 +146,7 @@ class TextModality(Modality):
             return {"vocabulary": self.vocabulary()}
         # The keras-hub tokenizer is saved beside the state, so reloading never fetches the preset.
         tokenizer = f"tokenizer_{self.name}"
-        pretrained.save_text_preprocessor(self.vectorizer, os.path.join(folder, tokenizer))
+        save_text_preprocessor(self.vectorizer, os.path.join(folder, tokenizer))
         return {"tokenizer": tokenizer}
 
     def serving_layers(self):
@@ -176,3 +177,70 @@ def _drop_tokens(rate):
         return tf.where(rng.random(ids.shape) < rate, 0, ids).numpy().astype(ids.dtype)
 
     return apply
+
+
+# ----------------------------------------------------------------- keras-hub presets of this kind
+def keras_hub_text_preprocessor(spec, name):
+    """The keras-hub preset's own text preprocessor (tokenizer + packer) for a text modality.
+
+    It maps a `[batch]` string tensor to a dict whose `token_ids` are `(batch, sequence_length)`
+    int32, with the preset's start, end and padding tokens.
+    """
+    keras_hub = pretrained.keras_hub_module()
+    preset = spec.encoder["source"][len(pretrained.KERAS_HUB_PREFIX):]
+    return pretrained.from_preset(lambda p: keras_hub.models.TextClassifierPreprocessor.from_preset(
+        p, sequence_length=spec.sequence_length), preset, f"modalities.{name}.encoder.source")
+
+
+def save_text_preprocessor(preprocessor, folder):
+    """Writes a keras-hub text preprocessor (its config and tokenizer assets) to `folder`."""
+    preprocessor.save_to_preset(folder)
+
+
+def load_text_preprocessor(folder):
+    """Reads back what `save_text_preprocessor` wrote, with no network and no backbone."""
+    import json
+
+    pretrained.keras_hub_module()  # registers the classes
+    with open(os.path.join(folder, "preprocessor.json"), encoding="utf-8") as f:
+        preprocessor = keras.saving.deserialize_keras_object(json.load(f))
+    preprocessor.tokenizer.load_preset_assets(folder)
+    return preprocessor
+
+
+def keras_hub_encoder(spec, name, preset, options):
+    """A keras-hub text backbone (text modalities), padding masked, its sequence output averaged."""
+    where = f"modalities.{name}.encoder"
+    keras_hub, backbone = pretrained.keras_hub_backbone(spec, name, preset, options,
+                                              ("weights", "scaling", "endpoint", "output_key"))
+    tokenizer = pretrained.from_preset(keras_hub.tokenizers.Tokenizer.from_preset, preset, f"{where}.source")
+    longest = getattr(backbone, "max_sequence_length", None)
+    if longest is not None and spec.sequence_length > longest:
+        raise ValueError(f"Modality {name!r}: sequence_length {spec.sequence_length} is longer than the preset's "
+                         f"{longest} positions. Set modalities.{name}.sequence_length <= {longest}.")
+    if isinstance(backbone.output, dict) and "sequence_output" in backbone.output:
+        # Only the path to the token vectors: a pooler head left out of the graph would get no
+        # gradients when fine-tuning (and Keras would warn about it at every step).
+        backbone = keras.Model(backbone.input, backbone.output["sequence_output"])
+    backbone.name = f"{name}_backbone"
+    backbone.trainable = bool(options.get("trainable", False))
+    pad = getattr(tokenizer, "pad_token_id", None) or 0
+    token_ids = keras.Input((spec.sequence_length,), dtype="int32", name=name)
+    # The first position always counts: an absent text is all padding, and a mask with nothing
+    # in it would give NaN (softmax over no keys, a mean over no tokens). The fusion masks an
+    # absent modality's vector anyway; it only has to be finite.
+    first = ops.arange(spec.sequence_length) == 0
+    padding_mask = ops.logical_or(ops.not_equal(token_ids, pad), first)
+    given = {"token_ids": token_ids, "padding_mask": padding_mask, "segment_ids": ops.zeros_like(token_ids)}
+    expected = list(backbone.input) if isinstance(backbone.input, dict) else ["token_ids"]
+    unknown = [key for key in expected if key not in given]
+    if unknown:
+        raise ValueError(f"Modality {name!r}: the backbone of {preset!r} takes {expected}; mmkeras can give it "
+                         f"{sorted(given)}.")
+    outputs = backbone({key: given[key] for key in expected}) if isinstance(backbone.input, dict) \
+        else backbone(token_ids)
+    sequence = outputs["sequence_output"] if isinstance(outputs, dict) else outputs
+    # Mean over the real tokens (the sentence-embedding recipe of MiniLM / sentence-transformers).
+    x = keras.layers.GlobalAveragePooling1D(name=f"{name}_pool")(sequence, mask=padding_mask)
+    x = keras.layers.Dropout(spec.dropout, name=f"{name}_dropout")(x)
+    return keras.Model(token_ids, x, name=f"{name}_encoder")
