@@ -231,7 +231,15 @@ def run_demo(workdir="mmkeras_demo", epochs=None, examples=None):
     if weights:
         print("  (how the attention fusion mixed this example's modalities, not how much each one matters:\n"
               "   the 'alone' accuracies above, and evaluate's ablation table, measure that)")
+    explained = task.explain(paths["test"], output_dir=os.path.join(run_dir, "explanations"))
+    queried = next(r for r in explained["rows"] if r["row"] == 1)  # the first test row, queried above
+    shapley = {m: queried[f"shapley_{m}"] for m in preprocessor.modalities}
+    top = max(shapley, key=lambda m: abs(shapley[m]))
+    print(f"  the answer rests most on {top} (exact modality Shapley values, change in p: "
+          + ", ".join(f"{m} {v:+.2f}" for m, v in shapley.items()) + ")")
     print(f"predictions for the test manifest: {predictions_path}")
+    print(f"what every test prediction rests on: {explained['files']['per-example values']} "
+          f"(plot: {explained['files']['summary plot']})")
     print(f"done in {time.time() - started:.0f} s")
     print("=" * 64)
     return result

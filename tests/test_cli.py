@@ -85,6 +85,8 @@ def test_demo_runs_end_to_end_on_a_small_slice(tmp_path, capsys):
     assert "SavedModel:" in out and "→ label" in out
     assert (tmp_path / "saved_models" / "digits" / "1" / "saved_model.pb").exists()
     assert (tmp_path / "run" / "test_predictions.csv").exists()
+    assert "the answer rests most on " in out and "(exact modality Shapley values, change in p: text " in out
+    assert (tmp_path / "run" / "explanations" / "modality_shapley.png").exists()
 
 
 def test_a_misspelled_column_is_an_error_naming_it(tiny_run, tmp_path, capsys):

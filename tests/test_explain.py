@@ -11,6 +11,7 @@ from helpers import random_inputs
 
 import mmkeras
 from mmkeras import explain as explain_lib
+from mmkeras.fusion import FUSIONS
 from mmkeras.heads import Head
 from mmkeras_cli import main
 
@@ -20,13 +21,14 @@ MODALITIES = {"text": {"max_tokens": 10, "sequence_length": 4, "embedding_dim": 
 HEADS = [Head("label", "classification", 3, ["a", "b", "c"])]
 
 
-def _model(seed=0):
+def _model(seed=0, fusion="concat"):
     keras.utils.set_random_seed(seed)
-    return mmkeras.build_model(MODALITIES, num_classes=3, fusion="concat")
+    return mmkeras.build_model(MODALITIES, num_classes=3, fusion=fusion)
 
 
-def test_values_sum_exactly_to_all_present_minus_none_present():
-    model = _model()
+@pytest.mark.parametrize("fusion", sorted(FUSIONS))
+def test_values_sum_exactly_to_all_present_minus_none_present(fusion):
+    model = _model(fusion=fusion)
     x = random_inputs(model, n=5)
     x["audio_present"][1] = 0.0  # an example that lacks a modality already
     result = explain_lib.modality_shapley(model, x, list(MODALITIES), HEADS)["label"]
