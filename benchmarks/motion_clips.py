@@ -24,8 +24,10 @@ Models, each trained with every seed (test accuracy, mean ± standard deviation 
   the square is stays in each frame's vector).
 The plain models train on the clips the library's Preprocessor decodes (the grey plane, without
 the mask plane) with Adam 1e-3, batch 32, early stopping on validation loss (patience 10, best
-weights restored), the same epoch budget as the library runs. Writes `motion_clips.json` and
-`motion_clips.md` in the output folder.
+weights restored), the same epoch budget as the library runs. The video branch has no
+augmentation (no flips that would swap left and right); what decides here is the per-frame
+pooling: a global one (`grid: 1`, the GAP baseline) cannot see which way the square moved. Writes
+`motion_clips.json` and `motion_clips.md` in the output folder.
 """
 
 import argparse
@@ -56,6 +58,7 @@ CLIP = {"kind": "video", "frames": FRAMES, "height": SIZE, "width": SIZE, "chann
 VARIANTS = {
     "mmkeras defaults": {},
     "mmkeras grid: 3": {"grid": 3},  # 3x3 cells of 8x8 pixels
+    "mmkeras grid: 4": {"grid": 4},  # 4x4 cells of 6x6 pixels (uneven cells of the 6x6 map)
     "mmkeras grid: 6": {"grid": 6},  # the 6x6 map whole: no averaging within cells
     "mmkeras grid: 1": {"grid": 1},  # global average pooling, as the GAP baseline
     "mmkeras recurrent: gru": {"recurrent": "gru"},
