@@ -32,9 +32,7 @@ gain; `augment: {}` differs from the defaults only in the random numbers drawn.)
 """
 
 import argparse
-import csv
 import io
-import json
 import os
 import subprocess
 import sys
@@ -46,6 +44,9 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _seeded import run_comparison  # noqa: E402
+from _seeded import write_splits  # noqa: E402
 
 from datasets import _write_wav  # noqa: E402
 
@@ -129,15 +130,7 @@ def write_keyword_speech(folder, sizes=None, seed=7):
             name = f"audio/{i:04d}.wav"
             _write_wav(os.path.join(folder, name), mixed, rate=SAMPLE_RATE)
             rows.append({"audio": name, "label": word})
-    paths, begin = {}, 0
-    for split, size in sizes.items():
-        paths[split] = os.path.join(folder, f"{split}.csv")
-        with open(paths[split], "w", newline="") as f:
-            writer = csv.DictWriter(f, ["audio", "label"])
-            writer.writeheader()
-            writer.writerows(rows[begin : begin + size])
-        begin += size
-    return paths
+    return write_splits(folder, rows, sizes)
 
 
 def conv1d_baseline(samples, classes):
@@ -200,15 +193,6 @@ def compare(paths, seeds, epochs, workdir, log):
     return rows
 
 
-def table(rows):
-    lines = ["| model | test accuracy | per seed | epochs run |", "|---|---|---|---|"]
-    for name, runs in rows.items():
-        values = [r["all"] for r in runs]
-        lines.append(f"| {name} | {np.mean(values):.3f} ± {np.std(values):.3f} | "
-                     f"{' / '.join(f'{v:.3f}' for v in values)} | {' / '.join(str(r['epochs']) for r in runs)} |")
-    return lines
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
@@ -221,30 +205,10 @@ def main():
         print(write_keyword_speech(args.data_only))
         return
 
-    import tensorflow as tf
+    def runs(paths, folder, log):
+        return compare(paths, args.seeds, args.epochs, folder, log)
 
-    if args.threads:
-        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-    started = time.perf_counter()
-    output = args.output or tempfile.mkdtemp(prefix="mmkeras-keywords-")
-    os.makedirs(output, exist_ok=True)
-    paths = write_keyword_speech(os.path.join(output, "data"))
-    print(f"data set written in {time.perf_counter() - started:.0f} s: {paths}", flush=True)
-
-    def log(name, seed, row):
-        print(f"{time.perf_counter() - started:7.0f} s  {name}  seed {seed}  {json.dumps(row)}", flush=True)
-
-    rows = compare(paths, args.seeds, args.epochs, os.path.join(output, "runs"), log)
-    minutes = (time.perf_counter() - started) / 60
-    lines = [f"Keyword speech ({', '.join(f'{k} {v}' for k, v in SPLITS.items())}; 8 classes), seeds {args.seeds}, "
-             f"up to {args.epochs} epochs, {args.threads or 'all'} thread(s), {minutes:.0f} min", ""] + table(rows)
-    print("\n".join(lines))
-    with open(os.path.join(output, "keyword_speech.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    with open(os.path.join(output, "keyword_speech.json"), "w") as f:
-        json.dump({"seeds": args.seeds, "epochs": args.epochs, "sizes": SPLITS, "rows": rows}, f, indent=1)
-    print(f"written to {output}")
+    run_comparison("keyword_speech", "Keyword speech, 8 classes", write_keyword_speech, runs, args, SPLITS)
 
 
 if __name__ == "__main__":

@@ -31,18 +31,18 @@ pooling: a global one (`grid: 1`, the GAP baseline) cannot see which way the squ
 """
 
 import argparse
-import csv
 import io
-import json
 import os
 import sys
-import tempfile
 import time
 
 import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _seeded import run_comparison  # noqa: E402
+from _seeded import write_splits  # noqa: E402
 
 MOTIONS = {"left": (0, -1), "right": (0, 1), "up": (-1, 0), "down": (1, 0), "still": (0, 0)}  # (rows, columns)
 FRAMES = 8
@@ -109,15 +109,7 @@ def write_motion_clips(folder, sizes=None, seed=11):
         with open(os.path.join(folder, name), "wb") as f:
             f.write(gif_bytes(frames))
         rows.append({"clip": name, "label": names[label]})
-    paths, begin = {}, 0
-    for split, size in sizes.items():
-        paths[split] = os.path.join(folder, f"{split}.csv")
-        with open(paths[split], "w", newline="") as f:
-            writer = csv.DictWriter(f, ["clip", "label"])
-            writer.writeheader()
-            writer.writerows(rows[begin : begin + size])
-        begin += size
-    return paths
+    return write_splits(folder, rows, sizes)
 
 
 def td_cnn_gru(shape, classes, pooling):
@@ -185,15 +177,6 @@ def compare(paths, seeds, epochs, variants, baselines, workdir, log):
     return rows
 
 
-def table(rows):
-    lines = ["| model | test accuracy | per seed | epochs run |", "|---|---|---|---|"]
-    for name, runs in rows.items():
-        values = [r["all"] for r in runs]
-        lines.append(f"| {name} | {np.mean(values):.3f} ± {np.std(values):.3f} | "
-                     f"{' / '.join(f'{v:.3f}' for v in values)} | {' / '.join(str(r['epochs']) for r in runs)} |")
-    return lines
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
@@ -208,31 +191,10 @@ def main():
         print(write_motion_clips(args.data_only))
         return
 
-    import tensorflow as tf
+    def runs(paths, folder, log):
+        return compare(paths, args.seeds, args.epochs, args.variants, args.baselines, folder, log)
 
-    if args.threads:
-        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-    started = time.perf_counter()
-    output = args.output or tempfile.mkdtemp(prefix="mmkeras-motion-")
-    os.makedirs(output, exist_ok=True)
-    paths = write_motion_clips(os.path.join(output, "data"))
-    print(f"data set written in {time.perf_counter() - started:.0f} s: {paths}", flush=True)
-
-    def log(name, seed, row):
-        print(f"{time.perf_counter() - started:7.0f} s  {name}  seed {seed}  {json.dumps(row)}", flush=True)
-
-    rows = compare(paths, args.seeds, args.epochs, args.variants, args.baselines, os.path.join(output, "runs"), log)
-    minutes = (time.perf_counter() - started) / 60
-    lines = [f"Motion clips ({', '.join(f'{k} {v}' for k, v in SPLITS.items())}; {len(MOTIONS)} classes), "
-             f"seeds {args.seeds}, up to {args.epochs} epochs, {args.threads or 'all'} thread(s), {minutes:.0f} min",
-             ""] + table(rows)
-    print("\n".join(lines))
-    with open(os.path.join(output, "motion_clips.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    with open(os.path.join(output, "motion_clips.json"), "w") as f:
-        json.dump({"seeds": args.seeds, "epochs": args.epochs, "sizes": SPLITS, "rows": rows}, f, indent=1)
-    print(f"written to {output}")
+    run_comparison("motion_clips", f"Motion clips, {len(MOTIONS)} classes", write_motion_clips, runs, args, SPLITS)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,69 @@
+"""The frame of a seeded comparison benchmark (keyword_speech.py, motion_clips.py): threads, the
+output folder, the data set, the runs, and the table written as Markdown and JSON.
+
+No TensorFlow import at module level: `--data-only` runs without it.
+"""
+
+import csv
+import json
+import os
+import tempfile
+import time
+
+import numpy as np
+
+
+def seed_table(rows):
+    """Markdown rows: per model, test accuracy mean ± std over the seeds, each seed's, epochs run."""
+    lines = ["| model | test accuracy | per seed | epochs run |", "|---|---|---|---|"]
+    for name, runs in rows.items():
+        values = [r["all"] for r in runs]
+        lines.append(f"| {name} | {np.mean(values):.3f} ± {np.std(values):.3f} | "
+                     f"{' / '.join(f'{v:.3f}' for v in values)} | {' / '.join(str(r['epochs']) for r in runs)} |")
+    return lines
+
+
+def run_comparison(name, title, write_data, compare, args, sizes):
+    """Writes the data into `args.output` (or a temporary folder), runs `compare(paths, runs_dir,
+    log)` (→ model name → one result dict per seed) and writes `<name>.md` and `<name>.json`.
+
+    `title` is the table's first words; `args` holds seeds, epochs and threads.
+    """
+    import tensorflow as tf
+
+    if args.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    started = time.perf_counter()
+    output = args.output or tempfile.mkdtemp(prefix=f"mmkeras-{name}-")
+    os.makedirs(output, exist_ok=True)
+    paths = write_data(os.path.join(output, "data"))
+    print(f"data set written in {time.perf_counter() - started:.0f} s: {paths}", flush=True)
+
+    def log(model, seed, row):
+        print(f"{time.perf_counter() - started:7.0f} s  {model}  seed {seed}  {json.dumps(row)}", flush=True)
+
+    rows = compare(paths, os.path.join(output, "runs"), log)
+    minutes = (time.perf_counter() - started) / 60
+    lines = [f"{title} ({', '.join(f'{k} {v}' for k, v in sizes.items())}), seeds {args.seeds}, up to {args.epochs} "
+             f"epochs, {args.threads or 'all'} thread(s), {minutes:.0f} min", ""] + seed_table(rows)
+    print("\n".join(lines))
+    with open(os.path.join(output, f"{name}.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    with open(os.path.join(output, f"{name}.json"), "w") as f:
+        json.dump({"seeds": args.seeds, "epochs": args.epochs, "sizes": sizes, "rows": rows}, f, indent=1)
+    print(f"written to {output}")
+    return rows
+
+
+def write_splits(folder, rows, sizes):
+    """`rows` in order as one CSV manifest per split (`sizes`: split → rows); returns their paths."""
+    paths, begin = {}, 0
+    for split, size in sizes.items():
+        paths[split] = os.path.join(folder, f"{split}.csv")
+        with open(paths[split], "w", newline="") as f:
+            writer = csv.DictWriter(f, list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows[begin : begin + size])
+        begin += size
+    return paths
