@@ -12,6 +12,8 @@ install: $(STAMP)
 
 # Editable installs put the checkout on sys.path (a .pth file) rather than behind an import hook: a
 # script run beside a clone folder named mmkeras/ then still imports the package, not that folder.
+# setuptools calls compat mode transitional; when it goes, editable_mode=strict is also path-based
+# (a link tree under build/, which a new module joins only on the next install).
 EDITABLE := --config-settings editable_mode=compat
 
 # The demo needs only the package itself (no test, video or keras-hub extras).
