@@ -33,18 +33,13 @@ $(STAMP): setup.cfg pyproject.toml
 # Tests run in two processes side by side (pytest-xdist). On a 2-core machine two workers took
 # the 500 tests from 28.5 to 17.8 minutes (2026-12-01). TEST_WORKERS=0 runs them in one process.
 TEST_WORKERS ?= 2
-# One TensorFlow thread per test process (and per process a test starts): two workers with
-# TensorFlow's default pools oversubscribed the two cores. Measured 2026-12-06: 105 s → 85 s for
-# tests/fusion, tests/layers and tests/test_explain.py, and 131 s → 83 s for tests/data (with an
-# intra-op pool of one alone: 91 s and 131 s).
-TEST_THREADS := TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1
 
 test: $(STAMP)
-	$(TEST_THREADS) $(PY) -m pytest -q -n $(TEST_WORKERS) --durations=25
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --durations=25
 
 # Everything except tests marked slow: for the edit-test loop, never for CI.
 test-fast: $(STAMP)
-	$(TEST_THREADS) $(PY) -m pytest -q -n $(TEST_WORKERS) -m "not slow"
+	$(PY) -m pytest -q -n $(TEST_WORKERS) -m "not slow"
 
 demo: $(DEMO_STAMP)
 	$(VENV)/bin/mmkeras demo --workdir demo_run

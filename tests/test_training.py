@@ -341,20 +341,26 @@ def test_the_lock_of_a_killed_run_is_taken_over_and_released(tmp_path):
     assert not os.path.exists(os.path.join(run, "run.lock"))
 
 
-def test_the_run_says_when_early_stopping_ended_it_and_logs_get_one_line_per_epoch(tiny_run, tmp_path, capsys):
-    # A learning rate too small to move a float32 weight: validation loss never improves, so
-    # patience 1 stops the run after its second epoch and keeps the first epoch's weights.
-    config = tiny_config(tiny_run[1], epochs=5, learning_rate=1e-30, early_stopping_patience=1, verbose="auto")
-    keras.utils.set_random_seed(0)
-    _, _, history = train(config, str(tmp_path / "run"))
+def test_the_run_says_when_early_stopping_ended_it_and_which_epoch_it_keeps():
+    from mmkeras.training import _early_stop
+    from mmkeras.training import _training_notes
+
+    stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=3, restore_best_weights=True)
+    assert _early_stop([stopper], 30) is None  # it did not end the run
+    stopper.stopped_epoch, stopper.best_epoch, stopper.best, stopper.best_weights = 15, 12, 0.4321, [np.zeros(1)]
+    stopped = _early_stop([keras.callbacks.CSVLogger("unused.csv"), stopper], 30)
+    assert stopped == {"stopped_after_epoch": 16, "of_epochs": 30, "monitor": "val_loss", "patience": 3,
+                       "restored_epoch": 13, "best": 0.4321}
+    assert _training_notes(stopped, {"loss": [1.0]}) == [
+        "early stopping ended the run after epoch 16 of 30: val_loss had not improved for 3 epochs. The run keeps "
+        "the weights of epoch 13 (val_loss 0.4321), its best."]
+
+
+def test_logs_get_one_line_per_epoch_when_the_output_is_not_a_terminal(tiny_run, tmp_path, capsys):
+    config = tiny_config(tiny_run[1], epochs=2, verbose="auto")
+    train(config, str(tmp_path / "run"))
     out = capsys.readouterr().out
-    assert len(history["loss"]) == 2
-    assert ("mmkeras: early stopping ended the run after epoch 2 of 5: val_loss had not improved for 1 epochs. "
-            "The run keeps the weights of epoch 1 (val_loss ") in out
-    stopped = json.load(open(tmp_path / "run" / "metrics.json"))["early_stopping"]
-    assert stopped["restored_epoch"] == 1 and stopped["stopped_after_epoch"] == 2
-    # verbose "auto" with output that is not a terminal: "Epoch 1/5" lines, no progress bar redrawn in place
-    assert "Epoch 1/5" in out and "\r" not in out and "\x1b[" not in out
+    assert "Epoch 1/2" in out and "Epoch 2/2" in out and "\r" not in out and "\x1b[" not in out
 
 
 def test_a_training_accuracy_below_validation_is_explained():
