@@ -159,8 +159,11 @@ def decode_clips(data, spec, training=False, seed=None):
         return clips, tf.fill(tf.shape(data), "")
 
     # A separate, never-inlined function: its graph is built only when a batch needs it, not
-    # each time a tf.data iterator starts (which costs about half a second for this graph).
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)], experimental_attributes={"_noinline": True})
+    # each time a tf.data iterator starts (which costs about half a second for this graph). Traced
+    # as written (tf.cond, tf.while_loop), like the rest of the pipeline: AutoGraph's rewrite
+    # only costs tracing time here.
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)], experimental_attributes={"_noinline": True},
+                 autograph=False)
     def clip_by_clip(files):
         return tf.map_fn(
             lambda one: decode_clip(one, spec, training, seed),

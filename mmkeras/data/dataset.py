@@ -20,6 +20,15 @@ from mmkeras.data.manifest import read_manifest
 from mmkeras.data.manifest import resolve_path
 
 AUTOTUNE = tf.data.AUTOTUNE
+
+
+def _graph(fn):
+    """`fn` traced as written, without AutoGraph's source rewrite, which took about half the time
+    of building a pipeline (benchmarks/RESULTS.md). The decoding steps use `tf.cond` and
+    `tf.where`, never Python control flow on tensors; the SavedModel's endpoints trace the same
+    steps with `autograph=False`."""
+    return tf.autograph.experimental.do_not_convert(fn)
+
 POLICIES = ("raise", "skip")
 _ROW, _LABEL = "__row", "__label"
 #: Written beside TFRecord shards: how many records they hold (so a dataset's length is known).
@@ -215,7 +224,7 @@ def _tfrecord_elements(files, preprocessor, shuffle, seed, deterministic=False):
             element[_path_key(m)] = example[f"path_{m}"]
         return element
 
-    return records.map(parse, num_parallel_calls=AUTOTUNE)
+    return records.map(_graph(parse), num_parallel_calls=AUTOTUNE)
 
 
 def make_dataset(
@@ -327,12 +336,13 @@ def make_dataset(
         if count <= 0:
             raise BadRecordError(f"{source_name}: no usable record. " + report.summary(limit=5))
     ds = elements(shuffle and not cache, set(excluded))
-    ds = ds.map(decode.images, num_parallel_calls=AUTOTUNE, deterministic=deterministic or not (training and shuffle))
+    ds = ds.map(_graph(decode.images), num_parallel_calls=AUTOTUNE,
+                deterministic=deterministic or not (training and shuffle))
     # With caching the examples are re-batched below; the first batches are then only the unit
     # of decoding.
     rebatch = cache is not None
     ds = ds.batch(batch_size, drop_remainder=drop_remainder and not rebatch, num_parallel_calls=AUTOTUNE)
-    ds = ds.map(lambda *e: decode.batch(*e, training=random_crops), num_parallel_calls=AUTOTUNE)
+    ds = ds.map(_graph(lambda *e: decode.batch(*e, training=random_crops)), num_parallel_calls=AUTOTUNE)
 
     def check(features, label, status):
         # Names the batch's first bad example, in the same text as record_location(); no quotes,
@@ -347,7 +357,7 @@ def make_dataset(
         with tf.control_dependencies([assertion]):
             return tf.nest.map_structure(tf.identity, (features, label))
 
-    ds = ds.map(check, num_parallel_calls=AUTOTUNE)
+    ds = ds.map(_graph(check), num_parallel_calls=AUTOTUNE)
 
     def to_inputs_and_targets(features, label):
         return (features, {constants.DEFAULT_HEAD: label}) if with_labels else features
@@ -357,12 +367,12 @@ def make_dataset(
         if shuffle:
             ds = ds.shuffle(min(count, 10000), seed=seed, reshuffle_each_iteration=True)
         ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
-    ds = ds.map(to_inputs_and_targets)
+    ds = ds.map(_graph(to_inputs_and_targets))
     if training and any(getattr(s, "augment", None) for s in preprocessor.specs.values()):
         def augment(features, *targets):
             return (preprocessor.augment_batch(features, seed), *targets) if targets else preprocessor.augment_batch(features, seed)
 
-        ds = ds.map(augment, num_parallel_calls=AUTOTUNE)
+        ds = ds.map(_graph(augment), num_parallel_calls=AUTOTUNE)
     ds = ds.prefetch(AUTOTUNE)
     options = tf.data.Options()
     # One thread per op inside the parallel map calls: the parallelism comes from the calls, and
@@ -434,7 +444,7 @@ def _scan_bad_records(elements, decode, batch_size, report, total):
     Most problems come back as reasons; an image decoder that raises on a corrupt body drops its
     element instead (`ignore_errors`), and the rows that never came back are reported too.
     """
-    ds = elements.map(decode.images, num_parallel_calls=AUTOTUNE).ignore_errors()
+    ds = elements.map(_graph(decode.images), num_parallel_calls=AUTOTUNE).ignore_errors()
     ds = ds.batch(batch_size, num_parallel_calls=AUTOTUNE)
 
     def statuses(*element):
@@ -442,7 +452,7 @@ def _scan_bad_records(elements, decode, batch_size, report, total):
         bad = tf.strings.length(status["reason"]) > 0
         return {"seen": status["row"], **{key: tf.boolean_mask(value, bad) for key, value in status.items()}}
 
-    ds = ds.map(statuses, num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
+    ds = ds.map(_graph(statuses), num_parallel_calls=AUTOTUNE).prefetch(AUTOTUNE)
     rows, seen = [], set()
     for status in ds.as_numpy_iterator():
         seen.update(int(r) for r in status["seen"])
