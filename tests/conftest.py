@@ -28,3 +28,11 @@ def tiny_run(tmp_path_factory):
     keras.utils.set_random_seed(0)
     train(tiny_config(manifest), str(folder / "run"))
     return str(folder / "run"), manifest, rows
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items):
+    """Tests marked slow run first. With two workers (pytest-xdist hands out tests in the order
+    collected), the long ones then start at once on both, and the many short tests fill the gaps
+    at the end, instead of one worker finishing a three-minute test while the other waits."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

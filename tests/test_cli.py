@@ -3,7 +3,6 @@
 import csv
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -15,44 +14,8 @@ from media import tiny_config
 from mmkeras_cli import main
 
 
-def _mmkeras(*args):
-    exe = shutil.which("mmkeras", path=os.path.dirname(sys.executable)) or shutil.which("mmkeras")
-    assert exe, "the mmkeras entry point is installed with the package"
-    return subprocess.run([exe, *args], capture_output=True, text=True)
-
-
-@pytest.mark.slow
-def test_train_evaluate_export_predict_from_the_command_line(tiny_run, tmp_path):
-    _, manifest, rows = tiny_run
-    config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump(tiny_config(manifest, epochs=1)))
-    run = tmp_path / "run"
-    result = _mmkeras("train", "--config", str(config), "--output", str(run))
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "trained 1 epoch(s)" in result.stdout and (run / "model.keras").exists()
-    # TensorFlow's C++ start-up lines (absl's "I0000 ...", the cuInit error of a GPU-less machine) are held back
-    assert "absl::InitializeLog" not in result.stderr and not re.search(r"^[IE]\d{4} ", result.stderr, re.M)
-
-    result = _mmkeras("evaluate", "--run", str(run), "--data", manifest)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "macro avg" in result.stdout and "missing: audio" in result.stdout
-    assert (run / "evaluation" / "confusion_matrix.png").exists()
-
-    export_base = tmp_path / "saved_models" / "tiny"
-    result = _mmkeras("export", "--run", str(run), "--output", str(export_base))
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "SavedModel written and checked" in result.stdout and (export_base / "1" / "saved_model.pb").exists()
-
-    keras_csv, served_csv = tmp_path / "keras.csv", tmp_path / "served.csv"
-    assert _mmkeras("predict", "--model", str(run), "--data", manifest, "--output", str(keras_csv)).returncode == 0
-    result = _mmkeras("predict", "--model", str(export_base), "--data", manifest, "--output", str(served_csv))
-    assert result.returncode == 0, result.stderr[-3000:]
-    keras_rows, served_rows = (list(csv.DictReader(open(p))) for p in (keras_csv, served_csv))
-    assert len(served_rows) == len(rows) and list(served_rows[0]) == ["row", "label", "prob_class0", "prob_class1",
-                                                                      "prob_class2"]
-    assert [r["label"] for r in keras_rows] == [r["label"] for r in served_rows]
-    for a, b in zip(keras_rows, served_rows):
-        assert abs(float(a["prob_class0"]) - float(b["prob_class0"])) < 1e-5
+# train → evaluate → export → predict through the installed command: test_first_contact's
+# plain-install test, which runs each in a fresh process of a clean environment.
 
 
 def test_prepare_writes_shards(tiny_run, tmp_path, capsys):

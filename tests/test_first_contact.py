@@ -1,5 +1,8 @@
 """What a new user meets first: a plain `pip install .`, the documented defaults, a failing run.
 
+The plain-install test is also the suite's end-to-end test of the `mmkeras` command: train,
+evaluate, export and predict (from the run and from the SavedModel) in fresh processes.
+
 The plain-install test builds its own virtual environment with no extras (pip's wheel cache
 keeps it quick) and runs the command line with a config that holds only `data` and
 `modalities`, so every other key is at its documented default (TensorBoard logging included).
@@ -8,6 +11,7 @@ keeps it quick) and runs the command line with a config that holds only `data` a
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -58,7 +62,10 @@ def test_a_plain_install_trains_evaluates_exports_and_predicts_with_the_defaults
         return result
 
     run_dir = tmp_path / "run"
-    run("train", "--config", str(config), "--output", str(run_dir))
+    result = run("train", "--config", str(config), "--output", str(run_dir))
+    assert re.search(r"trained [12] epoch\(s\)", result.stdout) and (run_dir / "model.keras").exists()
+    # TensorFlow's C++ start-up lines (absl's "I0000 ...", the cuInit error of a GPU-less machine) are held back
+    assert "absl::InitializeLog" not in result.stderr and not re.search(r"^[IE]\d{4} ", result.stderr, re.M)
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert saved["training"]["tensorboard"] is True and saved["fusion"]["type"] == "attention"
     events = [f for _, _, files in os.walk(run_dir / "logs") for f in files if "tfevents" in f]
@@ -66,14 +73,19 @@ def test_a_plain_install_trains_evaluates_exports_and_predicts_with_the_defaults
     assert len(json.loads((run_dir / "history.json").read_text())["loss"]) >= 1
 
     result = run("evaluate", "--run", str(run_dir), "--data", manifest)
-    assert "macro avg" in result.stdout and (run_dir / "evaluation" / "confusion_matrix.png").exists()
-    run("export", "--run", str(run_dir), "--output", str(tmp_path / "saved_models" / "plain"))
+    assert "macro avg" in result.stdout and "missing: audio" in result.stdout
+    assert (run_dir / "evaluation" / "confusion_matrix.png").exists()
+    result = run("export", "--run", str(run_dir), "--output", str(tmp_path / "saved_models" / "plain"))
+    assert "SavedModel written and checked" in result.stdout
     run("predict", "--model", str(run_dir), "--data", manifest, "--output", str(tmp_path / "keras.csv"))
     run("predict", "--model", str(tmp_path / "saved_models" / "plain"), "--data", manifest,
         "--output", str(tmp_path / "served.csv"))
     keras_rows, served_rows = (list(csv.DictReader(open(tmp_path / n))) for n in ("keras.csv", "served.csv"))
     assert len(served_rows) == len(rows)
+    assert list(served_rows[0]) == ["row", "label"] + [f"prob_class{c}" for c in range(3)]
     assert [r["label"] for r in keras_rows] == [r["label"] for r in served_rows]
+    for ours, served in zip(keras_rows, served_rows):
+        assert abs(float(ours["prob_class0"]) - float(served["prob_class0"])) < 1e-5
 
 
 _FAILING_RUN = textwrap.dedent(
@@ -112,7 +124,7 @@ def test_a_run_that_fails_inside_fit_exits_at_once_with_compressed_audio_and_ski
     manifest = write_manifest(str(tmp_path), rows)
     script = tmp_path / "fail.py"
     script.write_text(_FAILING_RUN)
-    for attempt in range(3):
+    for attempt in range(2):  # the hang came on some starts only: two tries
         started = time.monotonic()
         process = subprocess.Popen([sys.executable, str(script), manifest, str(tmp_path / f"run{attempt}")],
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
