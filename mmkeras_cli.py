@@ -47,6 +47,22 @@ def _row_numbers(text):
     return numbers
 
 
+def _counting(minimum):
+    """argparse type: an integer of at least `minimum`."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}. Received: {text!r}")
+        return value
+    return parse
+
+
+_positive_int, _non_negative_int = _counting(1), _counting(0)
+
+
 def _installed_version():
     from importlib.metadata import PackageNotFoundError
     from importlib.metadata import version
@@ -101,7 +117,8 @@ def build_parser():
                           help="a bad row stops the command (raise), or is left out, counted and listed (skip)")
 
     explain = sub.add_parser("explain", formatter_class=formatter,
-                             help="which modality each prediction rests on (exact Shapley values)")
+                             help="which modality each prediction rests on (exact Shapley values), and which "
+                                  "part of each (Integrated Gradients)")
     explain.add_argument("--run", required=True, help="run directory (mmkeras train's --output)")
     explain.add_argument("--data", required=True, help="manifest (CSV/JSONL) of the rows to explain; labels not needed")
     explain.add_argument("--output", default=None, help="default: RUN/explanations")
@@ -109,6 +126,12 @@ def build_parser():
                          help="manifest row numbers to explain (1 is the first row; default: every row)")
     explain.add_argument("--on-bad-record", choices=["raise", "skip"], default="raise",
                          help="a bad row stops the command (raise), or is left out and listed (skip)")
+    explain.add_argument("--steps", type=_positive_int, default=32,
+                         help="Integrated Gradients steps (more: a smaller completeness error, slower)")
+    explain.add_argument("--plots", type=_non_negative_int, default=8, metavar="N",
+                         help="draw the attributions of the first N examples (one PNG each)")
+    explain.add_argument("--modalities-only", action="store_true",
+                         help="only the modality Shapley values, no attributions inside the modalities")
 
     export = sub.add_parser("export", formatter_class=formatter, help="SavedModel for TF Serving, or a TFLite model")
     export.add_argument("--run", required=True, help="run directory (mmkeras train's --output)")

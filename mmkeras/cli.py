@@ -44,6 +44,7 @@ def _print_files(files, skipped):
 
 def _explain(args):
     from mmkeras.data import BadRecordReport
+    from mmkeras.explain import format_inputs
     from mmkeras.explain import format_summary
     from mmkeras.task import MultimodalTask
 
@@ -51,8 +52,10 @@ def _explain(args):
     output = args.output or os.path.join(args.run, "explanations")
     report = BadRecordReport(args.data)
     result = task.explain(args.data, output_dir=output, rows=args.rows, on_bad_record=args.on_bad_record,
-                          report=report)
+                          report=report, inputs=not args.modalities_only, steps=args.steps, plotted=args.plots)
     print(format_summary(result["summary"]))
+    if result.get("inputs"):
+        print(format_inputs(result["inputs"], result["rows"], limit=3))
     _print_files(result["files"], len(report))
     return 0
 

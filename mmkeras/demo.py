@@ -231,15 +231,20 @@ def run_demo(workdir="mmkeras_demo", epochs=None, examples=None):
     if weights:
         print("  (how the attention fusion mixed this example's modalities, not how much each one matters:\n"
               "   the 'alone' accuracies above, and evaluate's ablation table, measure that)")
-    explained = task.explain(paths["test"], output_dir=os.path.join(run_dir, "explanations"))
+    # Modality values for every test row; Integrated Gradients (a gradient pass per step) for the queried one.
+    explained = task.explain(paths["test"], output_dir=os.path.join(run_dir, "explanations"), inputs=False)
     queried = next(r for r in explained["rows"] if r["row"] == 1)  # the first test row, queried above
     shapley = {m: queried[f"shapley_{m}"] for m in preprocessor.modalities}
     top = max(shapley, key=lambda m: abs(shapley[m]))
     print(f"  the answer rests most on {top} (exact modality Shapley values, change in p: "
           + ", ".join(f"{m} {v:+.2f}" for m, v in shapley.items()) + ")")
+    inside = task.explain(paths["test"], output_dir=os.path.join(run_dir, "explanations", "row1"), rows=[1])
+    print("  inside it, " + "; ".join(f"{m}: {inside['rows'][0][f'top_{m}'].split(';')[0]}"
+                                      for m in preprocessor.modalities if inside["rows"][0].get(f"top_{m}")))
     print(f"predictions for the test manifest: {predictions_path}")
     print(f"what every test prediction rests on: {explained['files']['per-example values']} "
-          f"(plot: {explained['files']['summary plot']})")
+          f"(plot: {explained['files']['summary plot']}; inside the queried one: "
+          f"{os.path.join(inside['files']['attribution plots'], 'row1_label.png')})")
     print(f"done in {time.time() - started:.0f} s")
     print("=" * 64)
     return result

@@ -15,15 +15,27 @@ f(all present) - f(none present) exactly (up to float rounding).
 
 What is explained, per head: classification, the probability (and the log-probability) of the
 class predicted with every modality present; multi-label, the score of the highest-scoring label;
-regression, the value. Everything runs through `model.predict`, so it is backend-agnostic.
+regression, the value. The Shapley values run through `model.predict`, on every Keras backend.
+
+Inside each modality, `input_attributions` gives Integrated Gradients (Sundararajan et al., 2017)
+of the same output: the straight path from the kind's baseline ("no signal": black pixels,
+silence, padding tokens, the mean of a series or a column) to the input, `steps` midpoints,
+gradients by `tf.GradientTape` (the TensorFlow backend only). Each kind says where on the model
+they are taken (the embeddings for text, the log-mel for audio, else the model input) and how its
+attributions read (`Modality.describe_attribution`: per region of an image, per token, per moment
+of sound, per step of a series, per column, per frame). The attributions of an example sum to the
+change of the output between the path's two ends, up to the error of the midpoint rule, which
+each result reports.
 """
 
+import contextlib
 import csv
 import itertools
 import json
 import math
 import os
 
+import keras
 import numpy as np
 
 from mmkeras.data import make_dataset
@@ -33,6 +45,10 @@ from mmkeras.evaluation import mark_absent
 
 #: Exact enumeration of the 2^M coalitions up to this many modalities; sampled orders beyond.
 EXACT_UP_TO = 8
+#: Midpoints on the Integrated Gradients path.
+IG_STEPS = 32
+#: Examples whose attributions are drawn (one PNG each) by `explain`.
+PLOTTED_EXAMPLES = 8
 
 
 def _targets(outputs, heads):
@@ -151,7 +167,144 @@ def _sampled(predict, modalities, heads, chosen, samples, seed):
     return result
 
 
-def explain(task, data, output_dir=None, rows=None, columns=None, batch_size=64, on_bad_record="raise", report=None):
+def find_layer(model, name):
+    """The layer called `name` in `model` or in any model nested in it (encoders), or None."""
+    for layer in model.layers:
+        if layer.name == name:
+            return layer
+        if isinstance(layer, keras.Model):
+            found = find_layer(layer, name)
+            if found is not None:
+                return found
+    return None
+
+
+@contextlib.contextmanager
+def _output_replaced(layer, replace):
+    """While inside: `layer` returns `replace(its own output)` (an instance attribute shadows `call`)."""
+    original = layer.call
+
+    def call(*args, **kwargs):
+        return replace(original(*args, **kwargs))
+
+    layer.call = call
+    try:
+        yield
+    finally:
+        del layer.call
+
+
+def _head_outputs(model, inputs):
+    import tensorflow as tf
+
+    out = model({key: tf.convert_to_tensor(value) for key, value in inputs.items()}, training=False)
+    return out if isinstance(out, dict) else {"label": out}
+
+
+def input_attributions(model, features, modality, converter, heads, targets, steps=IG_STEPS, batch_size=64):
+    """Integrated Gradients of each head's explained output inside one modality.
+
+    Args:
+        model: a model of this package (TensorFlow backend).
+        features: dict of numpy arrays, the model's inputs for a batch of examples.
+        modality: str. The modality to attribute inside.
+        converter: the modality's `Modality` (from `Preprocessor.converters`).
+        heads: list of `Head`.
+        targets: dict head name → index of the explained output per example (as
+            `modality_shapley` returns in "target").
+        steps: int. Midpoints on the path (more: smaller completeness error, more compute).
+        batch_size: int. Rows per forward pass (examples x steps are split to fit).
+
+    Returns:
+        None when the modality cannot be attributed (integer inputs and no layer to attribute to,
+        e.g. a keras-hub text encoder), else a dict: "on_layer" (bool) and "layer" (its name or
+        the input's), and per head name a dict with "attributions" (examples x the attributed
+        tensor's shape), "delta" (the output at the path's end minus at its start, per example)
+        and "total" (the attributions' sum, per example: equal to "delta" up to the midpoint rule).
+    """
+    if keras.backend.backend() != "tensorflow":
+        raise RuntimeError(f"Integrated Gradients need the TensorFlow backend (this one is "
+                           f"{keras.backend.backend()!r}); modality Shapley values run on every backend.")
+    import tensorflow as tf
+
+    if steps < 1:
+        raise ValueError(f"Expected steps >= 1 for Integrated Gradients. Received: steps={steps}")
+    inputs = np.asarray(features[modality])
+    baseline = np.asarray(converter.attribution_baseline(inputs), inputs.dtype)
+    layer = find_layer(model, modality + converter.attribution_layer) if converter.attribution_layer else None
+    if layer is None and not np.issubdtype(inputs.dtype, np.floating):
+        return None
+    alphas = ((np.arange(steps) + 0.5) / steps).astype("float32")
+    chunk = max(1, batch_size // steps)
+    parts = {head.name: {"attributions": [], "delta": [], "total": []} for head in heads}
+    for start in range(0, len(inputs), chunk):
+        batch = {key: np.asarray(value)[start:start + chunk] for key, value in features.items()}
+        count = len(batch[modality])
+        chosen = {head.name: np.asarray(targets[head.name])[start:start + chunk] for head in heads}
+        repeated = {key: np.repeat(value, steps, axis=0) for key, value in batch.items()}
+        alpha = np.tile(alphas, count)
+        if layer is None:
+            begin, end = baseline[start:start + chunk].astype("float32"), batch[modality].astype("float32")
+            ends = {0: {**batch, modality: begin}, 1: batch}
+            end_values = {k: _head_outputs(model, x) for k, x in ends.items()}
+            rep_begin, rep_end = np.repeat(begin, steps, axis=0), np.repeat(end, steps, axis=0)
+            path = tf.constant(rep_begin + alpha.reshape(-1, *[1] * (begin.ndim - 1)) * (rep_end - rep_begin))
+            with tf.GradientTape(persistent=True) as tape:
+                tape.watch(path)
+                outputs = _head_outputs(model, {**repeated, modality: path})
+                explained = {h: _gather(outputs[h], np.repeat(chosen[h], steps)) for h in chosen}
+            difference = end - begin
+        else:
+            recorded = {}
+
+            def record(key):
+                def keep(output):
+                    recorded[key] = output
+                    return output
+                return keep
+
+            with _output_replaced(layer, record(1)):
+                end_values = {1: _head_outputs(model, batch)}
+            with _output_replaced(layer, record("baseline")):
+                _head_outputs(model, {**batch, modality: baseline[start:start + chunk]})
+            begin_tensor = recorded["baseline"]
+            with _output_replaced(layer, lambda output: begin_tensor):
+                end_values[0] = _head_outputs(model, batch)
+            begin, end = np.asarray(begin_tensor, "float32"), np.asarray(recorded[1], "float32")
+            rep_begin, rep_end = np.repeat(begin, steps, axis=0), np.repeat(end, steps, axis=0)
+            path = tf.constant(rep_begin + alpha.reshape(-1, *[1] * (begin.ndim - 1)) * (rep_end - rep_begin),
+                               dtype=recorded[1].dtype)
+            with tf.GradientTape(persistent=True) as tape:
+                tape.watch(path)
+                with _output_replaced(layer, lambda output: path):
+                    outputs = _head_outputs(model, repeated)
+                explained = {h: _gather(outputs[h], np.repeat(chosen[h], steps)) for h in chosen}
+            difference = end - begin
+        for head in heads:
+            gradient = tape.gradient(explained[head.name], path)
+            gradient = np.asarray(tf.cast(gradient, tf.float32)).reshape(count, steps, *difference.shape[1:])
+            attribution = difference * gradient.mean(axis=1)
+            values = {k: np.asarray(_gather(v[head.name], chosen[head.name]), "float64") for k, v in end_values.items()}
+            parts[head.name]["attributions"].append(attribution)
+            parts[head.name]["delta"].append(values[1] - values[0])
+            parts[head.name]["total"].append(attribution.reshape(count, -1).sum(axis=1).astype("float64"))
+        del tape
+    result = {"on_layer": layer is not None, "layer": layer.name if layer is not None else modality}
+    for name, part in parts.items():
+        result[name] = {key: np.concatenate(value) for key, value in part.items()}
+    return result
+
+
+def _gather(outputs, index):
+    """Per row, the output at `index` (the explained class, label or value)."""
+    import tensorflow as tf
+
+    outputs = tf.cast(tf.reshape(outputs, [tf.shape(outputs)[0], -1]), tf.float32)
+    return tf.gather(outputs, tf.constant(np.asarray(index, "int32")), axis=1, batch_dims=1)
+
+
+def explain(task, data, output_dir=None, rows=None, columns=None, batch_size=64, on_bad_record="raise", report=None,
+            inputs=True, steps=IG_STEPS, plotted=PLOTTED_EXAMPLES, top=3):
     """Per-example modality Shapley values of a trained task on a manifest, and a data-set summary.
 
     Args:
@@ -161,6 +314,11 @@ def explain(task, data, output_dir=None, rows=None, columns=None, batch_size=64,
             (nothing is written without it).
         rows: list of int. Manifest row numbers (1-based, as errors name them) to explain; default all.
         columns, batch_size, on_bad_record, report: as for `MultimodalTask.predict`.
+        inputs: bool. Also attribute inside each modality (Integrated Gradients, TensorFlow
+            backend): `top_<modality>` columns in the table (the `top` units with the largest
+            |attribution|), `input_attributions.json` (every unit's score, and the completeness
+            check per example), and one PNG per example for the first `plotted` examples.
+        steps: int. Integrated Gradients midpoints.
 
     Returns:
         dict: "rows" (one dict per example and head: row, head, predicted, the explained output
@@ -209,7 +367,19 @@ def explain(task, data, output_dir=None, rows=None, columns=None, batch_size=64,
         summary[head.name] = {"examples": len(numbers), "mean_abs_shapley": dict(zip(modalities,
                                                                                    magnitude.mean(axis=0).tolist())),
                               "mean_abs_shapley_per_predicted_class": per_class}
+    described = {}
+    if inputs:
+        targets = {h.name: shapley[h.name]["target"] for h in task.heads}
+        described = _described_inputs(task, features, modalities, targets, steps, batch_size)
+        by_key = {(r["row"], r["head"]): r for r in table}
+        for head in task.heads:
+            for i, number in enumerate(numbers):
+                for m in modalities:
+                    found = described.get(m, {}).get(head.name)
+                    by_key[(number, head.name)][f"top_{m}"] = _top_text(found[i] if found else None, top)
     result = {"rows": table, "summary": summary, "skipped_records": len(skipped), "files": {}}
+    if described:
+        result["inputs"] = _input_records(described, numbers, modalities, task.heads)
     if output_dir:
         os.makedirs(output_dir, exist_ok=True)
         files = {"per-example values": "modality_shapley.csv", "summary": "summary.json",
@@ -221,11 +391,117 @@ def explain(task, data, output_dir=None, rows=None, columns=None, batch_size=64,
         with open(os.path.join(output_dir, files["summary"]), "w", encoding="utf-8") as f:
             json.dump(summary, f, indent=1)
         plot_summary(summary, os.path.join(output_dir, files["summary plot"]))
+        if described:
+            files["input attributions"] = "input_attributions.json"
+            with open(os.path.join(output_dir, files["input attributions"]), "w", encoding="utf-8") as f:
+                json.dump(result["inputs"], f, indent=1, ensure_ascii=False)
+            folder = os.path.join(output_dir, "attributions")
+            os.makedirs(folder, exist_ok=True)
+            for i, number in enumerate(numbers[:plotted]):
+                for head in task.heads:
+                    name = f"row{number}_{head.name}.png"
+                    plot_example(described, modalities, head.name, i, number, os.path.join(folder, name))
+            files["attribution plots"] = "attributions"
         if skipped:
             files["skipped records"] = "skipped_records.csv"
             dataset.bad_records.to_csv(os.path.join(output_dir, files["skipped records"]))
         result["files"] = {what: os.path.join(output_dir, name) for what, name in files.items()}
     return result
+
+
+def _described_inputs(task, features, modalities, targets, steps, batch_size):
+    """modality → head → per example: the kind's description of its attributions (None where absent)."""
+    described = {}
+    for m in modalities:
+        converter = task.preprocessor.converters[m]
+        found = input_attributions(task.model, features, m, converter, task.heads, targets, steps=steps,
+                                   batch_size=batch_size)
+        if found is None:
+            continue
+        present = np.asarray(features[f"{m}_present"]).reshape(-1) > 0
+        described[m] = {}
+        for head in task.heads:
+            entry = found[head.name]
+            examples = []
+            for i in range(len(present)):
+                if not present[i]:
+                    examples.append(None)
+                    continue
+                description = converter.describe_attribution(entry["attributions"][i], np.asarray(features[m][i]),
+                                                             found["on_layer"])
+                description.update(total=float(entry["total"][i]), delta=float(entry["delta"][i]),
+                                   attributed=found["layer"])
+                examples.append(description)
+            described[m][head.name] = examples
+    return described
+
+
+def _top_text(description, top):
+    """The `top` units of largest |score|, "label: +0.123; ..." (empty when the modality is absent)."""
+    if not description:
+        return ""
+    scores = np.asarray(description["scores"], "float64")
+    order = np.argsort(-np.abs(scores), kind="stable")[:top]
+    return "; ".join(f"{description['labels'][j]}: {scores[j]:+.4f}" for j in order)
+
+
+def _input_records(described, numbers, modalities, heads):
+    """JSON-friendly: one record per example and head, each modality's unit, labels and scores."""
+    records = []
+    for head in heads:
+        for i, number in enumerate(numbers):
+            record = {"row": number, "head": head.name, "modalities": {}}
+            for m in modalities:
+                d = described.get(m, {}).get(head.name, [None] * len(numbers))[i]
+                if d is None:
+                    continue
+                record["modalities"][m] = {
+                    "unit": d["unit"], "attributed": d["attributed"], "labels": list(d["labels"]),
+                    "scores": [float(v) for v in d["scores"]], "total": d["total"], "delta": d["delta"],
+                    **({"by_channel": [float(v) for v in d["by_channel"]]} if "by_channel" in d else {})}
+            records.append(record)
+    return records
+
+
+def plot_example(described, modalities, head, index, number, path):
+    """One example's attributions, a panel per modality: a heat map over the picture (image,
+    video's top frame), a map (audio's time x mel, a series' step x channel), or bars per unit."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shown = [(m, described[m][head][index]) for m in modalities if m in described and described[m][head][index]]
+    if not shown:
+        return
+    fig, axes = plt.subplots(1, len(shown), figsize=(4.2 * len(shown), 3.6), squeeze=False)
+    for ax, (m, d) in zip(axes[0], shown):
+        title = f"{m}: by {d['unit']} (sum {d['total']:+.3f}, change {d['delta']:+.3f})"
+        if "map" in d:
+            heat = np.asarray(d["map"], "float64")
+            limit = np.abs(heat).max() or 1.0
+            if "picture" in d:
+                picture = np.asarray(d["picture"], "float64")
+                picture = picture[..., 0] if picture.shape[-1] == 1 else picture[..., :3]
+                ax.imshow(np.clip(picture, 0, 1), cmap="gray" if picture.ndim == 2 else None)
+                image = ax.imshow(heat, cmap="bwr", vmin=-limit, vmax=limit, alpha=0.55)
+            else:
+                image = ax.imshow(heat, cmap="bwr", vmin=-limit, vmax=limit, aspect="auto", origin="lower")
+            ax.set_ylabel(d["map_axes"][0])
+            ax.set_xlabel(d["map_axes"][1])
+            fig.colorbar(image, ax=ax, fraction=0.046, label="attribution")
+        else:
+            scores = np.asarray(d["scores"], "float64")
+            ax.barh(range(len(scores)), scores, color=np.where(scores >= 0, "#c33", "#36c"))
+            ax.set_yticks(range(len(scores)), d["labels"], fontsize="small")
+            ax.invert_yaxis()
+            ax.axvline(0, color="black", linewidth=0.5)
+            ax.set_xlabel("attribution (red raises the output, blue lowers it)")
+        ax.set_title(title, fontsize="small")
+    fig.suptitle(f"Row {number}, head {head}: Integrated Gradients inside each modality")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
 
 
 def format_summary(summary):
@@ -235,6 +511,19 @@ def format_summary(summary):
         lines.append(f"head {head}: mean |Shapley value| per modality over {entry['examples']} example(s)")
         for m, value in sorted(entry["mean_abs_shapley"].items(), key=lambda kv: -kv[1]):
             lines.append(f"  {m:<20}{value:.4f}")
+    return "\n".join(lines)
+
+
+def format_inputs(records, rows, limit=3, top=3):
+    """Text: for the first `limit` examples, each modality's `top` units by |attribution|."""
+    predicted = {(r["row"], r["head"]): r["predicted"] for r in rows}
+    lines = []
+    for record in records[:limit]:
+        key = (record["row"], record["head"])
+        lines.append(f"row {key[0]} (head {key[1]}, predicted {predicted.get(key)}): what inside each modality "
+                     "moved it most (Integrated Gradients)")
+        for m, d in record["modalities"].items():
+            lines.append(f"  {m:<12}{_top_text(d, top)}")
     return "\n".join(lines)
 
 

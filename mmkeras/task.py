@@ -153,10 +153,12 @@ class MultimodalTask:
                                  representative_examples=representative_examples, heads=self.heads)
 
     def explain(self, data, output_dir=None, rows=None, columns=None, batch_size=64, on_bad_record="raise",
-                report=None):
-        """Per-example Shapley values of each modality, and a summary (`mmkeras.explain.explain`)."""
+                report=None, **options):
+        """Per-example Shapley values of each modality, Integrated Gradients inside each, and a
+        summary (`mmkeras.explain.explain`, whose `inputs`, `steps`, `plotted` and `top` options
+        pass through)."""
         return explain(self, data, output_dir=output_dir, rows=rows, columns=columns, batch_size=batch_size,
-                       on_bad_record=on_bad_record, report=report)
+                       on_bad_record=on_bad_record, report=report, **options)
 
     def evaluate(self, data, output_dir=None, columns=None, batch_size=64, on_bad_record="raise", seed=0):
         """`mmkeras.evaluation.evaluate` on this task's model (classification report, ablation, robustness)."""

@@ -50,6 +50,8 @@ def test_demo_runs_end_to_end_on_a_small_slice(tmp_path, capsys):
     assert (tmp_path / "run" / "test_predictions.csv").exists()
     assert "the answer rests most on " in out and "(exact modality Shapley values, change in p: text " in out
     assert (tmp_path / "run" / "explanations" / "modality_shapley.png").exists()
+    assert "  inside it, text: " in out and "; image: rows " in out
+    assert (tmp_path / "run" / "explanations" / "row1" / "attributions" / "row1_label.png").exists()
 
 
 def test_a_misspelled_column_is_an_error_naming_it(tiny_run, tmp_path, capsys):

@@ -4,6 +4,7 @@ import dataclasses
 
 import keras
 from keras import ops
+import numpy as np
 import tensorflow as tf
 
 from mmkeras import pretrained
@@ -208,6 +209,23 @@ class AudioModality(Modality):
                 clips = tf.map_fn(lambda a: tf.roll(a[0], a[1], axis=0), (clips, shifts),
                                   fn_output_signature=tf.float32)
         return clips
+
+    attribution_layer = "_mel"
+
+    def describe_attribution(self, attribution, inputs, on_layer):
+        """Per moment (10 ms hops by default): the log-mel's attributions summed over mel bands,
+        with the time x mel map; on the waveform (pretrained encoders) per hop of samples."""
+        step = self.spec.frame_step
+        if on_layer:
+            per_frame = attribution.sum(axis=-1)
+            extra = {"map": attribution.T, "map_axes": ("mel band", "time frame")}
+        else:
+            frames = -(-len(attribution) // step)
+            padded = np.zeros(frames * step, attribution.dtype)
+            padded[: len(attribution)] = attribution
+            per_frame, extra = padded.reshape(frames, step).sum(axis=1), {}
+        labels = [f"{i * step / self.spec.sample_rate:.2f} s" for i in range(len(per_frame))]
+        return {"unit": "moment", "labels": labels, "scores": per_frame, **extra}
 
     def corruptions(self):
         return {f"noise_snr_{snr}db": _noise_corruption(snr) for snr in (20, 10, 0)}

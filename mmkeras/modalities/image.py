@@ -3,6 +3,7 @@
 import dataclasses
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from mmkeras import pretrained
@@ -147,6 +148,18 @@ def grid_pool(x, cells, name):
     return keras.layers.Reshape((rows, 1, channels), name=f"{name}_map")(x)
 
 
+def _regions(heat, cells=4):
+    """A 2-D map summed over a grid of at most `cells` x `cells` regions: (labels, scores)."""
+    labels, scores = [], []
+    row_edges = np.linspace(0, heat.shape[0], min(cells, heat.shape[0]) + 1).astype(int)
+    col_edges = np.linspace(0, heat.shape[1], min(cells, heat.shape[1]) + 1).astype(int)
+    for top, bottom in zip(row_edges[:-1], row_edges[1:]):
+        for left, right in zip(col_edges[:-1], col_edges[1:]):
+            labels.append(f"rows {top}-{bottom - 1}, columns {left}-{right - 1}")
+            scores.append(float(heat[top:bottom, left:right].sum()))
+    return labels, np.array(scores)
+
+
 class ImageModality(Modality):
     """Images: the cell names a PNG, JPEG, GIF or BMP file; decoded, resized and scaled to [0, 1].
 
@@ -221,6 +234,13 @@ class ImageModality(Modality):
         if options.get("occlusion"):
             images = occlude(images, *_random_squares(tf.shape(images), options["occlusion"], seed))
         return tf.clip_by_value(images, 0.0, 1.0)
+
+    def describe_attribution(self, attribution, inputs, on_layer):
+        """Pixels: a heat map (summed over channels) drawn over the image, scored by region."""
+        heat = attribution.sum(axis=-1)
+        labels, scores = _regions(heat)
+        return {"unit": "region", "labels": labels, "scores": scores, "map": heat, "map_axes": ("row", "column"),
+                "picture": inputs}
 
     def corruptions(self):
         result = {f"noise_{sigma}": _noise_corruption(sigma) for sigma in (0.1, 0.3)}

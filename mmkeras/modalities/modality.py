@@ -8,6 +8,7 @@ which kind it is, so a new kind is one new module registered in `mmkeras.modalit
 One converter instance serves one named modality of a Preprocessor: `Modality(name, spec)`.
 """
 
+import numpy as np
 import tensorflow as tf
 
 from mmkeras.data.manifest import cell_text
@@ -166,3 +167,32 @@ class Modality:
         """
         return {}
 
+    # ----------------------------------------------------------------- explanations
+    #: Integrated Gradients (`mmkeras.explain`) attribute to the output of the default encoder's
+    #: layer `<modality name><attribution_layer>` when the kind sets it (text: the embeddings, as
+    #: token ids have no gradient; audio: the log-mel, which a reader can look at), else, or when
+    #: the model has no such layer (a pretrained encoder), to the model input.
+    attribution_layer = None
+
+    def attribution_baseline(self, inputs):
+        """The model input that stands for "no signal" on the path Integrated Gradients follow:
+        numpy, the shape of `inputs` (a batch). Default: zeros (black pixels, silence, the
+        standardised mean of a series or a number, no category, padding tokens)."""
+        return np.zeros_like(inputs)
+
+    def describe_attribution(self, attribution, inputs, on_layer):
+        """One example's attributions, in the units a reader knows.
+
+        Args:
+            attribution: numpy array, the attribution of each element of the layer's output
+                (`on_layer`) or of the model input, without the batch axis.
+            inputs: numpy array, the example's model input (no batch axis).
+            on_layer: bool. Whether `attribution` is on `attribution_layer`'s output.
+
+        Returns:
+            dict: "unit" (what one score belongs to), "labels" and "scores" (one per unit, in
+            the input's order), and where a picture helps, "map" (2-D array) with "map_axes"
+            (names of its row and column axes) and "picture" (the input to draw it over).
+        """
+        scores = attribution.reshape(len(attribution), -1).sum(axis=1)
+        return {"unit": "position", "labels": [str(i) for i in range(len(scores))], "scores": scores}

@@ -213,6 +213,12 @@ class SensorModality(Modality):
             series = series + tf.random.normal(tf.shape(series), stddev=options["jitter"], seed=seed)
         return series
 
+    def describe_attribution(self, attribution, inputs, on_layer):
+        """Per time step (channels summed), with the step x channel map and a per-channel total."""
+        return {"unit": "time step", "labels": [f"step {i}" for i in range(len(attribution))],
+                "scores": attribution.sum(axis=-1), "map": attribution.T, "map_axes": ("channel", "time step"),
+                "by_channel": attribution.sum(axis=0)}
+
     def corruptions(self):
         def noise(sigma):
             return lambda series, rng: series + rng.normal(0, sigma, series.shape).astype(series.dtype)

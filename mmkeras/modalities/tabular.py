@@ -235,6 +235,15 @@ class TabularModality(Modality):
         return tf.ensure_shape(features, [None, self.model_input(self.spec)[0][0]]), present, reason
 
     # ----------------------------------------------------------------- robustness report
+    def describe_attribution(self, attribution, inputs, on_layer):
+        """Per column: a number's value and missing flag, or a category's one-hot block, summed."""
+        numeric, categorical = self.spec.numeric, self.spec.categorical
+        width = self.spec.max_categories + 1
+        scores = [attribution[i] + attribution[len(numeric) + i] for i in range(len(numeric))]
+        start = 2 * len(numeric)
+        scores += [attribution[start + k * width: start + (k + 1) * width].sum() for k in range(len(categorical))]
+        return {"unit": "column", "labels": list(numeric) + list(categorical), "scores": np.array(scores)}
+
     def corruptions(self):
         numeric, slots = len(self.spec.numeric), self.spec.max_categories + 1
 

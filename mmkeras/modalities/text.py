@@ -4,6 +4,7 @@ import dataclasses
 import os
 
 import keras
+import numpy as np
 from keras import ops
 import tensorflow as tf
 
@@ -165,6 +166,17 @@ class TextModality(Modality):
         ids = tf.cast(ids["token_ids"] if isinstance(ids, dict) else ids, tf.int32)  # (batch, sequence_length)
         ids = tf.where((present & utf8)[:, None], ids, tf.zeros_like(ids))
         return ids, present, tf.where(utf8, "", "not UTF-8 text (the bytes do not decode as UTF-8)")
+
+    attribution_layer = "_embedding"
+
+    def describe_attribution(self, attribution, inputs, on_layer):
+        """Per token of the text (its embedding's attributions summed), padding left out."""
+        vocabulary = self.vocabulary()
+        ids = np.asarray(inputs).astype(int)
+        kept = [i for i, token in enumerate(ids) if token != 0]
+        scores = attribution.reshape(len(ids), -1).sum(axis=1)[kept]
+        labels = [vocabulary[ids[i]] if ids[i] < len(vocabulary) else f"token {ids[i]}" for i in kept]
+        return {"unit": "token", "labels": labels, "scores": scores}
 
     def corruptions(self):
         return {"drop_0.5_tokens": _drop_tokens(0.5)}

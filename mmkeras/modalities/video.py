@@ -342,6 +342,21 @@ class VideoModality(Modality):
 
         return tf.cond(tf.reduce_all(ok), decoded, lambda: self._nothing(reason))
 
+    def attribution_baseline(self, inputs):
+        """Black frames; the frame-mask plane (the last channel) stays as it was."""
+        baseline = np.zeros_like(inputs)
+        baseline[..., -1] = inputs[..., -1]
+        return baseline
+
+    def describe_attribution(self, attribution, inputs, on_layer):
+        """Per frame, and the heat map of the frame that counts most (pixels, channels summed)."""
+        pixels = attribution[..., :-1]
+        per_frame = pixels.reshape(len(pixels), -1).sum(axis=1)
+        top = int(np.argmax(np.abs(per_frame)))
+        return {"unit": "frame", "labels": [f"frame {i}" for i in range(len(per_frame))], "scores": per_frame,
+                "map": pixels[top].sum(axis=-1), "map_axes": (f"row (frame {top})", "column"),
+                "picture": inputs[top, ..., :-1]}
+
     def corruptions(self):
         def frames_lost(clips, rng):
             lost = rng.random(clips.shape[:2]) < 0.5  # half the frames gone, mask included
