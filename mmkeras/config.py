@@ -7,54 +7,157 @@ import yaml
 
 from mmkeras import specs as specs_lib
 
-#: Every key a config may hold, with its default. `modalities` and `data.train` are required.
-DEFAULTS = {
+class Option:
+    """One config key: its default, the values it takes, and what it does (one line for docs and errors).
+
+    Args:
+        default: the value when the config leaves the key out.
+        check: (fn(value) -> bool, "what is expected") from the helpers below, or None where
+            another part checks it (the fusion layer checks its own options).
+        help: str. What the key does.
+    """
+
+    def __init__(self, default, check, help):
+        self.default, self.check, self.help = default, check, help
+
+    def __repr__(self):
+        return f"Option({self.default!r}, {self.check[1] if self.check else None!r})"
+
+
+def _integer(minimum):
+    def check(value):
+        return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+    return check, f"an integer >= {minimum}"
+
+
+def _number(low, high=None, high_open=True):
+    def check(value):
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            return False
+        return value >= low and (high is None or (value < high if high_open else value <= high))
+    bound = "" if high is None else (f", < {high}" if high_open else f", <= {high}")
+    return check, f"a number >= {low}{bound}"
+
+
+def _range(positive=False, high=None):
+    def check(value):
+        numbers = isinstance(value, list) and len(value) == 2 and all(_number(0.0)[0](v) for v in value)
+        return (numbers and value[0] <= value[1] and (not positive or value[0] > 0)
+                and (high is None or value[1] < high))
+    return check, "[low, high] with 0 " + ("<" if positive else "<=") + " low <= high" + (f" < {high}" if high else "")
+
+
+def _boolean():
+    return (lambda value: isinstance(value, bool)), "true or false"
+
+
+def _choice(*choices):
+    return (lambda value: value in choices), f"one of {list(choices)}"
+
+
+def _text(optional=False):
+    return (lambda value: isinstance(value, str) or (optional and value is None)), "a string" + (" or null" if optional else "")
+
+
+def _positive():
+    return (lambda value: _number(0.0)[0](value) and value > 0), "a number > 0"
+
+
+def _columns():
+    return ((lambda value: isinstance(value, dict) and all(isinstance(c, str) for c in value.values())),
+            "a mapping of modality (or label) to column name")
+
+
+def _classes():
+    def check(value):
+        if value in ("sorted", "manifest"):
+            return True
+        return (isinstance(value, list) and bool(value) and len({str(c) for c in value}) == len(value)
+                and all(isinstance(c, (str, int)) and not isinstance(c, bool) and str(c) for c in value))
+    return check, "'sorted', 'manifest', or a list of distinct class names"
+
+
+def _non_empty_list(item, what):
+    return (lambda value: isinstance(value, list) and bool(value) and all(item(v) for v in value)), what
+
+
+#: Every key of a config's data/fusion/model/training/tuning blocks: default, check and meaning,
+#: in one place (`modalities` entries are the kinds' spec dataclasses; the fusion layer checks
+#: its own options). `data.train` and `modalities` are required.
+SCHEMA = {
     "data": {
-        "train": None,  # CSV/JSONL manifest or TFRecord shards; relative paths resolve from the config's folder
-        "validation": None,  # a second manifest, or None to split off validation_split of train
-        "validation_split": 0.2,
-        "columns": {},  # modality (and "label") -> column name where they differ
-        "label_type": "classification",  # or multilabel, regression
-        "classes": "sorted",  # class order: sorted (numbers numerically), manifest (first seen), or a list
-        "on_bad_record": "raise",  # or skip
-        "cache": None,  # None, "memory" or a file prefix
+        "train": Option(None, _text(optional=True), "CSV/JSONL manifest or TFRecord shards; relative paths "
+                        "resolve from the config's folder (required by train, not by prepare)"),
+        "validation": Option(None, _text(optional=True), "a second manifest, or null to split off validation_split"),
+        "validation_split": Option(0.2, _number(0.0, 1.0), "share of train held out, stratified by label"),
+        "columns": Option({}, _columns(), "modality (and label) -> column name where they differ"),
+        "label_type": Option("classification", _choice("classification", "multilabel", "regression"),
+                             "what the label column holds"),
+        "classes": Option("sorted", _classes(), "class order: sorted (numbers numerically), manifest (first "
+                          "seen), or a list"),
+        "on_bad_record": Option("raise", _choice("raise", "skip"), "a bad record stops the run, or is "
+                                "left out, counted and listed"),
+        "cache": Option(None, _text(optional=True), "keep decoded examples: null, memory, or a file prefix"),
     },
-    "modalities": {},
-    "fusion": {"type": "attention", "modality_dropout": 0.25},
-    "model": {"hidden_units": 64, "dropout": 0.1, "modality_logits": True},
+    "fusion": {
+        "type": Option("attention", None, "the fusion layer (mmkeras.fusion.FUSIONS)"),
+        "modality_dropout": Option(0.25, None, "training only: drop whole modalities at this rate"),
+    },
+    "model": {
+        "hidden_units": Option(64, _integer(0), "width of the dense layer after the fusion; 0 = none"),
+        "dropout": Option(0.1, _number(0.0, 1.0), "dropout after it"),
+        "modality_logits": Option(True, _boolean(), "each modality also gets its own classifier (auxiliary logits)"),
+    },
     "training": {
-        "epochs": 40,
-        "batch_size": 32,
-        "learning_rate": 0.001,
-        "weight_decay": 0.0001,  # AdamW's decoupled weight decay; 0 = plain Adam
-        "label_smoothing": 0.1,  # classification and multi-label losses; 0 = off
-        "lr_schedule": None,  # None, "cosine" or "plateau"
-        "early_stopping_patience": 10,  # 0 turns early stopping off
-        "frozen_epochs": 0,  # > 0: trainable pretrained encoders stay frozen this many epochs first
-        "fine_tune_learning_rate": None,  # the learning rate after them; None = learning_rate / 10
-        "class_weights": False,  # weight classes by inverse frequency
-        "seed": 42,
-        "deterministic": False,  # true: fixed pipeline order and op determinism, so a run repeats exactly
-        "mixed_precision": "auto",  # "auto" (on with a GPU), true, false
-        "jit_compile": False,
-        "strategy": "auto",  # "auto" (mirrored with several GPUs), "mirrored", "default"
-        "checkpoint": True,
-        "backup": True,  # BackupAndRestore: a killed run resumes when started again
-        "tensorboard": True,
-        "verbose": "auto",
+        "epochs": Option(40, _integer(1), "at most this many (early stopping may end sooner)"),
+        "batch_size": Option(32, _integer(1), "examples per step (over all replicas and workers)"),
+        "learning_rate": Option(0.001, _positive(), "the optimizer's learning rate"),
+        "weight_decay": Option(0.0001, _number(0.0), "AdamW's decoupled weight decay; 0 = plain Adam"),
+        "label_smoothing": Option(0.1, _number(0.0, 1.0), "classification and multi-label losses; 0 = off"),
+        "lr_schedule": Option(None, _choice(None, "cosine", "plateau"), "null, cosine or plateau"),
+        "early_stopping_patience": Option(10, _integer(0), "epochs without a better val_loss; 0 = off"),
+        "frozen_epochs": Option(0, _integer(0), "> 0: trainable pretrained encoders stay frozen this many "
+                                "epochs first"),
+        "fine_tune_learning_rate": Option(None, ((lambda v: v is None or _positive()[0](v)), "a number > 0 or null"),
+                                          "the learning rate after them; null = learning_rate / 10"),
+        "class_weights": Option(False, _boolean(), "weight classes by inverse frequency"),
+        "seed": Option(42, _integer(0), "seed of weights, splits, shuffling and augmentation"),
+        "deterministic": Option(False, _boolean(), "fixed pipeline order and op determinism: a run repeats exactly"),
+        "mixed_precision": Option("auto", _choice("auto", True, False), "auto: mixed_float16 with a GPU"),
+        "jit_compile": Option(False, _boolean(), "XLA-compile the training step"),
+        "strategy": Option("auto", _choice("auto", "default", "mirrored"),
+                           "auto: mirrored with several GPUs, several workers with TF_CONFIG"),
+        "checkpoint": Option(True, _boolean(), "keep the best epoch's model (best.keras)"),
+        "backup": Option(True, _boolean(), "a killed run resumes from its last epoch when started again"),
+        "tensorboard": Option(True, _boolean(), "TensorBoard logs in RUN_DIR/logs"),
+        "verbose": Option("auto", _choice("auto", 0, 1, 2), "Keras' progress output; auto: a bar on a "
+                          "terminal, a line per epoch in a log"),
     },
     # What `mmkeras tune` searches (and `mmkeras train` ignores).
     "tuning": {
-        "algorithm": "bayesian",  # bayesian, hyperband or random (KerasTuner)
-        "objective": "val_loss",  # or val_accuracy
-        "fusion": ["attention", "concat", "gated"],  # fusion types tried
-        "learning_rate": [0.0003, 0.003],  # range, sampled on a log scale
-        "dropout": [0.0, 0.3],  # model.dropout range
-        "modality_dropout": [0.0, 0.4],  # fusion.modality_dropout range
-        "hidden_units": [32, 64, 128],  # model.hidden_units choices
-        "width": [0.5, 1.0, 2.0],  # multipliers of every encoder's widths (filters, units, embedding_dim)
+        "algorithm": Option("bayesian", _choice("bayesian", "hyperband", "random"), "KerasTuner's search"),
+        "objective": Option("val_loss", _choice("val_loss", "val_accuracy"), "what the search optimises"),
+        "fusion": Option(["attention", "concat", "gated"], _non_empty_list(
+            lambda f: isinstance(f, str), "a non-empty list of fusion types"), "fusion types tried"),
+        "learning_rate": Option([0.0003, 0.003], _range(positive=True), "range, sampled on a log scale"),
+        "dropout": Option([0.0, 0.3], _range(high=1.0), "model.dropout range"),
+        "modality_dropout": Option([0.0, 0.4], _range(high=1.0), "fusion.modality_dropout range"),
+        "hidden_units": Option([32, 64, 128], _non_empty_list(
+            lambda u: _integer(1)[0](u), "a non-empty list of integers >= 1"), "model.hidden_units choices"),
+        "width": Option([0.5, 1.0, 2.0], _non_empty_list(
+            lambda w: _positive()[0](w), "a non-empty list of numbers > 0"),
+            "multipliers of every encoder's widths (filters, units, embedding_dim)"),
     },
 }
+
+#: The defaults, block by block, as SCHEMA holds them (`modalities` has none).
+DEFAULTS = {block: ({key: copy.deepcopy(option.default) for key, option in SCHEMA[block].items()}
+                    if block in SCHEMA else {})
+            for block in ("data", "modalities", "fusion", "model", "training", "tuning")}
+
+#: "block.key" -> (check, what is expected), for every key SCHEMA checks here.
+CHECKS = {f"{block}.{key}": option.check for block, options in SCHEMA.items()
+          for key, option in options.items() if option.check is not None}
 
 
 def _merge(defaults, given, where):
@@ -114,92 +217,6 @@ def resolve_config(config, base_dir=None):
 
 def _beside(base_dir, path):
     return path if os.path.isabs(path) else os.path.normpath(os.path.join(base_dir, path))
-
-
-def _integer(minimum):
-    def check(value):
-        return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
-    return check, f"an integer >= {minimum}"
-
-
-def _number(low, high=None, high_open=True):
-    def check(value):
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            return False
-        return value >= low and (high is None or (value < high if high_open else value <= high))
-    bound = "" if high is None else (f", < {high}" if high_open else f", <= {high}")
-    return check, f"a number >= {low}{bound}"
-
-
-def _range(positive=False, high=None):
-    def check(value):
-        numbers = isinstance(value, list) and len(value) == 2 and all(_number(0.0)[0](v) for v in value)
-        return (numbers and value[0] <= value[1] and (not positive or value[0] > 0)
-                and (high is None or value[1] < high))
-    return check, "[low, high] with 0 " + ("<" if positive else "<=") + " low <= high" + (f" < {high}" if high else "")
-
-
-def _boolean():
-    return (lambda value: isinstance(value, bool)), "true or false"
-
-
-def _choice(*choices):
-    return (lambda value: value in choices), f"one of {list(choices)}"
-
-
-def _text(optional=False):
-    return (lambda value: isinstance(value, str) or (optional and value is None)), "a string" + (" or null" if optional else "")
-
-
-#: key -> (check, what is expected), for every key whose default is not a block.
-CHECKS = {
-    "data.train": _text(optional=True),  # required by `train`, not by `prepare`
-    "data.validation": _text(optional=True),
-    "data.validation_split": _number(0.0, 1.0),
-    "data.columns": ((lambda v: isinstance(v, dict) and all(isinstance(c, str) for c in v.values())),
-                     "a mapping of modality (or label) to column name"),
-    "data.label_type": _choice("classification", "multilabel", "regression"),
-    "data.classes": ((lambda v: v in ("sorted", "manifest") or (
-        isinstance(v, list) and v and all(isinstance(c, (str, int)) and not isinstance(c, bool) and str(c)
-                                          for c in v) and len({str(c) for c in v}) == len(v))),
-                     "'sorted', 'manifest', or a list of distinct class names"),
-    "data.on_bad_record": _choice("raise", "skip"),
-    "data.cache": _text(optional=True),
-    "model.hidden_units": _integer(0),
-    "model.dropout": _number(0.0, 1.0),
-    "model.modality_logits": _boolean(),
-    "training.epochs": _integer(1),
-    "training.batch_size": _integer(1),
-    "training.learning_rate": ((lambda v: _number(0.0)[0](v) and v > 0), "a number > 0"),
-    "training.weight_decay": _number(0.0),
-    "training.label_smoothing": _number(0.0, 1.0),
-    "training.lr_schedule": _choice(None, "cosine", "plateau"),
-    "training.early_stopping_patience": _integer(0),
-    "training.frozen_epochs": _integer(0),
-    "training.fine_tune_learning_rate": ((lambda v: v is None or (_number(0.0)[0](v) and v > 0)),
-                                         "a number > 0 or null"),
-    "training.class_weights": _boolean(),
-    "training.seed": _integer(0),
-    "training.deterministic": _boolean(),
-    "training.mixed_precision": _choice("auto", True, False),
-    "training.jit_compile": _boolean(),
-    "training.strategy": _choice("auto", "default", "mirrored"),
-    "training.checkpoint": _boolean(),
-    "training.backup": _boolean(),
-    "training.tensorboard": _boolean(),
-    "training.verbose": _choice("auto", 0, 1, 2),
-    "tuning.algorithm": _choice("bayesian", "hyperband", "random"),
-    "tuning.objective": _choice("val_loss", "val_accuracy"),
-    "tuning.fusion": ((lambda v: isinstance(v, list) and v and all(isinstance(f, str) for f in v)),
-                      "a non-empty list of fusion types"),
-    "tuning.learning_rate": _range(positive=True),
-    "tuning.dropout": _range(high=1.0),
-    "tuning.modality_dropout": _range(high=1.0),
-    "tuning.hidden_units": ((lambda v: isinstance(v, list) and v and all(_integer(1)[0](u) for u in v)),
-                            "a non-empty list of integers >= 1"),
-    "tuning.width": ((lambda v: isinstance(v, list) and v and all(_number(0.0)[0](w) and w > 0 for w in v)),
-                     "a non-empty list of numbers > 0"),
-}
 
 
 def check_values(config):

@@ -82,7 +82,7 @@ def make_spec(name, options):
             f"Unknown option(s) {unknown} for {kind} modality {name!r}. Expected some of {sorted(fields)}."
         )
     for key, value in options.items():
-        _check_type(name, key, value, cls.__dataclass_fields__[key].type)
+        _check_type(name, key, value, cls.__dataclass_fields__[key])
     for key in ("filters", "conv_filters", "hidden_units"):
         if key in options:
             options[key] = tuple(options[key])
@@ -92,14 +92,13 @@ def make_spec(name, options):
     return cls(**options)
 
 
-#: Spec fields that may be null (computed from others when they are).
-_OPTIONAL = {"frame_length", "frame_step", "fft_length", "fmax", "standardize", "encoder"}
-
-
-def _check_type(modality, key, value, kind):
-    """Raises ValueError naming `modalities.<modality>.<key>` when `value` is not of type `kind`."""
-    if value is None and key in _OPTIONAL:
+def _check_type(modality, key, value, field):
+    """Raises ValueError naming `modalities.<modality>.<key>` when `value` does not fit the spec's
+    dataclass `field`: its annotated type; null where the default is null (worked out from other
+    settings, or no encoder) or the field says `metadata={"nullable": True}`."""
+    if value is None and (field.default is None or field.metadata.get("nullable")):
         return
+    kind = field.type
     is_int = isinstance(value, int) and not isinstance(value, bool)
     checks = {
         int: (is_int and value >= (0 if key in ("dropout",) else 1), "an integer >= 1"),

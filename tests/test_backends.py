@@ -29,6 +29,17 @@ SCRIPT = textwrap.dedent(
         loss = model.fit(x, {"label": rng.integers(0, 3, 8)}, epochs=1, verbose=0).history["loss"][0]
         assert np.isfinite(loss), loss
         print(fusion, "ok", model.predict(x, verbose=0)["label"].shape)
+    # explanations: modality Shapley values run under JAX; Integrated Gradients say they need TensorFlow
+    from mmkeras import explain
+    from mmkeras.heads import Head
+    heads = [Head("label", "classification", 3, ["a", "b", "c"])]
+    values = explain.modality_shapley(model, x, list(modalities), heads)["label"]
+    assert np.allclose(values["values"].sum(axis=1), values["full"] - values["empty"], atol=1e-5)
+    try:
+        explain.input_attributions(model, x, "image", None, heads, {"label": values["target"]})
+    except RuntimeError as error:
+        assert "need the TensorFlow backend" in str(error), error
+        print("explain ok")
     """
 )
 
@@ -39,7 +50,7 @@ def test_builds_and_fits_under_jax():
     env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
     result = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.count(" ok ") == 2, result.stdout
+    assert result.stdout.count(" ok ") == 2 and "explain ok" in result.stdout, result.stdout
 
 
 @pytest.mark.slow

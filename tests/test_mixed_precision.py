@@ -67,6 +67,13 @@ def _train_export_serve(config, manifests, tmp_path, evaluate=False):
         result = task.evaluate(manifests["test"])
         assert np.isfinite(result["report"]["accuracy"]) and all(np.isfinite(r["accuracy"])
                                                                  for r in result["ablation"].values())
+        # explanations of every kind in float16 compute: finite, and adding up within float16's precision
+        explained = task.explain(manifests["test"], rows=[1, 2], steps=16)
+        for record in explained["inputs"]:
+            assert set(record["modalities"]) == set(config["modalities"]), record["modalities"].keys()
+            for name, found in record["modalities"].items():
+                assert np.all(np.isfinite(found["scores"])), name
+                assert abs(found["total"] - found["delta"]) <= 0.1 * abs(found["delta"]) + 1e-2, (name, found)
     version = task.export(str(tmp_path / "served"))
     keras_rows = task.predict(manifests["test"])
     served_rows = mmkeras.predict(version, manifests["test"])

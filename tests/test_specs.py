@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from mmkeras import specs
@@ -23,3 +25,22 @@ def test_spec_round_trips_through_a_plain_dict():
 def test_bad_audio_settings_name_the_choices(options, message):
     with pytest.raises(ValueError, match=message):
         specs.make_spec("audio", options)
+
+
+def test_every_config_key_has_one_entry_that_gives_its_default_check_and_meaning():
+    from mmkeras.config import CHECKS
+    from mmkeras.config import DEFAULTS
+    from mmkeras.config import SCHEMA
+    from mmkeras.config import check_values
+
+    for block, options in SCHEMA.items():
+        assert DEFAULTS[block] == {key: option.default for key, option in options.items()}
+        for key, option in options.items():
+            assert option.help and len(option.help) > 10, f"{block}.{key}"
+            if option.check is None:
+                assert block == "fusion", f"{block}.{key}: only the fusion layer checks its own options"
+                continue
+            assert option.check[0](option.default) or key == "train", f"{block}.{key}: its default fails its check"
+            with pytest.raises(ValueError, match=rf"Config key '{block}\.{key}': expected {re.escape(option.check[1])}"):
+                check_values({block: {key: object()}})
+    assert len(CHECKS) == sum(o.check is not None for options in SCHEMA.values() for o in options.values())

@@ -41,7 +41,7 @@ class TextSpec:
     kind = KIND
     max_tokens: int = 20000
     sequence_length: int = 32
-    standardize: str = "lower_and_strip_punctuation"
+    standardize: str = dataclasses.field(default="lower_and_strip_punctuation", metadata={"nullable": True})
     embedding_dim: int = 64
     lstm_units: int = 64
     bidirectional: bool = False
