@@ -42,6 +42,7 @@ from mmkeras.data import make_dataset
 from mmkeras.data import read_manifest
 from mmkeras.data.dataset import decode_errors_located
 from mmkeras.evaluation import mark_absent
+from mmkeras.layers import find_layer
 
 #: Exact enumeration of the 2^M coalitions up to this many modalities; sampled orders beyond.
 EXACT_UP_TO = 8
@@ -165,18 +166,6 @@ def _sampled(predict, modalities, heads, chosen, samples, seed):
                              "stderr": d.std(axis=0, ddof=1) / math.sqrt(samples),
                              "full": value(modalities)[head.name], "empty": value(())[head.name]}
     return result
-
-
-def find_layer(model, name):
-    """The layer called `name` in `model` or in any model nested in it (encoders), or None."""
-    for layer in model.layers:
-        if layer.name == name:
-            return layer
-        if isinstance(layer, keras.Model):
-            found = find_layer(layer, name)
-            if found is not None:
-                return found
-    return None
 
 
 @contextlib.contextmanager

@@ -335,7 +335,7 @@ def load_model_file(path):
         raise ValueError(f"{path}: not a readable .keras file (truncated or damaged: a .keras file is a zip "
                          "archive); train the run again, or load the run's other checkpoint (best.keras or model.keras)")
     model = keras.saving.load_model(path, compile=False)
-    frozen = [layer for layer in model._flatten_layers(include_self=False) if not layer.trainable]
+    frozen = [layer for layer in mmkeras.layers.walk_layers(model) if not layer.trainable]
     for layer in frozen:
         # Setting the value a layer already has does nothing in Keras, so it goes True, then
         # False, which now reaches the sub-layers built after the flag was restored.

@@ -18,6 +18,7 @@ from mmkeras import layout
 from mmkeras.data import read_manifest
 from mmkeras.data.dataset import decode_errors_located
 from mmkeras.heads import make_heads
+from mmkeras.layers import find_layer
 from mmkeras.model import adapt_model
 from mmkeras.model import compile_model
 from mmkeras.recipe import cluster_from_env
@@ -292,11 +293,10 @@ def _stages(config, model):
 def _backbone(model, name):
     """Modality `name`'s pretrained backbone layer, also where it runs inside a wrapper (video: per frame)."""
     wanted = f"{name}_backbone"
-    encoder = model.get_layer(f"{name}_encoder")
-    found = [layer for layer in encoder._flatten_layers(include_self=False) if layer.name == wanted]
-    if not found:
+    found = find_layer(model.get_layer(f"{name}_encoder"), wanted)
+    if found is None:
         raise ValueError(f"Modality {name!r} has no layer {wanted!r} to unfreeze (is its encoder pretrained?)")
-    return found[0]
+    return found
 
 
 class StorageGuard(keras.callbacks.Callback):
