@@ -32,14 +32,18 @@ $(STAMP): setup.cfg pyproject.toml
 
 # Tests run in two processes side by side (pytest-xdist). On a 2-core machine two workers took
 # the 500 tests from 28.5 to 17.8 minutes (2026-12-01). TEST_WORKERS=0 runs them in one process.
+# Tests marked slow are collected first (tests/conftest.py) and handed out one at a time
+# (--maxschedchunk 1), so each worker takes the next long test when it is free: xdist's default
+# hands each worker a block of consecutive tests, which gave every slow test to one of them.
 TEST_WORKERS ?= 2
+XDIST := $(if $(filter 0,$(TEST_WORKERS)),-p no:xdist,-n $(TEST_WORKERS) --maxschedchunk 1)
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --durations=25
+	$(PY) -m pytest -q $(XDIST) --durations=25
 
 # Everything except tests marked slow: for the edit-test loop, never for CI.
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -n $(TEST_WORKERS) -m "not slow"
+	$(PY) -m pytest -q $(XDIST) -m "not slow"
 
 demo: $(DEMO_STAMP)
 	$(VENV)/bin/mmkeras demo --workdir demo_run

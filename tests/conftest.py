@@ -32,7 +32,8 @@ def tiny_run(tmp_path_factory):
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(items):
-    """Tests marked slow run first. With two workers (pytest-xdist hands out tests in the order
-    collected), the long ones then start at once on both, and the many short tests fill the gaps
-    at the end, instead of one worker finishing a three-minute test while the other waits."""
+    """Tests marked slow run first. With two workers taking one test at a time in this order
+    (`make test`: --maxschedchunk 1), the long ones run side by side from the start and the many
+    short tests fill the gaps at the end, instead of one worker finishing a three-minute test
+    while the other waits."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
