@@ -463,8 +463,12 @@ def plot_example(described, modalities, head, index, number, path):
     shown = [(m, described[m][head][index]) for m in modalities if m in described and described[m][head][index]]
     if not shown:
         return
-    fig, axes = plt.subplots(1, len(shown), figsize=(4.2 * len(shown), 3.6), squeeze=False)
-    for ax, (m, d) in zip(axes[0], shown):
+    columns = min(3, len(shown))
+    lines = -(-len(shown) // columns)
+    fig, axes = plt.subplots(lines, columns, figsize=(4.6 * columns, 3.6 * lines), squeeze=False)
+    for ax in axes.ravel()[len(shown):]:
+        ax.axis("off")
+    for ax, (m, d) in zip(axes.ravel(), shown):
         title = f"{m}: by {d['unit']} (sum {d['total']:+.3f}, change {d['delta']:+.3f})"
         if "map" in d:
             heat = np.asarray(d["map"], "float64")
@@ -476,6 +480,8 @@ def plot_example(described, modalities, head, index, number, path):
                 image = ax.imshow(heat, cmap="bwr", vmin=-limit, vmax=limit, alpha=0.55)
             else:
                 image = ax.imshow(heat, cmap="bwr", vmin=-limit, vmax=limit, aspect="auto", origin="lower")
+                if heat.shape[0] <= 8:  # a few channels: one tick each
+                    ax.set_yticks(range(heat.shape[0]))
             ax.set_ylabel(d["map_axes"][0])
             ax.set_xlabel(d["map_axes"][1])
             fig.colorbar(image, ax=ax, fraction=0.046, label="attribution")
@@ -485,6 +491,7 @@ def plot_example(described, modalities, head, index, number, path):
             ax.set_yticks(range(len(scores)), d["labels"], fontsize="small")
             ax.invert_yaxis()
             ax.axvline(0, color="black", linewidth=0.5)
+            ax.ticklabel_format(axis="x", style="sci", scilimits=(-2, 3))
             ax.set_xlabel("attribution (red raises the output, blue lowers it)")
         ax.set_title(title, fontsize="small")
     fig.suptitle(f"Row {number}, head {head}: Integrated Gradients inside each modality")
