@@ -232,18 +232,14 @@ def input_attributions(model, features, modality, converter, heads, targets, ste
         chosen = {head.name: np.asarray(targets[head.name])[start:start + chunk] for head in heads}
         repeated = {key: np.repeat(value, steps, axis=0) for key, value in batch.items()}
         alpha = np.tile(alphas, count)
-        if layer is None:
+        if layer is None:  # the path runs through the model input
             begin, end = baseline[start:start + chunk].astype("float32"), batch[modality].astype("float32")
-            ends = {0: {**batch, modality: begin}, 1: batch}
-            end_values = {k: _head_outputs(model, x) for k, x in ends.items()}
-            rep_begin, rep_end = np.repeat(begin, steps, axis=0), np.repeat(end, steps, axis=0)
-            path = tf.constant(rep_begin + alpha.reshape(-1, *[1] * (begin.ndim - 1)) * (rep_end - rep_begin))
-            with tf.GradientTape(persistent=True) as tape:
-                tape.watch(path)
-                outputs = _head_outputs(model, {**repeated, modality: path})
-                explained = {h: _gather(outputs[h], np.repeat(chosen[h], steps)) for h in chosen}
-            difference = end - begin
-        else:
+            end_values = {0: _head_outputs(model, {**batch, modality: begin}), 1: _head_outputs(model, batch)}
+            dtype = tf.float32
+
+            def outputs_on(path):
+                return _head_outputs(model, {**repeated, modality: path})
+        else:  # through the layer's output: recorded on the example and on the baseline input
             recorded = {}
 
             def record(key):
@@ -254,21 +250,23 @@ def input_attributions(model, features, modality, converter, heads, targets, ste
 
             with _output_replaced(layer, record(1)):
                 end_values = {1: _head_outputs(model, batch)}
-            with _output_replaced(layer, record("baseline")):
+            with _output_replaced(layer, record(0)):
                 _head_outputs(model, {**batch, modality: baseline[start:start + chunk]})
-            begin_tensor = recorded["baseline"]
-            with _output_replaced(layer, lambda output: begin_tensor):
+            with _output_replaced(layer, lambda output: recorded[0]):
                 end_values[0] = _head_outputs(model, batch)
-            begin, end = np.asarray(begin_tensor, "float32"), np.asarray(recorded[1], "float32")
-            rep_begin, rep_end = np.repeat(begin, steps, axis=0), np.repeat(end, steps, axis=0)
-            path = tf.constant(rep_begin + alpha.reshape(-1, *[1] * (begin.ndim - 1)) * (rep_end - rep_begin),
-                               dtype=recorded[1].dtype)
-            with tf.GradientTape(persistent=True) as tape:
-                tape.watch(path)
+            begin, end = np.asarray(recorded[0], "float32"), np.asarray(recorded[1], "float32")
+            dtype = recorded[1].dtype
+
+            def outputs_on(path):
                 with _output_replaced(layer, lambda output: path):
-                    outputs = _head_outputs(model, repeated)
-                explained = {h: _gather(outputs[h], np.repeat(chosen[h], steps)) for h in chosen}
-            difference = end - begin
+                    return _head_outputs(model, repeated)
+        rep_begin, rep_end = np.repeat(begin, steps, axis=0), np.repeat(end, steps, axis=0)
+        path = tf.constant(rep_begin + alpha.reshape(-1, *[1] * (begin.ndim - 1)) * (rep_end - rep_begin), dtype=dtype)
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch(path)
+            outputs = outputs_on(path)
+            explained = {h: _gather(outputs[h], np.repeat(chosen[h], steps)) for h in chosen}
+        difference = end - begin
         for head in heads:
             gradient = tape.gradient(explained[head.name], path)
             gradient = np.asarray(tf.cast(gradient, tf.float32)).reshape(count, steps, *difference.shape[1:])
