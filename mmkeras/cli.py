@@ -52,7 +52,8 @@ def _explain(args):
     output = args.output or os.path.join(args.run, "explanations")
     report = BadRecordReport(args.data)
     result = task.explain(args.data, output_dir=output, rows=args.rows, on_bad_record=args.on_bad_record,
-                          report=report, inputs=not args.modalities_only, steps=args.steps, plotted=args.plots)
+                          report=report, inputs=not args.modalities_only, steps=args.steps, plotted=args.plots,
+                          progress=lambda text: print(f"mmkeras explain: {text}", file=sys.stderr, flush=True))
     print(format_summary(result["summary"]))
     if result.get("inputs"):
         print(format_inputs(result["inputs"], result["rows"], limit=3))

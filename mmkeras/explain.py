@@ -291,7 +291,7 @@ def _gather(outputs, index):
 
 
 def explain(task, data, output_dir=None, rows=None, columns=None, batch_size=64, on_bad_record="raise", report=None,
-            inputs=True, steps=IG_STEPS, plotted=PLOTTED_EXAMPLES, top=3):
+            inputs=True, steps=IG_STEPS, plotted=PLOTTED_EXAMPLES, top=3, progress=None):
     """Per-example modality Shapley values of a trained task on a manifest, and a data-set summary.
 
     Args:
@@ -306,6 +306,7 @@ def explain(task, data, output_dir=None, rows=None, columns=None, batch_size=64,
             |attribution|), `input_attributions.json` (every unit's score, and the completeness
             check per example), and one PNG per example for the first `plotted` examples.
         steps: int. Integrated Gradients midpoints.
+        progress: fn(str) told what is being computed, step by step (the CLI prints to stderr).
 
     Returns:
         dict: "rows" (one dict per example and head: row, head, predicted, the explained output
@@ -330,6 +331,9 @@ def explain(task, data, output_dir=None, rows=None, columns=None, batch_size=64,
     skipped = set(dataset.bad_records.rows)
     numbers = [n for n in manifest.row_numbers if n not in skipped]
     modalities = list(task.preprocessor.modalities)
+    say = progress or (lambda text: None)
+    passes = 2 ** len(modalities) if len(modalities) <= EXACT_UP_TO else "sampled"
+    say(f"modality Shapley values: {len(numbers)} example(s), {passes} forward passes each")
     shapley = modality_shapley(task.model, features, modalities, task.heads, batch_size=batch_size)
     table, summary = [], {}
     for head in task.heads:
@@ -357,7 +361,7 @@ def explain(task, data, output_dir=None, rows=None, columns=None, batch_size=64,
     described = {}
     if inputs:
         targets = {h.name: shapley[h.name]["target"] for h in task.heads}
-        described = _described_inputs(task, features, modalities, targets, steps, batch_size)
+        described = _described_inputs(task, features, modalities, targets, steps, batch_size, say)
         by_key = {(r["row"], r["head"]): r for r in table}
         for head in task.heads:
             for i, number in enumerate(numbers):
@@ -384,6 +388,7 @@ def explain(task, data, output_dir=None, rows=None, columns=None, batch_size=64,
                 json.dump(result["inputs"], f, indent=1, ensure_ascii=False)
             folder = os.path.join(output_dir, "attributions")
             os.makedirs(folder, exist_ok=True)
+            say(f"drawing {min(plotted, len(numbers))} example(s) into {folder}")
             for i, number in enumerate(numbers[:plotted]):
                 for head in task.heads:
                     name = f"row{number}_{head.name}.png"
@@ -396,10 +401,12 @@ def explain(task, data, output_dir=None, rows=None, columns=None, batch_size=64,
     return result
 
 
-def _described_inputs(task, features, modalities, targets, steps, batch_size):
+def _described_inputs(task, features, modalities, targets, steps, batch_size, say):
     """modality → head → per example: the kind's description of its attributions (None where absent)."""
     described = {}
-    for m in modalities:
+    for position, m in enumerate(modalities, start=1):
+        say(f"Integrated Gradients inside {m} ({position}/{len(modalities)}): "
+            f"{len(features[m])} example(s) x {steps} steps")
         converter = task.preprocessor.converters[m]
         found = input_attributions(task.model, features, m, converter, task.heads, targets, steps=steps,
                                    batch_size=batch_size)

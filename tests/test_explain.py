@@ -76,7 +76,9 @@ def test_explain_command_writes_values_summary_and_plot(tiny_run, tmp_path, caps
     run_dir, manifest, rows = tiny_run
     output = tmp_path / "why"
     assert main(["explain", "--run", run_dir, "--data", manifest, "--output", str(output), "--rows", "1,3,4"]) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert "mmkeras explain: modality Shapley values: 3 example(s), 8 forward passes each" in err  # progress
+    assert "mmkeras explain: Integrated Gradients inside audio (3/3): 3 example(s) x 32 steps" in err
     assert "head label: mean |Shapley value| per modality over 3 example(s)" in out
     assert f"summary plot:       {output / 'modality_shapley.png'}" in out
     with open(output / "modality_shapley.csv") as f:
