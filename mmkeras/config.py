@@ -5,14 +5,16 @@ import os
 
 import yaml
 
+from mmkeras import checks
 from mmkeras import specs as specs_lib
+
 
 class Option:
     """One config key: its default, the values it takes, and what it does (one line for docs and errors).
 
     Args:
         default: the value when the config leaves the key out.
-        check: (fn(value) -> bool, "what is expected") from the helpers below, or None where
+        check: (fn(value) -> bool, "what is expected") from `mmkeras.checks`, or None where
             another part checks it (the fusion layer checks its own options).
         help: str. What the key does.
     """
@@ -22,45 +24,6 @@ class Option:
 
     def __repr__(self):
         return f"Option({self.default!r}, {self.check[1] if self.check else None!r})"
-
-
-def _integer(minimum):
-    def check(value):
-        return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
-    return check, f"an integer >= {minimum}"
-
-
-def _number(low, high=None, high_open=True):
-    def check(value):
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            return False
-        return value >= low and (high is None or (value < high if high_open else value <= high))
-    bound = "" if high is None else (f", < {high}" if high_open else f", <= {high}")
-    return check, f"a number >= {low}{bound}"
-
-
-def _range(positive=False, high=None):
-    def check(value):
-        numbers = isinstance(value, list) and len(value) == 2 and all(_number(0.0)[0](v) for v in value)
-        return (numbers and value[0] <= value[1] and (not positive or value[0] > 0)
-                and (high is None or value[1] < high))
-    return check, "[low, high] with 0 " + ("<" if positive else "<=") + " low <= high" + (f" < {high}" if high else "")
-
-
-def _boolean():
-    return (lambda value: isinstance(value, bool)), "true or false"
-
-
-def _choice(*choices):
-    return (lambda value: value in choices), f"one of {list(choices)}"
-
-
-def _text(optional=False):
-    return (lambda value: isinstance(value, str) or (optional and value is None)), "a string" + (" or null" if optional else "")
-
-
-def _positive():
-    return (lambda value: _number(0.0)[0](value) and value > 0), "a number > 0"
 
 
 def _columns():
@@ -77,75 +40,71 @@ def _classes():
     return check, "'sorted', 'manifest', or a list of distinct class names"
 
 
-def _non_empty_list(item, what):
-    return (lambda value: isinstance(value, list) and bool(value) and all(item(v) for v in value)), what
-
-
 #: Every key of a config's data/fusion/model/training/tuning blocks: default, check and meaning,
 #: in one place (`modalities` entries are the kinds' spec dataclasses; the fusion layer checks
 #: its own options). `data.train` and `modalities` are required.
 SCHEMA = {
     "data": {
-        "train": Option(None, _text(optional=True), "CSV/JSONL manifest or TFRecord shards; relative paths "
+        "train": Option(None, checks.text(optional=True), "CSV/JSONL manifest or TFRecord shards; relative paths "
                         "resolve from the config's folder (required by train, not by prepare)"),
-        "validation": Option(None, _text(optional=True), "a second manifest, or null to split off validation_split"),
-        "validation_split": Option(0.2, _number(0.0, 1.0), "share of train held out, stratified by label"),
+        "validation": Option(None, checks.text(optional=True), "a second manifest, or null to split off validation_split"),
+        "validation_split": Option(0.2, checks.number(0.0, 1.0), "share of train held out, stratified by label"),
         "columns": Option({}, _columns(), "modality (and label) -> column name where they differ"),
-        "label_type": Option("classification", _choice("classification", "multilabel", "regression"),
+        "label_type": Option("classification", checks.choice("classification", "multilabel", "regression"),
                              "what the label column holds"),
         "classes": Option("sorted", _classes(), "class order: sorted (numbers numerically), manifest (first "
                           "seen), or a list"),
-        "on_bad_record": Option("raise", _choice("raise", "skip"), "a bad record stops the run, or is "
+        "on_bad_record": Option("raise", checks.choice("raise", "skip"), "a bad record stops the run, or is "
                                 "left out, counted and listed"),
-        "cache": Option(None, _text(optional=True), "keep decoded examples: null, memory, or a file prefix"),
+        "cache": Option(None, checks.text(optional=True), "keep decoded examples: null, memory, or a file prefix"),
     },
     "fusion": {
         "type": Option("attention", None, "the fusion layer (mmkeras.fusion.FUSIONS)"),
         "modality_dropout": Option(0.25, None, "training only: drop whole modalities at this rate"),
     },
     "model": {
-        "hidden_units": Option(64, _integer(0), "width of the dense layer after the fusion; 0 = none"),
-        "dropout": Option(0.1, _number(0.0, 1.0), "dropout after it"),
-        "modality_logits": Option(True, _boolean(), "each modality also gets its own classifier (auxiliary logits)"),
+        "hidden_units": Option(64, checks.integer(0), "width of the dense layer after the fusion; 0 = none"),
+        "dropout": Option(0.1, checks.number(0.0, 1.0), "dropout after it"),
+        "modality_logits": Option(True, checks.boolean(), "each modality also gets its own classifier (auxiliary logits)"),
     },
     "training": {
-        "epochs": Option(40, _integer(1), "at most this many (early stopping may end sooner)"),
-        "batch_size": Option(32, _integer(1), "examples per step (over all replicas and workers)"),
-        "learning_rate": Option(0.001, _positive(), "the optimizer's learning rate"),
-        "weight_decay": Option(0.0001, _number(0.0), "AdamW's decoupled weight decay; 0 = plain Adam"),
-        "label_smoothing": Option(0.1, _number(0.0, 1.0), "classification and multi-label losses; 0 = off"),
-        "lr_schedule": Option(None, _choice(None, "cosine", "plateau"), "null, cosine or plateau"),
-        "early_stopping_patience": Option(10, _integer(0), "epochs without a better val_loss; 0 = off"),
-        "frozen_epochs": Option(0, _integer(0), "> 0: trainable pretrained encoders stay frozen this many "
+        "epochs": Option(40, checks.integer(1), "at most this many (early stopping may end sooner)"),
+        "batch_size": Option(32, checks.integer(1), "examples per step (over all replicas and workers)"),
+        "learning_rate": Option(0.001, checks.positive(), "the optimizer's learning rate"),
+        "weight_decay": Option(0.0001, checks.number(0.0), "AdamW's decoupled weight decay; 0 = plain Adam"),
+        "label_smoothing": Option(0.1, checks.number(0.0, 1.0), "classification and multi-label losses; 0 = off"),
+        "lr_schedule": Option(None, checks.choice(None, "cosine", "plateau"), "null, cosine or plateau"),
+        "early_stopping_patience": Option(10, checks.integer(0), "epochs without a better val_loss; 0 = off"),
+        "frozen_epochs": Option(0, checks.integer(0), "> 0: trainable pretrained encoders stay frozen this many "
                                 "epochs first"),
-        "fine_tune_learning_rate": Option(None, ((lambda v: v is None or _positive()[0](v)), "a number > 0 or null"),
+        "fine_tune_learning_rate": Option(None, checks.optional(checks.positive()),
                                           "the learning rate after them; null = learning_rate / 10"),
-        "class_weights": Option(False, _boolean(), "weight classes by inverse frequency"),
-        "seed": Option(42, _integer(0), "seed of weights, splits, shuffling and augmentation"),
-        "deterministic": Option(False, _boolean(), "fixed pipeline order and op determinism: a run repeats exactly"),
-        "mixed_precision": Option("auto", _choice("auto", True, False), "auto: mixed_float16 with a GPU"),
-        "jit_compile": Option(False, _boolean(), "XLA-compile the training step"),
-        "strategy": Option("auto", _choice("auto", "default", "mirrored"),
+        "class_weights": Option(False, checks.boolean(), "weight classes by inverse frequency"),
+        "seed": Option(42, checks.integer(0), "seed of weights, splits, shuffling and augmentation"),
+        "deterministic": Option(False, checks.boolean(), "fixed pipeline order and op determinism: a run repeats exactly"),
+        "mixed_precision": Option("auto", checks.choice("auto", True, False), "auto: mixed_float16 with a GPU"),
+        "jit_compile": Option(False, checks.boolean(), "XLA-compile the training step"),
+        "strategy": Option("auto", checks.choice("auto", "default", "mirrored"),
                            "auto: mirrored with several GPUs, several workers with TF_CONFIG"),
-        "checkpoint": Option(True, _boolean(), "keep the best epoch's model (best.keras)"),
-        "backup": Option(True, _boolean(), "a killed run resumes from its last epoch when started again"),
-        "tensorboard": Option(True, _boolean(), "TensorBoard logs in RUN_DIR/logs"),
-        "verbose": Option("auto", _choice("auto", 0, 1, 2), "Keras' progress output; auto: a bar on a "
+        "checkpoint": Option(True, checks.boolean(), "keep the best epoch's model (best.keras)"),
+        "backup": Option(True, checks.boolean(), "a killed run resumes from its last epoch when started again"),
+        "tensorboard": Option(True, checks.boolean(), "TensorBoard logs in RUN_DIR/logs"),
+        "verbose": Option("auto", checks.choice("auto", 0, 1, 2), "Keras' progress output; auto: a bar on a "
                           "terminal, a line per epoch in a log"),
     },
     # What `mmkeras tune` searches (and `mmkeras train` ignores).
     "tuning": {
-        "algorithm": Option("bayesian", _choice("bayesian", "hyperband", "random"), "KerasTuner's search"),
-        "objective": Option("val_loss", _choice("val_loss", "val_accuracy"), "what the search optimises"),
-        "fusion": Option(["attention", "concat", "gated"], _non_empty_list(
+        "algorithm": Option("bayesian", checks.choice("bayesian", "hyperband", "random"), "KerasTuner's search"),
+        "objective": Option("val_loss", checks.choice("val_loss", "val_accuracy"), "what the search optimises"),
+        "fusion": Option(["attention", "concat", "gated"], checks.non_empty_list(
             lambda f: isinstance(f, str), "a non-empty list of fusion types"), "fusion types tried"),
-        "learning_rate": Option([0.0003, 0.003], _range(positive=True), "range, sampled on a log scale"),
-        "dropout": Option([0.0, 0.3], _range(high=1.0), "model.dropout range"),
-        "modality_dropout": Option([0.0, 0.4], _range(high=1.0), "fusion.modality_dropout range"),
-        "hidden_units": Option([32, 64, 128], _non_empty_list(
-            lambda u: _integer(1)[0](u), "a non-empty list of integers >= 1"), "model.hidden_units choices"),
-        "width": Option([0.5, 1.0, 2.0], _non_empty_list(
-            lambda w: _positive()[0](w), "a non-empty list of numbers > 0"),
+        "learning_rate": Option([0.0003, 0.003], checks.value_range(positive=True), "range, sampled on a log scale"),
+        "dropout": Option([0.0, 0.3], checks.value_range(high=1.0), "model.dropout range"),
+        "modality_dropout": Option([0.0, 0.4], checks.value_range(high=1.0), "fusion.modality_dropout range"),
+        "hidden_units": Option([32, 64, 128], checks.non_empty_list(
+            lambda u: checks.integer(1)[0](u), "a non-empty list of integers >= 1"), "model.hidden_units choices"),
+        "width": Option([0.5, 1.0, 2.0], checks.non_empty_list(
+            lambda w: checks.positive()[0](w), "a non-empty list of numbers > 0"),
             "multipliers of every encoder's widths (filters, units, embedding_dim)"),
     },
 }
@@ -229,13 +188,10 @@ def check_values(config):
     ...
     ValueError: Config key 'training.epochs': expected an integer >= 1. Received: 'ten'
     """
-    for key, (check, expected) in CHECKS.items():
+    for key, check in CHECKS.items():
         block, name = key.split(".")
-        if name not in (config.get(block) or {}):
-            continue
-        value = config[block][name]
-        if not check(value):
-            raise ValueError(f"Config key {key!r}: expected {expected}. Received: {value!r}")
+        if name in (config.get(block) or {}):
+            checks.require(key, config[block][name], check)
 
 
 def fine_tuned_modalities(config):

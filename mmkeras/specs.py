@@ -8,6 +8,7 @@ Each kind's spec dataclass lives in its module under `mmkeras/modalities/` (`Tex
 
 import dataclasses
 
+from mmkeras import checks
 from mmkeras.modalities.registry import KINDS
 from mmkeras.modalities.registry import get_kind
 from mmkeras.pretrained import check_encoder_options
@@ -82,7 +83,7 @@ def make_spec(name, options):
             f"Unknown option(s) {unknown} for {kind} modality {name!r}. Expected some of {sorted(fields)}."
         )
     for key, value in options.items():
-        _check_type(name, key, value, cls.__dataclass_fields__[key])
+        checks.require(f"modalities.{name}.{key}", value, checks.for_field(cls.__dataclass_fields__[key]))
     for key in ("filters", "conv_filters", "hidden_units"):
         if key in options:
             options[key] = tuple(options[key])
@@ -90,32 +91,6 @@ def make_spec(name, options):
         check_encoder_options(name, options["encoder"])
         options["encoder"] = dict(options["encoder"])
     return cls(**options)
-
-
-def _check_type(modality, key, value, field):
-    """Raises ValueError naming `modalities.<modality>.<key>` when `value` does not fit the spec's
-    dataclass `field`: its annotated type; null where the default is null (worked out from other
-    settings, or no encoder) or the field says `metadata={"nullable": True}`."""
-    if value is None and (field.default is None or field.metadata.get("nullable")):
-        return
-    kind = field.type
-    is_int = isinstance(value, int) and not isinstance(value, bool)
-    checks = {
-        int: (is_int and value >= (0 if key in ("dropout",) else 1), "an integer >= 1"),
-        float: ((is_int or isinstance(value, float)) and value >= 0, "a number >= 0"),
-        bool: (isinstance(value, bool), "true or false"),
-        str: (isinstance(value, str), "a string"),
-        dict: (isinstance(value, dict), "a mapping"),
-        list: (isinstance(value, (list, tuple)) and all(isinstance(v, str) and v for v in value),
-               "a list of column names"),
-        tuple: (isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1
-                                                         for v in value), "a list of integers >= 1"),
-    }
-    ok, expected = checks.get(kind, (True, ""))
-    if key == "dropout" and ok and not value < 1:
-        ok, expected = False, "a number >= 0, < 1"
-    if not ok:
-        raise ValueError(f"Config key 'modalities.{modality}.{key}': expected {expected}. Received: {value!r}")
 
 
 def model_input(spec):
