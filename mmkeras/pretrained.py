@@ -40,6 +40,7 @@ import os
 import keras
 from keras import ops
 
+from mmkeras import checks
 from mmkeras.layers.saved_model_encoder import SavedModelEncoder
 from mmkeras.modalities.registry import get_kind
 from mmkeras.modalities.registry import kinds_that
@@ -125,27 +126,29 @@ def _plain(value):
     return [float(v) for v in value] if isinstance(value, (list, tuple)) else float(value)
 
 
+#: What each `encoder` key accepts (`weights` is checked where it is loaded: a path or "imagenet").
+ENCODER_CHECKS = {
+    "source": ((lambda value: isinstance(value, str) and bool(value)),
+               "'keras.applications:NAME', 'keras_hub:PRESET', 'hub:HANDLE', a SavedModel folder or a .keras file"),
+    "trainable": checks.boolean(),
+    "endpoint": checks.optional(((lambda value: isinstance(value, str)),
+                                 "the name of a function or signature of the SavedModel")),
+    "output_key": checks.optional(((lambda value: isinstance(value, (str, int)) and not isinstance(value, bool)),
+                                   "an output's name or index")),
+    "scaling": checks.optional(checks.choice(*SCALINGS)),
+}
+
+
 def check_encoder_options(modality, options):
     """Raises ValueError naming `modalities.<modality>.encoder` when its settings are malformed."""
     where = f"modalities.{modality}.encoder"
     unknown = sorted(set(options) - set(ENCODER_KEYS))
     if unknown:
         raise ValueError(f"Unknown config key(s) {unknown} in '{where}'. Expected some of {sorted(ENCODER_KEYS)}.")
-    source = options.get("source")
-    if not isinstance(source, str) or not source:
-        raise ValueError(f"Config key '{where}.source': expected 'keras.applications:NAME', 'keras_hub:PRESET', "
-                         f"'hub:HANDLE', a SavedModel folder or a .keras file. Received: {source!r}")
-    if not isinstance(options.get("trainable", False), bool):
-        raise ValueError(f"Config key '{where}.trainable': expected true or false. Received: {options['trainable']!r}")
-    if options.get("endpoint") is not None and not isinstance(options["endpoint"], str):
-        raise ValueError(f"Config key '{where}.endpoint': expected the name of a function or signature of the "
-                         f"SavedModel. Received: {options['endpoint']!r}")
-    if options.get("output_key") is not None and not isinstance(options["output_key"], (str, int)):
-        raise ValueError(f"Config key '{where}.output_key': expected an output's name or index. "
-                         f"Received: {options['output_key']!r}")
-    if options.get("scaling") is not None and options["scaling"] not in SCALINGS:
-        raise ValueError(f"Config key '{where}.scaling': expected one of {list(SCALINGS)}. "
-                         f"Received: {options['scaling']!r}")
+    checks.require(f"{where}.source", options.get("source"), ENCODER_CHECKS["source"])
+    for key, check in ENCODER_CHECKS.items():
+        if key in options and key != "source":
+            checks.require(f"{where}.{key}", options[key], check)
 
 
 def build_pretrained_encoder(spec, name):
