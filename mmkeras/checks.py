@@ -59,8 +59,8 @@ def choice(*choices):
     return (lambda value: value in choices), f"one of {list(choices)}"
 
 
-def text(optional=False):
-    return (lambda value: isinstance(value, str) or (optional and value is None)), "a string" + (" or null" if optional else "")
+def text():
+    return (lambda value: isinstance(value, str)), "a string"
 
 
 def mapping():
@@ -82,7 +82,7 @@ def for_field(field):
     int → an integer >= 1, float → a number >= 0, tuple → integers >= 1 (layer widths), list →
     column names; null where the default is null or the field says `metadata={"nullable": True}`."""
     if field.name == "dropout":
-        check = number(0.0, 1.0)
+        check = number(0, 1)
     else:
         check = {
             int: integer(1),

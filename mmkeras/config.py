@@ -45,9 +45,10 @@ def _classes():
 #: its own options). `data.train` and `modalities` are required.
 SCHEMA = {
     "data": {
-        "train": Option(None, checks.text(optional=True), "CSV/JSONL manifest or TFRecord shards; relative paths "
+        "train": Option(None, checks.optional(checks.text()), "CSV/JSONL manifest or TFRecord shards; relative paths "
                         "resolve from the config's folder (required by train, not by prepare)"),
-        "validation": Option(None, checks.text(optional=True), "a second manifest, or null to split off validation_split"),
+        "validation": Option(None, checks.optional(checks.text()),
+                             "a second manifest, or null to split off validation_split"),
         "validation_split": Option(0.2, checks.number(0.0, 1.0), "share of train held out, stratified by label"),
         "columns": Option({}, _columns(), "modality (and label) -> column name where they differ"),
         "label_type": Option("classification", checks.choice("classification", "multilabel", "regression"),
@@ -56,7 +57,7 @@ SCHEMA = {
                           "seen), or a list"),
         "on_bad_record": Option("raise", checks.choice("raise", "skip"), "a bad record stops the run, or is "
                                 "left out, counted and listed"),
-        "cache": Option(None, checks.text(optional=True), "keep decoded examples: null, memory, or a file prefix"),
+        "cache": Option(None, checks.optional(checks.text()), "keep decoded examples: null, memory, or a file prefix"),
     },
     "fusion": {
         "type": Option("attention", None, "the fusion layer (mmkeras.fusion.FUSIONS)"),
@@ -97,14 +98,14 @@ SCHEMA = {
         "algorithm": Option("bayesian", checks.choice("bayesian", "hyperband", "random"), "KerasTuner's search"),
         "objective": Option("val_loss", checks.choice("val_loss", "val_accuracy"), "what the search optimises"),
         "fusion": Option(["attention", "concat", "gated"], checks.non_empty_list(
-            lambda f: isinstance(f, str), "a non-empty list of fusion types"), "fusion types tried"),
+            checks.text()[0], "a non-empty list of fusion types"), "fusion types tried"),
         "learning_rate": Option([0.0003, 0.003], checks.value_range(positive=True), "range, sampled on a log scale"),
         "dropout": Option([0.0, 0.3], checks.value_range(high=1.0), "model.dropout range"),
         "modality_dropout": Option([0.0, 0.4], checks.value_range(high=1.0), "fusion.modality_dropout range"),
         "hidden_units": Option([32, 64, 128], checks.non_empty_list(
-            lambda u: checks.integer(1)[0](u), "a non-empty list of integers >= 1"), "model.hidden_units choices"),
+            checks.integer(1)[0], "a non-empty list of integers >= 1"), "model.hidden_units choices"),
         "width": Option([0.5, 1.0, 2.0], checks.non_empty_list(
-            lambda w: checks.positive()[0](w), "a non-empty list of numbers > 0"),
+            checks.positive()[0], "a non-empty list of numbers > 0"),
             "multipliers of every encoder's widths (filters, units, embedding_dim)"),
     },
 }
