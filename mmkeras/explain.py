@@ -365,9 +365,9 @@ def explain(task, data, output_dir=None, rows=None, columns=None, batch_size=64,
         by_key = {(r["row"], r["head"]): r for r in table}
         for head in task.heads:
             for i, number in enumerate(numbers):
-                for m in modalities:
-                    found = described.get(m, {}).get(head.name)
-                    by_key[(number, head.name)][f"top_{m}"] = _top_text(found[i] if found else None, top)
+                for m in modalities:  # "" where the modality is absent or cannot be attributed
+                    found = described[m][head.name][i] if m in described else None
+                    by_key[(number, head.name)][f"top_{m}"] = _top_text(found, top)
     result = {"rows": table, "summary": summary, "skipped_records": len(skipped), "files": {}}
     if described:
         result["inputs"] = _input_records(described, numbers, modalities, task.heads)
@@ -446,7 +446,7 @@ def _input_records(described, numbers, modalities, heads):
         for i, number in enumerate(numbers):
             record = {"row": number, "head": head.name, "modalities": {}}
             for m in modalities:
-                d = described.get(m, {}).get(head.name, [None] * len(numbers))[i]
+                d = described[m][head.name][i] if m in described else None
                 if d is None:
                     continue
                 record["modalities"][m] = {

@@ -13,6 +13,7 @@ import mmkeras
 from mmkeras import explain as explain_lib
 from mmkeras.fusion import FUSIONS
 from mmkeras.heads import Head
+from mmkeras_cli import build_parser
 from mmkeras_cli import main
 
 MODALITIES = {"text": {"max_tokens": 10, "sequence_length": 4, "embedding_dim": 4, "lstm_units": 4},
@@ -104,6 +105,9 @@ def test_explain_command_writes_values_summary_and_plot(tiny_run, tmp_path, caps
             assert len(m["labels"]) == len(m["scores"])
     assert sorted(p.name for p in (output / "attributions").iterdir()) == ["row1_label.png", "row3_label.png",
                                                                           "row4_label.png"]
+    # the launcher answers --help without importing mmkeras, so it keeps its own copy of the defaults
+    defaults = build_parser().parse_args(["explain", "--run", run_dir, "--data", manifest])
+    assert (defaults.steps, defaults.plots) == (explain_lib.IG_STEPS, explain_lib.PLOTTED_EXAMPLES)
     assert main(["explain", "--run", run_dir, "--data", manifest, "--output", str(tmp_path / "only"), "--rows", "2",
                  "--modalities-only"]) == 0
     assert not (tmp_path / "only" / "input_attributions.json").exists()

@@ -20,6 +20,10 @@ from mmkeras.data.manifest import read_manifest
 from mmkeras.data.manifest import resolve_path
 
 AUTOTUNE = tf.data.AUTOTUNE
+POLICIES = ("raise", "skip")
+_ROW, _LABEL = "__row", "__label"
+#: Written beside TFRecord shards: how many records they hold (so a dataset's length is known).
+COUNT_FILE = "records.json"
 
 
 def _graph(fn):
@@ -28,11 +32,6 @@ def _graph(fn):
     `tf.where`, never Python control flow on tensors; the SavedModel's endpoints trace the same
     steps with `autograph=False`."""
     return tf.autograph.experimental.do_not_convert(fn)
-
-POLICIES = ("raise", "skip")
-_ROW, _LABEL = "__row", "__label"
-#: Written beside TFRecord shards: how many records they hold (so a dataset's length is known).
-COUNT_FILE = "records.json"
 
 
 def _value_key(m):

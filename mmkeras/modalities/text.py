@@ -100,6 +100,7 @@ class TextModality(Modality):
     def __init__(self, name, spec, state=None, folder=None):
         super().__init__(name, spec, state, folder)
         state = state or {}
+        self._described_words = None  # the vocabulary, as describe_attribution last read it
         self.preset = pretrained.is_keras_hub_source(spec)
         if self.preset:
             tokenizer = state.get("tokenizer")
@@ -135,6 +136,7 @@ class TextModality(Modality):
         return [str(token) for token in source.get_vocabulary()]
 
     def adapt(self, cells):
+        self._described_words = None
         if self.preset:
             return
         values = [v for v in cells if isinstance(v, str) and v.strip()]
@@ -171,7 +173,9 @@ class TextModality(Modality):
 
     def describe_attribution(self, attribution, inputs, on_layer):
         """Per token of the text (its embedding's attributions summed), padding left out."""
-        vocabulary = self.vocabulary()
+        if self._described_words is None:  # read once for all the examples described, not per example
+            self._described_words = self.vocabulary()
+        vocabulary = self._described_words
         ids = np.asarray(inputs).astype(int)
         kept = [i for i, token in enumerate(ids) if token != 0]
         scores = attribution.reshape(len(ids), -1).sum(axis=1)[kept]
