@@ -1,45 +1,41 @@
 """mmkeras: multimodal (text, image, audio, sensor, tabular, video) deep learning in Keras 3, from files to TF Serving."""
 
-import os as _os
-
-_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from mmkeras import constants  # noqa: E402
-from mmkeras.data import BadRecordError  # noqa: E402
-from mmkeras.data import BadRecordReport  # noqa: E402
-from mmkeras.data import adapt_preprocessor  # noqa: E402
-from mmkeras.data import make_dataset  # noqa: E402
-from mmkeras.data import read_manifest  # noqa: E402
-from mmkeras.data import stratified_split  # noqa: E402
-from mmkeras.data import write_tfrecords  # noqa: E402
-from mmkeras.distillation import distill  # noqa: E402
-from mmkeras.evaluation import evaluate  # noqa: E402
-from mmkeras.export import export_saved_model  # noqa: E402
-from mmkeras.fusion import FUSIONS  # noqa: E402
-from mmkeras.fusion import get_fusion  # noqa: E402
-from mmkeras.heads import Head  # noqa: E402
-from mmkeras.model import adapt_model  # noqa: E402
-from mmkeras.model import build_audio_encoder  # noqa: E402
-from mmkeras.model import build_image_encoder  # noqa: E402
-from mmkeras.model import build_model  # noqa: E402
-from mmkeras.model import build_sensor_encoder  # noqa: E402
-from mmkeras.model import build_tabular_encoder  # noqa: E402
-from mmkeras.model import build_text_encoder  # noqa: E402
-from mmkeras.model import build_video_encoder  # noqa: E402
-from mmkeras.model import compile_model  # noqa: E402
-from mmkeras.model import with_modality_weights  # noqa: E402
-from mmkeras.predict import predict  # noqa: E402 - the function (from mmkeras.predict import ... still reaches the module)
-from mmkeras.preprocessor import Preprocessor  # noqa: E402
-from mmkeras.task import MultimodalTask  # noqa: E402
-from mmkeras.task import load_run  # noqa: E402
-from mmkeras.tflite import export_tflite  # noqa: E402
-from mmkeras.distributed import train  # noqa: E402 - one process, or every worker TF_CONFIG names
-from mmkeras.modalities.audio import AudioSpec  # noqa: E402
-from mmkeras.modalities.image import ImageSpec  # noqa: E402
-from mmkeras.modalities.sensor import SensorSpec  # noqa: E402
-from mmkeras.modalities.tabular import TabularSpec  # noqa: E402
-from mmkeras.modalities.text import TextSpec  # noqa: E402
-from mmkeras.modalities.video import VideoSpec  # noqa: E402
+from mmkeras import constants
+from mmkeras.data import BadRecordError
+from mmkeras.data import BadRecordReport
+from mmkeras.data import adapt_preprocessor
+from mmkeras.data import make_dataset
+from mmkeras.data import read_manifest
+from mmkeras.data import stratified_split
+from mmkeras.data import write_tfrecords
+from mmkeras.distillation import distill
+from mmkeras.evaluation import evaluate
+from mmkeras.export import export_saved_model
+from mmkeras.fusion import FUSIONS
+from mmkeras.fusion import get_fusion
+from mmkeras.heads import Head
+from mmkeras.model import adapt_model
+from mmkeras.model import build_audio_encoder
+from mmkeras.model import build_image_encoder
+from mmkeras.model import build_model
+from mmkeras.model import build_sensor_encoder
+from mmkeras.model import build_tabular_encoder
+from mmkeras.model import build_text_encoder
+from mmkeras.model import build_video_encoder
+from mmkeras.model import compile_model
+from mmkeras.model import with_modality_weights
+from mmkeras.predict import predict  # the function (from mmkeras.predict import ... still reaches the module)
+from mmkeras.preprocessor import Preprocessor
+from mmkeras.task import MultimodalTask
+from mmkeras.task import load_run
+from mmkeras.tflite import export_tflite
+from mmkeras.distributed import train  # one process, or every worker TF_CONFIG names
+from mmkeras.modalities.audio import AudioSpec
+from mmkeras.modalities.image import ImageSpec
+from mmkeras.modalities.sensor import SensorSpec
+from mmkeras.modalities.tabular import TabularSpec
+from mmkeras.modalities.text import TextSpec
+from mmkeras.modalities.video import VideoSpec
 
 __version__ = "0.1.0"
 

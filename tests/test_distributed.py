@@ -73,31 +73,15 @@ def _epochs(log_path):
 @pytest.mark.slow
 def test_two_workers_train_one_model_like_a_single_process_and_resume_after_a_kill(tmp_path):
     manifest, _ = write_tiny_dataset(str(tmp_path), count=48)
-    config = tiny_config(manifest, epochs=4)
-    config["training"].update(batch_size=8, verbose=2)
+    config = tiny_config(manifest, epochs=10)
+    # Enough epochs for the kill to land mid-run; no early stop, so the resumed run ends at epoch 10.
+    config["training"].update(batch_size=8, verbose=2, early_stopping_patience=0)
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
 
-    run = tmp_path / "run"
-    assert _finish(_start_workers(tmp_path / "c.yaml", run, tmp_path)) == [0, 0]
-    chief, other = _epochs(tmp_path / "worker0.log"), _epochs(tmp_path / "worker1.log")
-    assert sorted(chief) == list(range(1, 5)) and chief == other  # the same loss and weights every epoch
-    metrics = json.load(open(run / "metrics.json"))
-    assert metrics["workers"] == 2 and metrics["global_batch_size"] == 8
-    model, pre, _ = load_run(str(run))  # the chief's run directory is a normal one
-    assert not (run / "backup").exists()
-
-    # The same config in one process (Keras' fit, same global batch): it learns as well.
-    os.environ.pop("TF_CONFIG", None)
-    _, _, single = train(config, str(tmp_path / "single"))
-    assert metrics["validation"]["accuracy"] >= 0.6 and single["val_accuracy"][-1] >= 0.6
-    assert abs(metrics["validation"]["accuracy"] - single["val_accuracy"][-1]) <= 0.4  # 8-12 validation examples
-
     # Killed after an epoch, both started again: the run goes on from the last checkpoint.
-    config["training"].update(epochs=10, early_stopping_patience=0)  # enough epochs for the kill to land mid-run
-    (tmp_path / "c3.yaml").write_text(yaml.safe_dump(config))
-    resumed, logs = tmp_path / "resumed", tmp_path / "resume_logs"
+    run, logs = tmp_path / "run", tmp_path / "logs"
     logs.mkdir()
-    workers = _start_workers(tmp_path / "c3.yaml", resumed, logs)
+    workers = _start_workers(tmp_path / "c.yaml", run, logs)
     deadline = time.time() + 300
     while not _epochs(logs / "worker0.log") and time.time() < deadline and workers[0].poll() is None:
         time.sleep(0.1)
@@ -106,11 +90,25 @@ def test_two_workers_train_one_model_like_a_single_process_and_resume_after_a_ki
     _finish(workers)
     before = _epochs(logs / "worker0.log")
     assert 1 <= len(before) < 10, "the kill came after the first epoch and before the last"
-    open(logs / "worker0.log", "w").close()
-    assert _finish(_start_workers(tmp_path / "c3.yaml", resumed, logs)) == [0, 0]
-    after = _epochs(logs / "worker0.log")
-    assert min(after) > 1 and max(after) == 10  # it did not start from epoch 1 again
-    history = json.load(open(resumed / "history.json"))
+    for index in range(2):
+        open(logs / f"worker{index}.log", "w").close()
+    assert _finish(_start_workers(tmp_path / "c.yaml", run, logs)) == [0, 0]
+    chief, other = _epochs(logs / "worker0.log"), _epochs(logs / "worker1.log")
+    assert min(chief) > 1 and max(chief) == 10  # it did not start from epoch 1 again
+    assert chief == other  # one model: the same loss and weights on both workers every epoch
+    history = json.load(open(run / "history.json"))
     assert len(history["loss"]) == 10  # one row per epoch, none twice
-    np.testing.assert_allclose(history["loss"][: min(after) - 1], [before[e][0] for e in range(1, min(after))],
+    np.testing.assert_allclose(history["loss"][: min(chief) - 1], [before[e][0] for e in range(1, min(chief))],
                                rtol=1e-4)
+
+    # The chief's run directory is a normal one.
+    metrics = json.load(open(run / "metrics.json"))
+    assert metrics["workers"] == 2 and metrics["global_batch_size"] == 8
+    load_run(str(run))
+    assert not (run / "backup").exists()
+
+    # The same config in one process (Keras' fit, same global batch): it learns as well.
+    os.environ.pop("TF_CONFIG", None)
+    _, _, single = train(config, str(tmp_path / "single"))
+    assert metrics["validation"]["accuracy"] >= 0.6 and single["val_accuracy"][-1] >= 0.6
+    assert abs(metrics["validation"]["accuracy"] - single["val_accuracy"][-1]) <= 0.4  # 8-12 validation examples

@@ -1,5 +1,6 @@
 """The package builds as a wheel and an sdist whose metadata PyPI would accept (`twine check`)."""
 
+import json
 import os
 import subprocess
 import sys
@@ -37,3 +38,17 @@ def test_a_folder_named_mmkeras_beside_a_script_does_not_shadow_the_installed_pa
     result = subprocess.run([sys.executable, "-c", "import mmkeras; print(mmkeras.Preprocessor.__name__)"],
                             cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0 and result.stdout.strip() == "Preprocessor", result.stderr[-2000:]
+
+
+def test_importing_mmkeras_changes_nothing_beyond_what_tensorflow_itself_does():
+    """`import mmkeras` only defines names: it leaves the same environment (log level included) and
+    dtype policy as importing TensorFlow and Keras alone, each in a fresh process."""
+    def after(module):
+        probe = (f"import json, os, {module}, keras\n"
+                 "print(json.dumps([dict(os.environ), keras.config.dtype_policy().name]))")
+        env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+        result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
+        return json.loads(result.stdout.strip().splitlines()[-1])
+
+    assert after("mmkeras") == after("tensorflow")
