@@ -9,15 +9,36 @@ ValueError: Config key 'training.epochs': expected an integer >= 1. Received: 't
 """
 
 
-def require(key, value, check):
-    """Raises ValueError naming the dotted `key` when `value` fails `check`."""
+import numbers
+
+
+def require(key, value, check, subject="Config key"):
+    """Raises ValueError naming the dotted `key` when `value` fails `check`; `subject` says what
+    the key is ("Config key", or e.g. "AttentionFusion argument" for a layer built in Python)."""
     accepts, expected = check
     if not accepts(value):
-        raise ValueError(f"Config key {key!r}: expected {expected}. Received: {value!r}")
+        raise ValueError(f"{subject} {key!r}: expected {expected}. Received: {value!r}")
+
+
+def reject_unknown(keys, known, prefix="", owner=""):
+    """Raises ValueError naming the first of `keys` not in `known` (as `prefix` + key), and whose
+    keys they are (`owner`, e.g. "the attention fusion"), with the keys it takes."""
+    unknown = sorted(set(keys) - set(known))
+    if unknown:
+        whose = f" for {owner}" if owner else ""
+        raise ValueError(f"Unknown config key '{prefix}{unknown[0]}'{whose}. Expected some of {sorted(known)}.")
+
+
+def require_table(values, table, prefix="", owner="", subject="Config key"):
+    """Checks a dict of options against `table` (name → check): every key known, every value
+    accepted; errors name the key as `prefix` + name."""
+    reject_unknown(values, table, prefix, owner)
+    for name, value in values.items():
+        require(prefix + name, value, table[name], subject)
 
 
 def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def integer(minimum):
@@ -26,7 +47,7 @@ def integer(minimum):
 
 def number(low, high=None, high_open=True):
     def accepts(value):
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
+        if not isinstance(value, numbers.Real) or isinstance(value, bool):
             return False
         return value >= low and (high is None or (value < high if high_open else value <= high))
     bound = "" if high is None else (f", < {high}" if high_open else f", <= {high}")

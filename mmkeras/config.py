@@ -7,6 +7,7 @@ import yaml
 
 from mmkeras import checks
 from mmkeras import specs as specs_lib
+from mmkeras.fusion import FUSIONS
 
 
 class Option:
@@ -60,8 +61,9 @@ SCHEMA = {
         "cache": Option(None, checks.optional(checks.text()), "keep decoded examples: null, memory, or a file prefix"),
     },
     "fusion": {
-        "type": Option("attention", None, "the fusion layer (mmkeras.fusion.FUSIONS)"),
-        "modality_dropout": Option(0.25, None, "training only: drop whole modalities at this rate"),
+        # The other keys of the block are the chosen fusion layer's own options (its OPTIONS table).
+        "type": Option("attention", checks.choice(*sorted(FUSIONS)), "the fusion layer (mmkeras.fusion.FUSIONS)"),
+        "modality_dropout": Option(0.25, checks.number(0, 1), "training only: drop whole modalities at this rate"),
     },
     "model": {
         "hidden_units": Option(64, checks.integer(0), "width of the dense layer after the fusion; 0 = none"),
@@ -124,7 +126,7 @@ def _merge(defaults, given, where):
     merged = copy.deepcopy(defaults)
     for key, value in (given or {}).items():
         if key not in defaults:
-            raise ValueError(f"Unknown config key '{where}{key}'. Expected one of {sorted(defaults)}.")
+            checks.reject_unknown([key], defaults, where)
         if isinstance(defaults[key], dict) and key not in ("columns",) and defaults[key]:
             merged[key] = _merge(defaults[key], value, f"{where}{key}.")
         else:
@@ -234,30 +236,13 @@ def check_fusion(fusion, modalities):
     ...
     ValueError: Unknown config key 'fusion.num_heads' for the attention fusion. Expected some of ['activation', 'attention_units', 'balance', 'corruption', 'missing_embeddings', 'modality_dropout', 'mode', 'reliability', 'type', 'units'].
     """
-    import inspect
-
-    from mmkeras.fusion import get_fusion
-    from mmkeras.fusion.base_fusion import BaseFusion
-
-    options = dict(fusion)
-    name = options.pop("type")
-    try:
-        cls = get_fusion(name)
-    except ValueError as error:
-        raise ValueError(f"Config key 'fusion.type': {error}") from None
-    rate = options.pop("modality_dropout", 0.0)
-    if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not 0.0 <= rate < 1.0:
-        raise ValueError(f"Expected config key 'fusion.modality_dropout' to be a number in [0, 1). Received: {rate!r}")
-    accepted = set()
-    for klass in cls.__mro__:
-        if klass is BaseFusion or klass is cls:
-            accepted |= {p for p in inspect.signature(klass.__init__).parameters
-                         if p not in ("self", "modalities", "kwargs")}
-    unknown = sorted(set(options) - accepted)
-    if unknown:
-        raise ValueError(f"Unknown config key 'fusion.{unknown[0]}' for the {name} fusion. "
-                         f"Expected some of {sorted(accepted | {'type', 'modality_dropout'})}.")
-    try:
+    block = {key: option.check for key, option in SCHEMA["fusion"].items()}
+    name = fusion.get("type")
+    checks.require("fusion.type", name, block["type"])
+    cls = FUSIONS[name]
+    checks.require_table(fusion, {**cls.OPTIONS, **block}, "fusion.", f"the {name} fusion")
+    options = {key: value for key, value in fusion.items() if key not in block}
+    try:  # what no single key can say (a transformer's units divisible by its heads)
         cls(modalities, **options)
     except (TypeError, ValueError) as error:
         raise ValueError(f"Config block 'fusion' ({name}): {error}") from None

@@ -55,7 +55,6 @@ APPLICATION_SCALING = {
     "DenseNet": "torch",
 }
 SCALINGS = ("raw", "tf", "torch", "caffe", "unit")
-ENCODER_KEYS = ("source", "weights", "trainable", "scaling", "endpoint", "output_key")
 #: Prefix of a TF Hub handle in `encoder.source`.
 APPLICATIONS_PREFIX = "keras.applications:"
 HUB_PREFIX = "hub:"
@@ -128,6 +127,7 @@ def _plain(value):
 
 #: What each `encoder` key accepts (`weights` is checked where it is loaded: a path or "imagenet").
 ENCODER_CHECKS = {
+    "weights": ((lambda value: True), "a path, 'imagenet' or null"),
     "source": ((lambda value: isinstance(value, str) and bool(value)),
                "'keras.applications:NAME', 'keras_hub:PRESET', 'hub:HANDLE', a SavedModel folder or a .keras file"),
     "trainable": checks.boolean(),
@@ -142,13 +142,9 @@ ENCODER_CHECKS = {
 def check_encoder_options(modality, options):
     """Raises ValueError naming `modalities.<modality>.encoder` when its settings are malformed."""
     where = f"modalities.{modality}.encoder"
-    unknown = sorted(set(options) - set(ENCODER_KEYS))
-    if unknown:
-        raise ValueError(f"Unknown config key(s) {unknown} in '{where}'. Expected some of {sorted(ENCODER_KEYS)}.")
-    checks.require(f"{where}.source", options.get("source"), ENCODER_CHECKS["source"])
-    for key, check in ENCODER_CHECKS.items():
-        if key in options and key != "source":
-            checks.require(f"{where}.{key}", options[key], check)
+    checks.reject_unknown(options, ENCODER_CHECKS, f"{where}.", "a pretrained encoder")
+    checks.require(f"{where}.source", options.get("source"), ENCODER_CHECKS["source"])  # the one required key
+    checks.require_table(options, ENCODER_CHECKS, f"{where}.")
 
 
 def build_pretrained_encoder(spec, name):

@@ -76,14 +76,8 @@ def make_spec(name, options):
             f"be one of {sorted(specs)}. Received: kind={kind!r}"
         )
     cls = specs[kind]
-    fields = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(options) - fields)
-    if unknown:
-        raise ValueError(
-            f"Unknown option(s) {unknown} for {kind} modality {name!r}. Expected some of {sorted(fields)}."
-        )
-    for key, value in options.items():
-        checks.require(f"modalities.{name}.{key}", value, checks.for_field(cls.__dataclass_fields__[key]))
+    table = {f.name: checks.for_field(f) for f in dataclasses.fields(cls)}
+    checks.require_table(options, table, f"modalities.{name}.", f"a {kind} modality")
     for key in ("filters", "conv_filters", "hidden_units"):
         if key in options:
             options[key] = tuple(options[key])

@@ -115,7 +115,7 @@ def test_unknown_kinds_and_bad_registrations_say_what_was_expected(reading_kind)
     with pytest.raises(ValueError, match=r"Expected its name or its 'kind' option to be one of \['audio', 'image', "
                                          r"'reading', 'sensor', 'tabular', 'text', 'video'\]. Received: kind='hologram'"):
         mmkeras.Preprocessor({"clips": {"kind": "hologram"}})
-    with pytest.raises(ValueError, match="Unknown option"):
+    with pytest.raises(ValueError, match=r"Unknown config key 'modalities.sensor.height' for a reading modality"):
         mmkeras.Preprocessor({"sensor": {"kind": "reading", "height": 3}})
     with pytest.raises(ValueError, match="Expected a Modality subclass"):
         modalities.register_kind(ReadingSpec)

@@ -211,7 +211,7 @@ def test_saving_within_the_process(tmp_path):
     "kwargs, message",
     [
         ({"modalities": {"smell": {}}}, r"Cannot tell the kind of modality 'smell'"),
-        ({"modalities": {"text": {"max_token": 5}}}, r"Unknown option\(s\) \['max_token'\] for text modality"),
+        ({"modalities": {"text": {"max_token": 5}}}, r"Unknown config key 'modalities.text.max_token' for a text modality"),
         ({"fusion": "sum"}, r"Received: fusion='sum'"),
         ({"num_classes": None}, r"Expected exactly one of num_classes or heads"),
         ({"heads": [{"name": "a", "units": 2}]}, r"Expected exactly one of num_classes or heads"),

@@ -100,7 +100,8 @@ def test_pixel_scaling_matches_the_applications_own_preprocessing(mode, module):
 
 
 @pytest.mark.parametrize("encoder, message", [
-    ({"source": "keras.applications:MobileNetV3Small", "weigths": None}, r"Unknown config key\(s\) \['weigths'\]"),
+    ({"source": "keras.applications:MobileNetV3Small", "weigths": None},
+     r"Unknown config key 'modalities.image.encoder.weigths' for a pretrained encoder"),
     ({"source": "keras.applications:NoSuchNet", "weights": None}, "has no model 'NoSuchNet'"),
     ({"source": "encoder.onnx"}, "a path ending in .keras"),
     ({"source": "missing.keras"}, "no file"),

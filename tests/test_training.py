@@ -128,7 +128,7 @@ def test_bin_normalization_learns_statistics_from_the_training_audio(tmp_path):
 @pytest.mark.parametrize("fusion, message", [
     ({"type": "attention", "num_heads": 4}, r"Unknown config key 'fusion.num_heads' for the attention fusion"),
     ({"type": "transformer", "units": 10, "num_heads": 4}, r"divisible by num_heads"),
-    ({"type": "sum"}, r"fusion.type.*Received: fusion='sum'"),
+    ({"type": "sum"}, r"Config key 'fusion.type': expected one of .*Received: 'sum'"),
     ({"type": "gated", "modality_dropout": 1.5}, r"fusion.modality_dropout"),
 ])
 def test_fusion_options_are_checked_before_any_data_is_read(tmp_path, fusion, message):
@@ -173,7 +173,7 @@ def test_a_failed_mixed_precision_run_leaves_the_float32_policy_behind(tmp_path)
 def test_config_rejects_unknown_keys_and_resolves_paths(tmp_path):
     with pytest.raises(ValueError, match=r"Unknown config key 'training.epoch'"):
         config_lib.resolve_config({"modalities": {"text": {}}, "training": {"epoch": 3}})
-    with pytest.raises(ValueError, match=r"Unknown option\(s\) \['height'\] for text modality"):
+    with pytest.raises(ValueError, match=r"Unknown config key 'modalities.text.height' for a text modality"):
         config_lib.resolve_config({"modalities": {"text": {"height": 3}}})
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump({"data": {"train": "d/train.csv"}, "modalities": {"text": {}}}))

@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from mmkeras import checks
 from mmkeras.fusion.base_fusion import BaseFusion
 from mmkeras.fusion.base_fusion import masked_softmax
 
@@ -69,18 +70,14 @@ class AttentionFusion(BaseFusion):
     """
 
     returns_weights = True
+    OPTIONS = {**BaseFusion.OPTIONS, "attention_units": checks.integer(1), "mode": checks.choice(*MODES),
+               "balance": checks.number(0), "corruption": checks.number(0, 1), "reliability": checks.number(0)}
 
     def __init__(self, modalities, units=64, attention_units=32, activation="relu", mode="scale", balance=0.1,
                  corruption=0.15, reliability=0.3, **kwargs):
         super().__init__(modalities, units=units, activation=activation, **kwargs)
-        if mode not in MODES:
-            raise ValueError(f"Expected mode to be one of {list(MODES)}. Received: mode={mode!r}")
-        if float(balance) < 0:
-            raise ValueError(f"Expected balance >= 0. Received: balance={balance!r}")
-        if not 0.0 <= float(corruption) < 1.0:
-            raise ValueError(f"Expected 0 <= corruption < 1. Received: corruption={corruption!r}")
-        if float(reliability) < 0:
-            raise ValueError(f"Expected reliability >= 0. Received: reliability={reliability!r}")
+        self.check_arguments(attention_units=attention_units, mode=mode, balance=balance, corruption=corruption,
+                             reliability=reliability)
         self.corruption = float(corruption)
         self.reliability = float(reliability)
         self.attention_units = int(attention_units)

@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from mmkeras import checks
+
 
 def masked_softmax(scores, presence):
     """Softmax over modalities that gives exactly 0 to absent ones (all 0 when none is present).
@@ -45,8 +47,13 @@ class BaseFusion(keras.layers.Layer):
 
     returns_weights = False
 
+    #: What each option (a constructor argument, or a key of the config's `fusion` block) accepts.
+    #: A subclass extends it with its own options; `check_fusion` reads it too.
+    OPTIONS = {"units": checks.integer(1), "activation": checks.text(), "missing_embeddings": checks.boolean()}
+
     def __init__(self, modalities, units=64, activation="relu", missing_embeddings=False, **kwargs):
         super().__init__(**kwargs)
+        self.check_arguments(units=units, activation=activation, missing_embeddings=missing_embeddings)
         self.missing_embeddings = bool(missing_embeddings)
         if not modalities:
             raise ValueError("Expected at least one modality to fuse. Received: modalities=[]")
@@ -57,6 +64,11 @@ class BaseFusion(keras.layers.Layer):
             keras.layers.Dense(self.units, activation=activation, dtype=self.dtype_policy, name=f"{m}_projection")
             for m in self.modalities
         ]
+
+    def check_arguments(self, **arguments):
+        """Raises ValueError naming the first argument that `OPTIONS` does not accept."""
+        for name, value in arguments.items():
+            checks.require(name, value, self.OPTIONS[name], f"{type(self).__name__} argument")
 
     def compute_output_spec(self, *args, **kwargs):
         """Keras' spec (the compute dtype), except the weights: a softmax over modalities computed

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from mmkeras import checks
 from mmkeras.fusion.base_fusion import masked_softmax
 
 
@@ -42,12 +43,13 @@ class LateFusion(keras.layers.Layer):
 
     returns_weights = True
 
+    #: What each option (a constructor argument, or a key of the config's `fusion` block) accepts.
+    OPTIONS = {"mode": checks.choice(*MODES), "activation": checks.choice("softmax", "sigmoid", None)}
+
     def __init__(self, modalities, mode="stacking", activation="softmax", **kwargs):
         super().__init__(**kwargs)
-        if mode not in MODES:
-            raise ValueError(f"Expected mode to be one of {list(MODES)}. Received: mode={mode!r}")
-        if activation not in ("softmax", "sigmoid", None):
-            raise ValueError(f"Expected activation to be 'softmax', 'sigmoid' or None. Received: activation={activation!r}")
+        for name, value in {"mode": mode, "activation": activation}.items():
+            checks.require(name, value, self.OPTIONS[name], "LateFusion argument")
         self.modalities = list(modalities)
         self.mode = mode
         self.activation = activation

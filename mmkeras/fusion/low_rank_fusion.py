@@ -4,6 +4,7 @@ Fusion with Modality-Specific Factors")."""
 import keras
 from keras import ops
 
+from mmkeras import checks
 from mmkeras.fusion.base_fusion import BaseFusion
 
 
@@ -37,10 +38,11 @@ class LowRankFusion(BaseFusion):
     (3, 4)
     """
 
+    OPTIONS = {**BaseFusion.OPTIONS, "rank": checks.integer(1)}
+
     def __init__(self, modalities, units=64, rank=4, activation="relu", **kwargs):
         super().__init__(modalities, units=units, activation=activation, **kwargs)
-        if int(rank) < 1:
-            raise ValueError(f"Expected rank >= 1. Received: rank={rank!r}")
+        self.check_arguments(rank=rank)
         self.rank = int(rank)
 
     def build(self, vectors_shape, presence_shape=None):

@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from mmkeras import checks
 from mmkeras.fusion.base_fusion import BaseFusion
 
 
@@ -29,10 +30,14 @@ class TransformerFusion(BaseFusion):
     (3, 8)
     """
 
+    OPTIONS = {**BaseFusion.OPTIONS, "num_heads": checks.integer(1), "feedforward_units": checks.integer(1),
+               "dropout": checks.number(0, 1)}
+
     def __init__(
         self, modalities, units=64, num_heads=4, feedforward_units=128, dropout=0.1, activation="relu", **kwargs
     ):
         super().__init__(modalities, units=units, activation=activation, **kwargs)
+        self.check_arguments(num_heads=num_heads, feedforward_units=feedforward_units, dropout=dropout)
         if self.units % num_heads:
             raise ValueError(
                 f"Expected units to be divisible by num_heads. Received: units={units}, num_heads={num_heads}"

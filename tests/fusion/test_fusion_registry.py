@@ -120,3 +120,20 @@ def test_a_float32_fusion_computes_in_float32_under_a_mixed_precision_policy(nam
     inner = list(layer._flatten_layers(include_self=False))
     assert {sub.compute_dtype for sub in inner} <= {"float32"}
     assert {sub.compute_dtype for sub in mixed._flatten_layers(include_self=False)} <= {"float16"}
+
+
+@pytest.mark.parametrize("name", sorted(FUSIONS))
+def test_every_option_is_in_the_options_table_and_a_bad_value_names_it(name):
+    """The table a config's fusion block is checked against is the layer's own arguments, and the
+    layer built in Python refuses a bad value with the same check, naming the argument."""
+    import inspect
+
+    cls = get_fusion(name)
+    arguments = set()
+    for klass in cls.__mro__:
+        if "__init__" in vars(klass) and klass.__module__.startswith("mmkeras."):
+            arguments |= set(inspect.signature(klass.__init__).parameters) - {"self", "modalities", "kwargs"}
+    assert set(cls.OPTIONS) == arguments
+    for option in cls.OPTIONS:
+        with pytest.raises(ValueError, match=rf"{cls.__name__} argument '{option}': expected .* Received: \[\]"):
+            cls(MODALITIES, **{option: []})

@@ -19,7 +19,7 @@ def test_learned_mode_has_one_trainable_weight_per_modality():
 
 
 def test_unknown_mode_is_rejected():
-    with pytest.raises(ValueError, match="Received: mode='max'"):
+    with pytest.raises(ValueError, match=r"LateFusion argument 'mode': expected one of .* Received: 'max'"):
         LateFusion(["a"], mode="max")
 
 

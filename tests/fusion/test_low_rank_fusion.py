@@ -31,5 +31,5 @@ def test_an_absent_modality_contributes_only_its_learned_constant():
 
 
 def test_rank_must_be_positive():
-    with pytest.raises(ValueError, match="Received: rank=0"):
+    with pytest.raises(ValueError, match="LowRankFusion argument 'rank': expected an integer >= 1. Received: 0"):
         LowRankFusion(["a"], rank=0)
