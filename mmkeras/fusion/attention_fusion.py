@@ -5,6 +5,7 @@ from keras import ops
 
 from mmkeras import checks
 from mmkeras.fusion.base_fusion import BaseFusion
+from mmkeras.fusion.base_fusion import check_arguments
 from mmkeras.fusion.base_fusion import masked_softmax
 
 MODES = ("scale", "sum")
@@ -76,8 +77,8 @@ class AttentionFusion(BaseFusion):
     def __init__(self, modalities, units=64, attention_units=32, activation="relu", mode="scale", balance=0.1,
                  corruption=0.15, reliability=0.3, **kwargs):
         super().__init__(modalities, units=units, activation=activation, **kwargs)
-        self.check_arguments(attention_units=attention_units, mode=mode, balance=balance, corruption=corruption,
-                             reliability=reliability)
+        check_arguments(self, attention_units=attention_units, mode=mode, balance=balance, corruption=corruption,
+                        reliability=reliability)
         self.corruption = float(corruption)
         self.reliability = float(reliability)
         self.attention_units = int(attention_units)

@@ -22,6 +22,13 @@ def masked_softmax(scores, presence):
     return weights / ops.maximum(ops.sum(weights, axis=-1, keepdims=True), 1e-9)
 
 
+def check_arguments(layer, **arguments):
+    """Raises ValueError naming the first argument that `layer.OPTIONS` (the layer's table of
+    option → check) does not accept."""
+    for name, value in arguments.items():
+        checks.require(name, value, layer.OPTIONS[name], f"{type(layer).__name__} argument")
+
+
 def zero_absent(vector, flag):
     """`vector` where `flag` is 1, zeros where it is 0 (NaN or garbage in an absent row included)."""
     flag = ops.cast(flag, vector.dtype)
@@ -53,7 +60,7 @@ class BaseFusion(keras.layers.Layer):
 
     def __init__(self, modalities, units=64, activation="relu", missing_embeddings=False, **kwargs):
         super().__init__(**kwargs)
-        self.check_arguments(units=units, activation=activation, missing_embeddings=missing_embeddings)
+        check_arguments(self, units=units, activation=activation, missing_embeddings=missing_embeddings)
         self.missing_embeddings = bool(missing_embeddings)
         if not modalities:
             raise ValueError("Expected at least one modality to fuse. Received: modalities=[]")
@@ -64,11 +71,6 @@ class BaseFusion(keras.layers.Layer):
             keras.layers.Dense(self.units, activation=activation, dtype=self.dtype_policy, name=f"{m}_projection")
             for m in self.modalities
         ]
-
-    def check_arguments(self, **arguments):
-        """Raises ValueError naming the first argument that `OPTIONS` does not accept."""
-        for name, value in arguments.items():
-            checks.require(name, value, self.OPTIONS[name], f"{type(self).__name__} argument")
 
     def compute_output_spec(self, *args, **kwargs):
         """Keras' spec (the compute dtype), except the weights: a softmax over modalities computed

@@ -5,6 +5,7 @@ import numpy as np
 from keras import ops
 
 from mmkeras import checks
+from mmkeras.fusion.base_fusion import check_arguments
 from mmkeras.fusion.base_fusion import masked_softmax
 
 
@@ -48,8 +49,7 @@ class LateFusion(keras.layers.Layer):
 
     def __init__(self, modalities, mode="stacking", activation="softmax", **kwargs):
         super().__init__(**kwargs)
-        for name, value in {"mode": mode, "activation": activation}.items():
-            checks.require(name, value, self.OPTIONS[name], "LateFusion argument")
+        check_arguments(self, mode=mode, activation=activation)
         self.modalities = list(modalities)
         self.mode = mode
         self.activation = activation

@@ -6,6 +6,7 @@ from keras import ops
 
 from mmkeras import checks
 from mmkeras.fusion.base_fusion import BaseFusion
+from mmkeras.fusion.base_fusion import check_arguments
 
 
 @keras.saving.register_keras_serializable(package="mmkeras")
@@ -42,7 +43,7 @@ class LowRankFusion(BaseFusion):
 
     def __init__(self, modalities, units=64, rank=4, activation="relu", **kwargs):
         super().__init__(modalities, units=units, activation=activation, **kwargs)
-        self.check_arguments(rank=rank)
+        check_arguments(self, rank=rank)
         self.rank = int(rank)
 
     def build(self, vectors_shape, presence_shape=None):

@@ -5,6 +5,7 @@ from keras import ops
 
 from mmkeras import checks
 from mmkeras.fusion.base_fusion import BaseFusion
+from mmkeras.fusion.base_fusion import check_arguments
 
 
 @keras.saving.register_keras_serializable(package="mmkeras")
@@ -37,7 +38,7 @@ class TransformerFusion(BaseFusion):
         self, modalities, units=64, num_heads=4, feedforward_units=128, dropout=0.1, activation="relu", **kwargs
     ):
         super().__init__(modalities, units=units, activation=activation, **kwargs)
-        self.check_arguments(num_heads=num_heads, feedforward_units=feedforward_units, dropout=dropout)
+        check_arguments(self, num_heads=num_heads, feedforward_units=feedforward_units, dropout=dropout)
         if self.units % num_heads:
             raise ValueError(
                 f"Expected units to be divisible by num_heads. Received: units={units}, num_heads={num_heads}"
