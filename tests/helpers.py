@@ -1,7 +1,9 @@
 """Test helpers that do the heavy lifting (after keras-hub's TestCase), at tiny sizes."""
 
+import fcntl
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -11,6 +13,25 @@ import numpy as np
 import tensorflow as tf
 
 from mmkeras import constants
+
+def built_once(tmp_path_factory, name, build):
+    """The folder `name`, filled by `build(folder)` once per test session, however many xdist
+    workers ask: the first to take the lock builds it, the others wait and then read it. Tests
+    must only read it (copy it to change it). Each worker built its own before: a minute of
+    training repeated for nothing."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the folder the workers' own temporary roots share
+    folder = root / name
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if `build` fails
+        if not (folder / ".built").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            build(folder)
+            (folder / ".built").touch()
+    return folder
+
 
 #: Tiny settings for every modality: vocabulary 10, 8x8 grey images, half a second of 8 kHz audio.
 TINY_MODALITIES = {

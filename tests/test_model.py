@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from helpers import TINY_FUSION_OPTIONS
 from helpers import TINY_MODALITIES
+from helpers import built_once
 from helpers import predict_in_fresh_process
 from helpers import random_inputs
 from helpers import random_labels
@@ -25,38 +26,48 @@ def tiny_model(fusion="attention", **kwargs):
 
 @pytest.fixture(scope="module")
 def trained_models(tmp_path_factory):
-    """Every fusion built, fitted for one epoch and saved; reloaded together in one fresh process."""
-    workdir = tmp_path_factory.mktemp("models")
-    keras.utils.set_random_seed(7)
-    models, paths = {}, []
-    for fusion in FUSION_NAMES:
-        model = tiny_model(fusion)
-        x = random_inputs(model, n=12)
-        history = model.fit(x, random_labels(model, n=12), epochs=1, batch_size=4, verbose=0)
-        assert np.isfinite(history.history["loss"][0])
-        models[fusion] = model
-        paths.append(workdir / f"{fusion}.keras")
-        model.save(paths[-1])
-    x = random_inputs(models[FUSION_NAMES[0]], n=5, seed=1)
-    fresh = dict(zip(FUSION_NAMES, predict_in_fresh_process(paths, x, str(workdir))))
-    return models, x, fresh, workdir
+    """Every fusion built, fitted for one epoch and saved with its own answers to 5 examples; then
+    reloaded together in one fresh process (once per session, whichever worker asks first).
+    Returns (folder, examples, {fusion: answers of the trained model}, {fusion: answers in the fresh process})."""
+    def build(folder):
+        keras.utils.set_random_seed(7)
+        paths, answers = [], {}
+        x = random_inputs(tiny_model(), n=5, seed=1)
+        for fusion in FUSION_NAMES:
+            model = tiny_model(fusion)
+            history = model.fit(random_inputs(model, n=12), random_labels(model, n=12), epochs=1, batch_size=4,
+                                verbose=0)
+            assert np.isfinite(history.history["loss"][0])
+            answers[fusion] = model.predict(x, verbose=0)["label"]
+            paths.append(folder / f"{fusion}.keras")
+            model.save(paths[-1])
+        fresh = predict_in_fresh_process(paths, x, str(folder))
+        np.savez(folder / "answers.npz", **{f"trained_{f}": answers[f] for f in FUSION_NAMES},
+                 **{f"fresh_{f}": out["label"] for f, out in zip(FUSION_NAMES, fresh)})
+        np.savez(folder / "x.npz", **x)
+
+    folder = built_once(tmp_path_factory, "trained_models", build)
+    answers = np.load(folder / "answers.npz")
+    return (folder, dict(np.load(folder / "x.npz")), {f: answers[f"trained_{f}"] for f in FUSION_NAMES},
+            {f: answers[f"fresh_{f}"] for f in FUSION_NAMES})
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("trained_models")  # one worker builds the fixture and runs these
 @pytest.mark.parametrize("fusion", FUSION_NAMES)
 def test_reloaded_in_a_fresh_process_predicts_the_same(trained_models, fusion):
-    models, x, fresh, _ = trained_models
-    expected = models[fusion].predict(x, verbose=0)
-    np.testing.assert_allclose(fresh[fusion]["label"], expected["label"], rtol=1e-5, atol=1e-6)
-    assert expected["label"].shape == (5, 3)
-    np.testing.assert_allclose(expected["label"].sum(axis=1), 1.0, rtol=1e-5)
+    _, _, trained, fresh = trained_models
+    np.testing.assert_allclose(fresh[fusion], trained[fusion], rtol=1e-5, atol=1e-6)
+    assert trained[fusion].shape == (5, 3)
+    np.testing.assert_allclose(trained[fusion].sum(axis=1), 1.0, rtol=1e-5)
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("trained_models")  # one worker builds the fixture and runs these
 @pytest.mark.parametrize("fusion", FUSION_NAMES)
-def test_exported_saved_model_gives_the_same_numbers(trained_models, fusion):
-    models, x, _, workdir = trained_models
-    run_export_test(models[fusion], x, workdir / f"export_{fusion}")
+def test_exported_saved_model_gives_the_same_numbers(trained_models, fusion, tmp_path):
+    folder, x, _, _ = trained_models
+    run_export_test(keras.saving.load_model(folder / f"{fusion}.keras"), x, tmp_path / "export")
 
 
 @pytest.mark.parametrize("fusion", FUSION_NAMES)

@@ -14,6 +14,7 @@ import sys
 import keras
 import numpy as np
 import pytest
+from helpers import built_once
 from media import tiny_config
 from media import write_tiny_dataset
 
@@ -22,6 +23,8 @@ from mmkeras.heads import Head
 from mmkeras.predict import predict
 from mmkeras.task import MultimodalTask
 from mmkeras.training import train
+
+pytestmark = pytest.mark.xdist_group("renamed_run")  # one worker trains the run and runs every test here
 
 RENAMED = {"text": "caption", "image": "img", "audio": "snd", "label": "digit"}
 
@@ -38,13 +41,17 @@ def _write_renamed(folder, rows, name="renamed.csv"):
 @pytest.fixture(scope="module")
 def renamed_run(tmp_path_factory):
     """(run dir, manifest with renamed columns, rows): trained with `data.columns` mapping them."""
-    folder = tmp_path_factory.mktemp("renamed")
-    _, rows = write_tiny_dataset(str(folder))
-    manifest = _write_renamed(str(folder), rows)
-    config = tiny_config(manifest, epochs=8)
-    config["data"]["columns"] = dict(RENAMED)
-    keras.utils.set_random_seed(0)
-    train(config, str(folder / "run"))
+    def build(folder):
+        _, rows = write_tiny_dataset(str(folder))
+        manifest = _write_renamed(str(folder), rows)
+        config = tiny_config(manifest, epochs=8)
+        config["data"]["columns"] = dict(RENAMED)
+        keras.utils.set_random_seed(0)
+        train(config, str(folder / "run"))
+        (folder / "rows.json").write_text(json.dumps([manifest, rows]))
+
+    folder = built_once(tmp_path_factory, "renamed_run", build)
+    manifest, rows = json.loads((folder / "rows.json").read_text())
     return str(folder / "run"), manifest, rows
 
 
