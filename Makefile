@@ -32,13 +32,13 @@ $(STAMP): setup.cfg pyproject.toml
 
 # Tests run in two processes side by side (pytest-xdist). On a 2-core machine two workers took
 # the 500 tests from 28.5 to 17.8 minutes (2026-12-01). TEST_WORKERS=0 runs them in one process.
-# Tests marked slow are collected first (tests/conftest.py), and handed out a few at a time
-# (--dist loadgroup keeps at most three waiting per worker), so each worker takes the next long
-# test when it is free: xdist's default hands each worker a block of consecutive tests, which gave
-# every slow test to one of them. Tests marked with one xdist_group (those sharing a fixture that
-# trains a model) go to one worker together, so that fixture is built once, not once per worker.
+# Tests marked slow are collected first (tests/conftest.py), and handed out one at a time
+# (--maxschedchunk 1), so each worker takes the next long test when it is free: xdist's default
+# hands each worker a block of consecutive tests, which gave every slow test to one of them.
+# (--dist loadgroup, which would keep the tests of one fixture on one worker, does not group
+# with pytest 9: tests/conftest.py orders them instead.)
 TEST_WORKERS ?= 2
-XDIST := $(if $(filter 0,$(TEST_WORKERS)),-p no:xdist,-n $(TEST_WORKERS) --dist loadgroup)
+XDIST := $(if $(filter 0,$(TEST_WORKERS)),-p no:xdist,-n $(TEST_WORKERS) --maxschedchunk 1)
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(XDIST) --durations=25

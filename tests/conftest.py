@@ -37,10 +37,29 @@ def tiny_run(tmp_path_factory):
     return str(folder / "run"), manifest, rows
 
 
+#: Fixtures that train a model once per session (`helpers.built_once`), shared by the workers.
+BUILT_ONCE = ("tiny_run", "renamed_run", "trained_models")
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(items):
     """Tests marked slow run first. With two workers taking one test at a time in this order
-    (`make test`: --dist loadgroup), the long ones run side by side from the start and the many
+    (`make test`: --maxschedchunk 1), the long ones run side by side from the start and the many
     short tests fill the gaps at the end, instead of one worker finishing a three-minute test
-    while the other waits."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    while the other waits.
+
+    Of the tests that use a fixture built once for all workers, the first builds it in its place;
+    the others move to the end of their part (slow or not), so that the other worker does not sit
+    waiting for the build, as it would if it took the next test of the same module meanwhile."""
+    first = {}
+    for item in sorted(items, key=lambda item: item.get_closest_marker("slow") is None):
+        for name in BUILT_ONCE:
+            if name in getattr(item, "fixturenames", ()):
+                first.setdefault(name, item)
+
+    def rank(item):
+        slow = item.get_closest_marker("slow") is not None
+        waits = any(name in getattr(item, "fixturenames", ()) and first[name] is not item for name in BUILT_ONCE)
+        return (0 if slow else 2) + int(waits)
+
+    items.sort(key=rank)

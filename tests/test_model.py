@@ -53,7 +53,6 @@ def trained_models(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("trained_models")  # one worker builds the fixture and runs these
 @pytest.mark.parametrize("fusion", FUSION_NAMES)
 def test_reloaded_in_a_fresh_process_predicts_the_same(trained_models, fusion):
     _, _, trained, fresh = trained_models
@@ -63,7 +62,6 @@ def test_reloaded_in_a_fresh_process_predicts_the_same(trained_models, fusion):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("trained_models")  # one worker builds the fixture and runs these
 @pytest.mark.parametrize("fusion", FUSION_NAMES)
 def test_exported_saved_model_gives_the_same_numbers(trained_models, fusion, tmp_path):
     folder, x, _, _ = trained_models

@@ -24,8 +24,6 @@ from mmkeras.predict import predict
 from mmkeras.task import MultimodalTask
 from mmkeras.training import train
 
-pytestmark = pytest.mark.xdist_group("renamed_run")  # one worker trains the run and runs every test here
-
 RENAMED = {"text": "caption", "image": "img", "audio": "snd", "label": "digit"}
 
 
