@@ -21,22 +21,64 @@ def test_there_are_notebooks_and_they_carry_no_bulky_outputs():
         assert "import mmkeras" in code and "def " not in code and "class " not in code, "notebooks define no library code"
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=os.path.basename)
-def test_notebook_runs(path, tmp_path):
+def _run_small(path, folder, kernel="python3", **values):
+    """Runs the notebook at `path` in `folder` with SMALL (and `values`) in place of its own values."""
     from nbclient import NotebookClient
 
+    values = {**SMALL, **values}
     book = nbformat.read(path, as_version=4)
     for cell in book.cells:
-        if "parameters" in cell.metadata.get("tags", []):
+        if "parameters" in cell.metadata.get("tags", []) or cell.source.startswith("# Setup"):
             lines = []
             for line in cell.source.splitlines():
                 name = line.split("=")[0].strip()
-                lines.append(f"{name} = {SMALL[name]!r}" if name in SMALL else line)
+                lines.append(f"{name} = {values[name]!r}" if name in values else line)
             cell.source = "\n".join(lines)
-    NotebookClient(book, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    NotebookClient(book, timeout=600, kernel_name=kernel, resources={"metadata": {"path": str(folder)}}).execute()
     errors = [o for c in book.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
     assert not errors
+
+
+QUICKSTART = next(p for p in NOTEBOOKS if os.path.basename(p).startswith("01_"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if p != QUICKSTART], ids=os.path.basename)
+def test_notebook_runs(path, tmp_path):
+    _run_small(path, tmp_path)
+
+
+@pytest.mark.slow
+def test_the_quickstart_installs_mmkeras_through_its_own_first_cell_and_runs(tmp_path, monkeypatch):
+    """Where mmkeras is not installed, the quickstart's first cell installs it (here from the folder
+    of a clone, MMKERAS_SOURCE) and the notebook then runs top to bottom in that kernel."""
+    import subprocess
+    import sys
+    import sysconfig
+
+    from test_first_contact import _copy_source
+
+    source = _copy_source(str(tmp_path / "src"))
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = str(venv / "bin" / "python")
+    site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    # TensorFlow, Jupyter's kernel and the rest come from the test environment (no download): its
+    # site-packages joins the new one's path. mmkeras does not: the editable install's own .pth
+    # file is read only in its own environment.
+    with open(os.path.join(site, "test_environment.pth"), "w") as f:
+        f.write(sysconfig.get_paths()["purelib"] + "\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    missing = subprocess.run([python, "-c", "import mmkeras"], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert "No module named 'mmkeras'" in missing.stderr
+    subprocess.run([python, "-m", "ipykernel", "install", "--prefix", str(tmp_path / "jupyter"), "--name", "fresh"],
+                   check=True, capture_output=True, env=env)
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter" / "share" / "jupyter"))
+
+    _run_small(QUICKSTART, tmp_path, kernel="fresh", MMKERAS_SOURCE=source)
+    assert os.path.isdir(os.path.join(site, "mmkeras")), "the first cell installed mmkeras into the kernel's environment"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=os.path.basename)
