@@ -152,16 +152,35 @@ class Preprocessor:
         if labels is not None:
             self.labels.adapt(labels, order=label_order)
 
-    def save(self, directory):
-        """Writes the full state (settings, each modality's learned state, label names) to `directory`."""
-        os.makedirs(directory, exist_ok=True)
-        state = {
+    def get_config(self):
+        """The settings, as Keras objects give them (JSON-ready): every modality's spec, the label
+        type and names, the column mapping. What each kind learned from data (vocabularies,
+        statistics) is not in it: `save` writes that too, beside it.
+
+        >>> pre = Preprocessor({"text": {"max_tokens": 20}}, label_names=["cold", "warm"], columns={"text": "caption"})
+        >>> config = pre.get_config()
+        >>> config["label_names"], config["columns"], config["modalities"]["text"]["max_tokens"]
+        (['cold', 'warm'], {'text': 'caption'}, 20)
+        >>> Preprocessor.from_config(config).get_config() == config
+        True
+        """
+        return {
             "modalities": {name: specs_lib.spec_to_dict(spec) for name, spec in self.specs.items()},
             "label_type": self.label_type,
             "label_names": self.label_names,
-            "columns": self.columns,
-            "states": {name: converter.get_state(directory) for name, converter in self.converters.items()},
+            "columns": dict(self.columns),
         }
+
+    @classmethod
+    def from_config(cls, config):
+        """A Preprocessor with the settings of `get_config()` (to be adapted, or given its states)."""
+        return cls(**config)
+
+    def save(self, directory):
+        """Writes the full state (settings, each modality's learned state, label names) to `directory`."""
+        os.makedirs(directory, exist_ok=True)
+        state = {**self.get_config(),
+                 "states": {name: converter.get_state(directory) for name, converter in self.converters.items()}}
         with open(os.path.join(directory, STATE_FILE), "w", encoding="utf-8") as f:
             json.dump(state, f, indent=1, ensure_ascii=False)
 
