@@ -1,18 +1,25 @@
-"""The video branch on clips whose label is only in the motion (issue 31): mmkeras video alone with
-the defaults (and with changes that test why it trails) against a plain Keras TimeDistributed
-CNN → GRU, all on the same files.
+"""The video branch on clips whose label is only in the motion (issue 31), and on clips whose label
+is only in what moves: mmkeras video alone with the defaults (and with changes that test why it
+trails) against a plain Keras TimeDistributed CNN → GRU, all on the same files.
 
-Run: `nice -n 19 .venv/bin/python benchmarks/motion_clips.py [--seeds 1 2 3] [--epochs 30]
-      [--threads 1] [--variants NAME ...] [--output DIR]`
-     `python benchmarks/motion_clips.py --data-only DIR` writes the data set and stops.
+Run: `nice -n 19 .venv/bin/python benchmarks/motion_clips.py [--task motion|content] [--seeds 1 2 3]
+      [--epochs 30] [--threads 1] [--variants NAME ...] [--output DIR]`
+     `python benchmarks/motion_clips.py [--task ...] --data-only DIR` writes the data set and stops.
 
-Data (`write_motion_clips`): 8-frame 24x24 grey animated GIFs. A bright 4x4 square moves 2 or 3
-pixels a frame left, right, up or down, or stays still (5 classes), wrapping around the edges, so
-that its place in any one frame is uniform over the canvas whatever the class: no single frame
-tells the label, only the frames' order does. Distractors: a dimmer 4x4 square that stays
-still, two single pixels that flicker at random places each frame, Gaussian noise (sd 0.08) on
-every frame; the square's brightness varies per clip. 300 train / 100 validation / 150 test
-clips, every split balanced over the classes; seeded: the same seed writes the same files.
+Data: 8-frame 24x24 grey animated GIFs, one of two tasks (`--task`, 5 classes each):
+- `motion` (the default, `write_motion_clips`): a bright 4x4 square moves 2 or 3 pixels a frame
+  left, right, up or down, or stays still (the class), wrapping around the edges, so that its
+  place in any one frame is uniform over the canvas whatever the class: no single frame tells the
+  label, only the frames' order does;
+- `content` (`write_content_clips`): the class is the bright glyph that moves (`GLYPHS`: a filled
+  3x3 square, a hollow 4x4 ring, a 5x5 plus, a 2x5 horizontal bar, a 5x2 vertical bar, 9-12
+  pixels each, so their mass barely differs), which starts anywhere and moves the same way as a
+  motion clip's square in a direction drawn at random (or stays still): where it is and which way
+  it goes tell nothing, its shape tells the label in every frame.
+Distractors in both: a dimmer 4x4 square that stays still, two single pixels that flicker at
+random places each frame, Gaussian noise (sd 0.08) on every frame; the bright shape's brightness
+varies per clip. 300 train / 100 validation / 150 test clips, every split balanced over the
+classes; seeded: the same seed writes the same files.
 
 Models, each trained with every seed (test accuracy, mean ± standard deviation over the seeds):
 - `mmkeras defaults`: `mmkeras.train` with `clip: {kind: video, frames: 8, height: 24, width: 24,
@@ -25,9 +32,10 @@ Models, each trained with every seed (test accuracy, mean ± standard deviation 
 The plain models train on the clips the library's Preprocessor decodes (the grey plane, without
 the mask plane) with Adam 1e-3, batch 32, early stopping on validation loss (patience 10, best
 weights restored), the same epoch budget as the library runs. The video branch has no
-augmentation (no flips that would swap left and right); what decides here is the per-frame
-pooling: a global one (`grid: 1`, the GAP baseline) cannot see which way the square moved. Writes
-`motion_clips.json` and `motion_clips.md` in the output folder.
+augmentation (no flips that would swap left and right); what decides on motion clips is the
+per-frame pooling: a global one (`grid: 1`, the GAP baseline) cannot see which way the square
+moved, while on content clips keeping where things are may only cost. Writes `<task>_clips.json`
+and `<task>_clips.md` (`motion_clips.*`, `content_clips.*`) in the output folder.
 """
 
 import argparse
@@ -48,6 +56,14 @@ MOTIONS = {"left": (0, -1), "right": (0, 1), "up": (-1, 0), "down": (1, 0), "sti
 FRAMES = 8
 SIZE = 24
 SQUARE = 4
+#: name → the bright shape of a content clip (1 where it is lit).
+GLYPHS = {name: np.array([[c == "#" for c in row] for row in rows.split()], float) for name, rows in {
+    "square": "### ### ###",
+    "ring": "#### #..# #..# ####",
+    "plus": "..#.. ..#.. ##### ..#.. ..#..",
+    "horizontal bar": "##### #####",
+    "vertical bar": "## ## ## ## ##",
+}.items()}
 SPEEDS = (2, 3)  # pixels a frame (1 hides in the first 2x2 max pooling)
 NOISE = 0.08
 SPLITS = {"train": 300, "validation": 100, "test": 150}
@@ -78,38 +94,59 @@ def gif_bytes(frames):
     return buffer.getvalue()
 
 
-def draw_clip(motion, rng):
-    """`FRAMES` float frames in [0, 1] of a square moving as `motion` says, with the distractors."""
+def draw_clip(glyph, motion, rng):
+    """`FRAMES` float frames in [0, 1] of `glyph` (an array of 0 and 1) moving as `motion` says,
+    with the distractors."""
     (dy, dx), speed = MOTIONS[motion], int(rng.choice(SPEEDS))
     y, x = rng.integers(0, SIZE, 2)
     still_y, still_x = rng.integers(0, SIZE, 2)
     bright, dim = rng.uniform(0.7, 1.0), rng.uniform(0.3, 0.5)
     frames = rng.normal(0.1, NOISE, (FRAMES, SIZE, SIZE))
     for t in range(FRAMES):
-        rows = (y + dy * speed * t + np.arange(SQUARE)) % SIZE  # wraps around: the place stays uniform
-        columns = (x + dx * speed * t + np.arange(SQUARE)) % SIZE
+        rows = (y + dy * speed * t + np.arange(glyph.shape[0])) % SIZE  # wraps around: the place stays uniform
+        columns = (x + dx * speed * t + np.arange(glyph.shape[1])) % SIZE
         frames[t][np.ix_((still_y + np.arange(SQUARE)) % SIZE, (still_x + np.arange(SQUARE)) % SIZE)] += dim
-        frames[t][np.ix_(rows, columns)] += bright
+        frames[t][np.ix_(rows, columns)] += bright * glyph
         frames[t][tuple(rng.integers(0, SIZE, (2, 2)))] += bright  # two flickering pixels
     return np.clip(frames, 0, 1)
 
 
-def write_motion_clips(folder, sizes=None, seed=11):
-    """Writes the clips as GIFs and `train.csv`, `validation.csv`, `test.csv` (columns `clip,label`,
-    paths relative to `folder`); returns the manifests' paths."""
+def write_clips(folder, names, draw, sizes, seed):
+    """Writes `draw(name, rng)`'s clips as GIFs and `train.csv`, `validation.csv`, `test.csv`
+    (columns `clip,label`, paths relative to `folder`), every split balanced over `names`; returns
+    the manifests' paths."""
     sizes = sizes or SPLITS
     rng = np.random.default_rng(seed)
-    names = list(MOTIONS)
     labels = np.concatenate([rng.permutation(np.arange(size) % len(names)) for size in sizes.values()])
     os.makedirs(os.path.join(folder, "clips"), exist_ok=True)
     rows = []
     for i, label in enumerate(labels):
-        frames = (draw_clip(names[label], rng) * 255).round().astype("uint8")
+        frames = (draw(names[label], rng) * 255).round().astype("uint8")
         name = f"clips/{i:04d}.gif"
         with open(os.path.join(folder, name), "wb") as f:
             f.write(gif_bytes(frames))
         rows.append({"clip": name, "label": names[label]})
     return write_splits(folder, rows, sizes)
+
+
+def write_motion_clips(folder, sizes=None, seed=11):
+    """The motion clips: the label is which way the square moves."""
+    square = np.ones((SQUARE, SQUARE))
+    return write_clips(folder, list(MOTIONS), lambda motion, rng: draw_clip(square, motion, rng), sizes, seed)
+
+
+def write_content_clips(folder, sizes=None, seed=12):
+    """The content clips: the label is the glyph, which moves in a random direction (or stays still)."""
+
+    def draw(glyph, rng):
+        return draw_clip(GLYPHS[glyph], rng.choice(list(MOTIONS)), rng)
+
+    return write_clips(folder, list(GLYPHS), draw, sizes, seed)
+
+
+#: task → the output files' name, the table's title and the data set's writer.
+TASKS = {"motion": ("motion_clips", f"Motion clips, {len(MOTIONS)} classes", write_motion_clips),
+         "content": ("content_clips", f"Content clips, {len(GLYPHS)} classes", write_content_clips)}
 
 
 def td_cnn_gru(shape, classes, pooling):
@@ -179,6 +216,7 @@ def compare(paths, seeds, epochs, variants, baselines, workdir, log):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", default="motion", choices=list(TASKS), help="what tells the class")
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     parser.add_argument("--epochs", type=int, default=30, help="for every model")
     parser.add_argument("--threads", type=int, default=1, help="TensorFlow intra- and inter-op threads (0: all cores)")
@@ -187,14 +225,15 @@ def main():
     parser.add_argument("--data-only", metavar="DIR", help="write the data set to DIR and stop")
     parser.add_argument("--output", default=None)
     args = parser.parse_args()
+    name, title, write_data = TASKS[args.task]
     if args.data_only:
-        print(write_motion_clips(args.data_only))
+        print(write_data(args.data_only))
         return
 
     def runs(paths, folder, log):
         return compare(paths, args.seeds, args.epochs, args.variants, args.baselines, folder, log)
 
-    run_comparison("motion_clips", f"Motion clips, {len(MOTIONS)} classes", write_motion_clips, runs, args, SPLITS)
+    run_comparison(name, title, write_data, runs, args, SPLITS)
 
 
 if __name__ == "__main__":
