@@ -14,7 +14,7 @@ from media import tiny_config
 from mmkeras_cli import main
 
 
-# train → evaluate → export → predict through the installed command: test_first_contact's
+# train → evaluate → export → predict and the demo through the installed command: test_first_contact's
 # plain-install test, which runs each in a fresh process of a clean environment.
 
 
@@ -38,20 +38,6 @@ def test_predict_prints_json_lines_without_output(tiny_run, capsys):
     assert main(["predict", "--model", run_dir, "--data", manifest]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == len(rows) and json.loads(lines[0])["row"] == 1
-
-
-@pytest.mark.slow
-def test_demo_runs_end_to_end_on_a_small_slice(tmp_path, capsys):
-    assert main(["demo", "--workdir", str(tmp_path), "--examples", "150", "--epochs", "1"]) == 0
-    out = capsys.readouterr().out
-    assert "fused model accuracy (test, all modalities)" in out and "with image alone" in out
-    assert "SavedModel:" in out and "→ label" in out
-    assert (tmp_path / "saved_models" / "digits" / "1" / "saved_model.pb").exists()
-    assert (tmp_path / "run" / "test_predictions.csv").exists()
-    assert "the answer rests most on " in out and "(exact modality Shapley values, change in p: text " in out
-    assert (tmp_path / "run" / "explanations" / "modality_shapley.png").exists()
-    assert "  inside it, text: " in out and "; image: rows " in out
-    assert (tmp_path / "run" / "explanations" / "row1" / "attributions" / "row1_label.png").exists()
 
 
 def test_a_misspelled_column_is_an_error_naming_it(tiny_run, tmp_path, capsys):

@@ -1,7 +1,8 @@
 """What a new user meets first: a plain `pip install .`, the documented defaults, a failing run.
 
 The plain-install test is also the suite's end-to-end test of the `mmkeras` command: train,
-evaluate, export and predict (from the run and from the SavedModel) in fresh processes.
+evaluate, export and predict (from the run and from the SavedModel), then the demo, in fresh
+processes.
 
 The plain-install test builds its own virtual environment with no extras (pip's wheel cache
 keeps it quick) and runs the command line with a config that holds only `data` and
@@ -86,6 +87,18 @@ def test_a_plain_install_trains_evaluates_exports_and_predicts_with_the_defaults
     assert [r["label"] for r in keras_rows] == [r["label"] for r in served_rows]
     for ours, served in zip(keras_rows, served_rows):
         assert abs(float(ours["prob_class0"]) - float(served["prob_class0"])) < 1e-5
+
+    # `mmkeras demo` (on a slice of its data, one epoch) needs nothing beyond the plain install.
+    demo = tmp_path / "demo"
+    out = run("demo", "--workdir", str(demo), "--examples", "150", "--epochs", "1").stdout
+    assert "fused model accuracy (test, all modalities)" in out and "with image alone" in out
+    assert "SavedModel:" in out and "→ label" in out
+    assert (demo / "saved_models" / "digits" / "1" / "saved_model.pb").exists()
+    assert (demo / "run" / "test_predictions.csv").exists()
+    assert "the answer rests most on " in out and "(exact modality Shapley values, change in p: text " in out
+    assert (demo / "run" / "explanations" / "modality_shapley.png").exists()
+    assert "  inside it, text: " in out and "; image: rows " in out
+    assert (demo / "run" / "explanations" / "row1" / "attributions" / "row1_label.png").exists()
 
 
 _FAILING_RUN = textwrap.dedent(
