@@ -1,15 +1,13 @@
 """What a config key or a modality option accepts, in one place: each check is a pair
-`(fn(value) -> bool, "what is expected")`, and `require` raises the one error text both the YAML
-config (`config.SCHEMA`) and the modality specs (their dataclass fields) give:
+`(fn(value) -> bool, "what is expected")`, and `require` raises the one error text that the YAML
+config (`config.SCHEMA`), the modality specs (their dataclass fields), pretrained encoders
+(`pretrained.ENCODER_CHECKS`) and the fusion layers (their `OPTIONS`) all give:
 
 >>> require("training.epochs", "ten", integer(1))
 Traceback (most recent call last):
 ...
 ValueError: Config key 'training.epochs': expected an integer >= 1. Received: 'ten'
 """
-
-
-import numbers
 
 
 def require(key, value, check, subject="Config key"):
@@ -38,7 +36,7 @@ def require_table(values, table, prefix="", owner="", subject="Config key"):
 
 
 def _is_int(value):
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def integer(minimum):
@@ -47,7 +45,7 @@ def integer(minimum):
 
 def number(low, high=None, high_open=True):
     def accepts(value):
-        if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
             return False
         return value >= low and (high is None or (value < high if high_open else value <= high))
     bound = "" if high is None else (f", < {high}" if high_open else f", <= {high}")

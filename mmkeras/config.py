@@ -15,8 +15,8 @@ class Option:
 
     Args:
         default: the value when the config leaves the key out.
-        check: (fn(value) -> bool, "what is expected") from `mmkeras.checks`, or None where
-            another part checks it (the fusion layer checks its own options).
+        check: (fn(value) -> bool, "what is expected") from `mmkeras.checks`, or None for a
+            key nothing checks.
         help: str. What the key does.
     """
 
@@ -62,7 +62,8 @@ SCHEMA = {
     },
     "fusion": {
         # The other keys of the block are the chosen fusion layer's own options (its OPTIONS table).
-        "type": Option("attention", checks.choice(*sorted(FUSIONS)), "the fusion layer (mmkeras.fusion.FUSIONS)"),
+        "type": Option("attention", ((lambda value: value in FUSIONS), f"one of {sorted(FUSIONS)}"),
+                       "the fusion layer (mmkeras.fusion.FUSIONS)"),
         "modality_dropout": Option(0.25, checks.number(0, 1), "training only: drop whole modalities at this rate"),
     },
     "model": {

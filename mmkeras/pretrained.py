@@ -142,9 +142,9 @@ ENCODER_CHECKS = {
 def check_encoder_options(modality, options):
     """Raises ValueError naming `modalities.<modality>.encoder` when its settings are malformed."""
     where = f"modalities.{modality}.encoder"
-    checks.reject_unknown(options, ENCODER_CHECKS, f"{where}.", "a pretrained encoder")
-    checks.require(f"{where}.source", options.get("source"), ENCODER_CHECKS["source"])  # the one required key
-    checks.require_table(options, ENCODER_CHECKS, f"{where}.")
+    checks.require_table(options, ENCODER_CHECKS, f"{where}.", "a pretrained encoder")
+    if "source" not in options:  # the one required key
+        checks.require(f"{where}.source", None, ENCODER_CHECKS["source"])
 
 
 def build_pretrained_encoder(spec, name):

@@ -37,10 +37,27 @@ def test_every_config_key_has_one_entry_that_gives_its_default_check_and_meaning
         assert DEFAULTS[block] == {key: option.default for key, option in options.items()}
         for key, option in options.items():
             assert option.help and len(option.help) > 10, f"{block}.{key}"
-            if option.check is None:
-                assert block == "fusion", f"{block}.{key}: only the fusion layer checks its own options"
-                continue
+            assert option.check is not None, f"{block}.{key}: every key is checked"
             assert option.check[0](option.default) or key == "train", f"{block}.{key}: its default fails its check"
             with pytest.raises(ValueError, match=rf"Config key '{block}\.{key}': expected {re.escape(option.check[1])}"):
                 check_values({block: {key: object()}})
     assert len(CHECKS) == sum(o.check is not None for options in SCHEMA.values() for o in options.values())
+
+
+def test_numpy_numbers_are_refused_at_once_since_the_saved_config_could_not_hold_them():
+    """YAML and JSON cannot write NumPy scalars: accepted, they would fail only when the finished
+    run saves its config, after the whole training."""
+    import numpy as np
+
+    from mmkeras.config import check_values
+
+    with pytest.raises(ValueError, match=r"Config key 'training.epochs': expected an integer >= 1"):
+        check_values({"training": {"epochs": np.int64(3)}})
+    with pytest.raises(ValueError, match=r"Config key 'modalities.text.lstm_units': expected an integer >= 1"):
+        specs.make_spec("text", {"lstm_units": np.int32(4)})
+
+
+def test_a_fusion_may_have_a_linear_projection():
+    from mmkeras.config import check_fusion
+
+    check_fusion({"type": "concat", "activation": None}, ["text", "image"])

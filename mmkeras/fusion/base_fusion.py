@@ -56,7 +56,8 @@ class BaseFusion(keras.layers.Layer):
 
     #: What each option (a constructor argument, or a key of the config's `fusion` block) accepts.
     #: A subclass extends it with its own options; `check_fusion` reads it too.
-    OPTIONS = {"units": checks.integer(1), "activation": checks.text(), "missing_embeddings": checks.boolean()}
+    OPTIONS = {"units": checks.integer(1), "activation": checks.optional(checks.text()),
+               "missing_embeddings": checks.boolean()}
 
     def __init__(self, modalities, units=64, activation="relu", missing_embeddings=False, **kwargs):
         super().__init__(**kwargs)
