@@ -26,8 +26,8 @@ def built_once(tmp_path_factory, name, build):
     with open(root / f"{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if `build` fails
         if not (folder / ".built").exists():
-            shutil.rmtree(folder, ignore_errors=True)
-            folder.mkdir()
+            shutil.rmtree(folder, ignore_errors=True)  # what a build that failed left
+            folder.mkdir(exist_ok=True)
             build(folder)
             (folder / ".built").touch()
     return folder

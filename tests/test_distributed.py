@@ -88,8 +88,10 @@ def test_two_workers_train_one_model_like_a_single_process_and_resume_after_a_ki
     for w in workers:
         w.kill()
     _finish(workers)
-    before = _epochs(logs / "worker0.log")
+    before, other_before = _epochs(logs / "worker0.log"), _epochs(logs / "worker1.log")
     assert 1 <= len(before) < 10, "the kill came after the first epoch and before the last"
+    both = sorted(set(before) & set(other_before))
+    assert both and all(before[e] == other_before[e] for e in both)  # from a fresh start: one model on both
     for index in range(2):
         open(logs / f"worker{index}.log", "w").close()
     assert _finish(_start_workers(tmp_path / "c.yaml", run, logs)) == [0, 0]

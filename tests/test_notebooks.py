@@ -64,8 +64,8 @@ def test_the_quickstart_installs_mmkeras_through_its_own_first_cell_and_runs(tmp
     python = str(venv / "bin" / "python")
     site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                           capture_output=True, text=True, check=True).stdout.strip()
-    # TensorFlow, Jupyter's kernel and the rest come from the test environment (no download): its
-    # site-packages joins the new one's path. mmkeras does not: the editable install's own .pth
+    # TensorFlow, Jupyter's kernel and the rest come from the test environment (pip downloads only
+    # its build tools): its site-packages joins the new one's path. mmkeras does not: the editable install's own .pth
     # file is read only in its own environment.
     with open(os.path.join(site, "test_environment.pth"), "w") as f:
         f.write(sysconfig.get_paths()["purelib"] + "\n")
