@@ -42,8 +42,8 @@ def _classes():
 
 
 #: Every key of a config's data/fusion/model/training/tuning blocks: default, check and meaning,
-#: in one place (`modalities` entries are the kinds' spec dataclasses; the fusion layer checks
-#: its own options). `data.train` and `modalities` are required.
+#: in one place (`modalities` entries are the kinds' spec dataclasses; the `fusion` block's other
+#: keys are the chosen fusion layer's `OPTIONS`). `data.train` and `modalities` are required.
 SCHEMA = {
     "data": {
         "train": Option(None, checks.optional(checks.text()), "CSV/JSONL manifest or TFRecord shards; relative paths "
