@@ -188,8 +188,11 @@ def test_ctrl_c_stops_train_with_status_130_and_the_same_command_resumes(tmp_pat
     from media import write_tiny_dataset
 
     manifest, _ = write_tiny_dataset(str(tmp_path))
+    epochs = 15
     config = tmp_path / "c.yaml"
-    config.write_text(yaml.safe_dump(tiny_config(manifest, epochs=6, early_stopping_patience=0)))
+    # Enough epochs that the run is still training when the signal lands (with 6 it could finish
+    # between the first epoch's line and the signal on a busy machine, and exit 0).
+    config.write_text(yaml.safe_dump(tiny_config(manifest, epochs=epochs, early_stopping_patience=0)))
     run = tmp_path / "run"
     exe = shutil.which("mmkeras", path=os.path.dirname(sys.executable)) or shutil.which("mmkeras")
     command = [exe, "train", "--config", str(config), "--output", str(run)]
@@ -216,8 +219,8 @@ def test_ctrl_c_stops_train_with_status_130_and_the_same_command_resumes(tmp_pat
     again = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert again.returncode == 0, again.stderr[-2000:]
     with open(log) as f:
-        assert [int(r["epoch"]) for r in csv.DictReader(f)] == list(range(6))
-    assert done >= 1 and json.load(open(run / "finished.json"))["epochs_run"] == 6
+        assert [int(r["epoch"]) for r in csv.DictReader(f)] == list(range(epochs))
+    assert done >= 1 and json.load(open(run / "finished.json"))["epochs_run"] == epochs
 
 
 def test_every_option_says_what_it_is_and_version_answers(capsys):
