@@ -23,6 +23,25 @@ def seed_table(rows):
     return lines
 
 
+def add_training_option(parser):
+    """`--training KEY=VALUE ...`: training settings of every mmkeras run (values read as YAML)."""
+    def pair(text):
+        import yaml
+
+        key, sep, value = text.partition("=")
+        if not sep or not key:
+            raise ValueError(f"expected KEY=VALUE, got {text!r}")
+        return key, yaml.safe_load(value)
+
+    parser.add_argument("--training", nargs="+", type=pair, default=[], metavar="KEY=VALUE",
+                        help="training settings of every mmkeras run, e.g. ema=0.99 (table rows name them)")
+
+
+def with_training(name, training):
+    """A model's row name with the `--training` settings its runs had."""
+    return name + "".join(f", {key}: {value}" for key, value in training)
+
+
 def run_comparison(name, title, write_data, compare, args, sizes):
     """Writes the data into `args.output` (or a temporary folder), runs `compare(paths, runs_dir,
     log)` (→ model name → one result dict per seed) and writes `<name>.md` and `<name>.json`.

@@ -3,7 +3,7 @@ alone with the defaults, with each augmentation off and with both off, against a
 log-mel + Conv1D model, all on the same files.
 
 Run: `nice -n 19 .venv/bin/python benchmarks/keyword_speech.py [--seeds 1 2 3] [--epochs 40]
-      [--threads 1] [--output DIR]`
+      [--threads 1] [--variants NAME ...] [--no-baseline] [--training KEY=VALUE ...] [--output DIR]`
      `python benchmarks/keyword_speech.py --data-only DIR` writes the data set and stops.
 
 Data (`write_keyword_speech`, needs Debian's `espeak-ng`): 8 command words (yes no up down left
@@ -45,7 +45,9 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from _seeded import add_training_option  # noqa: E402
 from _seeded import run_comparison  # noqa: E402
+from _seeded import with_training  # noqa: E402
 from _seeded import write_splits  # noqa: E402
 
 from datasets import _write_wav  # noqa: E402
@@ -166,7 +168,7 @@ def fit_baseline(splits, classes, seed, epochs):
     return {"all": accuracy, "epochs": len(history.history["loss"])}
 
 
-def compare(paths, seeds, epochs, workdir, log):
+def compare(paths, seeds, epochs, workdir, log, variants=tuple(VARIANTS), baseline=True, training=()):
     """Every variant and the baseline, seed by seed (so a cut-short run still has whole seeds)."""
     import mmkeras
     from fusion_comparison import run_one
@@ -178,14 +180,19 @@ def compare(paths, seeds, epochs, workdir, log):
     classes = len(preprocessor.label_names)
     rows = {}
     for seed in seeds:
-        for name, changes in VARIANTS.items():
+        for name in variants:
             config = {"data": {"train": paths["train"], "validation": paths["validation"]},
-                      "modalities": {"audio": {**AUDIO, **changes}},
+                      "modalities": {"audio": {**AUDIO, **VARIANTS[name]}},
                       "training": {"verbose": 0, "tensorboard": False, "backup": False, "checkpoint": False,
-                                   "seed": seed, "epochs": epochs, "early_stopping_patience": PATIENCE}}
+                                   "seed": seed, "epochs": epochs, "early_stopping_patience": PATIENCE,
+                                   **dict(training)}}
             slug = name.split(" ", 1)[1].replace(":", "").replace(" ", "_").replace("{}", "off")
-            rows.setdefault(name, []).append(run_one(config, os.path.join(workdir, f"{slug}-{seed}"), *splits["test"]))
-            log(name, seed, rows[name][-1])
+            row_name = with_training(name, training)
+            rows.setdefault(row_name, []).append(run_one(config, os.path.join(workdir, f"{slug}-{seed}"),
+                                                         *splits["test"]))
+            log(row_name, seed, rows[row_name][-1])
+        if not baseline:
+            continue
         start = time.perf_counter()
         row = fit_baseline(splits, classes, seed, epochs)
         rows.setdefault(BASELINE, []).append({**row, "seconds": time.perf_counter() - start})
@@ -198,6 +205,9 @@ def main():
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     parser.add_argument("--epochs", type=int, default=40, help="the library's default, for every model")
     parser.add_argument("--threads", type=int, default=1, help="TensorFlow intra- and inter-op threads (0: all cores)")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--no-baseline", action="store_true", help=f"leave out the {BASELINE} baseline")
+    add_training_option(parser)
     parser.add_argument("--data-only", metavar="DIR", help="write the data set to DIR and stop")
     parser.add_argument("--output", default=None)
     args = parser.parse_args()
@@ -206,7 +216,8 @@ def main():
         return
 
     def runs(paths, folder, log):
-        return compare(paths, args.seeds, args.epochs, folder, log)
+        return compare(paths, args.seeds, args.epochs, folder, log, args.variants, not args.no_baseline,
+                       args.training)
 
     run_comparison("keyword_speech", "Keyword speech, 8 classes", write_keyword_speech, runs, args, SPLITS)
 

@@ -3,7 +3,8 @@ is only in what moves: mmkeras video alone with the defaults (and with changes t
 trails) against a plain Keras TimeDistributed CNN → GRU, all on the same files.
 
 Run: `nice -n 19 .venv/bin/python benchmarks/motion_clips.py [--task motion|content] [--seeds 1 2 3]
-      [--epochs 30] [--threads 1] [--variants NAME ...] [--output DIR]`
+      [--epochs 30] [--threads 1] [--variants NAME ...] [--baselines [NAME ...]] [--training KEY=VALUE ...]
+      [--output DIR]`
      `python benchmarks/motion_clips.py [--task ...] --data-only DIR` writes the data set and stops.
 
 Data: 8-frame 24x24 grey animated GIFs, one of two tasks (`--task`, 5 classes each):
@@ -49,7 +50,9 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from _seeded import add_training_option  # noqa: E402
 from _seeded import run_comparison  # noqa: E402
+from _seeded import with_training  # noqa: E402
 from _seeded import write_splits  # noqa: E402
 
 MOTIONS = {"left": (0, -1), "right": (0, 1), "up": (-1, 0), "down": (1, 0), "still": (0, 0)}  # (rows, columns)
@@ -186,7 +189,7 @@ def fit_baseline(splits, classes, seed, epochs, pooling):
     return {"all": accuracy, "epochs": len(history.history["loss"])}
 
 
-def compare(paths, seeds, epochs, variants, baselines, workdir, log):
+def compare(paths, seeds, epochs, variants, baselines, workdir, log, training=()):
     """Every variant and baseline, seed by seed (so a cut-short run still has whole seeds)."""
     import mmkeras
     from fusion_comparison import run_one
@@ -207,10 +210,13 @@ def compare(paths, seeds, epochs, variants, baselines, workdir, log):
             config = {"data": {"train": paths["train"], "validation": paths["validation"]},
                       "modalities": {"clip": {**CLIP, **VARIANTS[name]}},
                       "training": {"verbose": 0, "tensorboard": False, "backup": False, "checkpoint": False,
-                                   "seed": seed, "epochs": epochs, "early_stopping_patience": PATIENCE}}
+                                   "seed": seed, "epochs": epochs, "early_stopping_patience": PATIENCE,
+                                   **dict(training)}}
             slug = name.split(" ", 1)[1].replace(":", "").replace(" ", "_")
-            rows.setdefault(name, []).append(run_one(config, os.path.join(workdir, f"{slug}-{seed}"), *splits["test"]))
-            log(name, seed, rows[name][-1])
+            row_name = with_training(name, training)
+            rows.setdefault(row_name, []).append(run_one(config, os.path.join(workdir, f"{slug}-{seed}"),
+                                                         *splits["test"]))
+            log(row_name, seed, rows[row_name][-1])
     return rows
 
 
@@ -221,7 +227,8 @@ def main():
     parser.add_argument("--epochs", type=int, default=30, help="for every model")
     parser.add_argument("--threads", type=int, default=1, help="TensorFlow intra- and inter-op threads (0: all cores)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    parser.add_argument("--baselines", nargs="+", default=list(BASELINES), choices=list(BASELINES))
+    parser.add_argument("--baselines", nargs="*", default=list(BASELINES), choices=list(BASELINES))
+    add_training_option(parser)
     parser.add_argument("--data-only", metavar="DIR", help="write the data set to DIR and stop")
     parser.add_argument("--output", default=None)
     args = parser.parse_args()
@@ -231,7 +238,7 @@ def main():
         return
 
     def runs(paths, folder, log):
-        return compare(paths, args.seeds, args.epochs, args.variants, args.baselines, folder, log)
+        return compare(paths, args.seeds, args.epochs, args.variants, args.baselines, folder, log, args.training)
 
     run_comparison(name, title, write_data, runs, args, SPLITS)
 

@@ -66,7 +66,7 @@ def train_across_workers(config, output_dir, strategy=None, overwrite=False):
     train_cfg = config["training"]
     ignored = [f"training.{key}" for key, off in (("tensorboard", False), ("lr_schedule", None), ("class_weights", False),
                                                    ("frozen_epochs", 0), ("mixed_precision", "auto"),
-                                                   ("jit_compile", False), ("deterministic", False))
+                                                   ("jit_compile", False), ("deterministic", False), ("ema", None))
                if train_cfg[key] != off and not (key == "mixed_precision" and train_cfg[key] is False)]
     if ignored:
         warnings.warn(f"Training on {workers} workers does not apply {', '.join(ignored)} (see mmkeras.distributed)",

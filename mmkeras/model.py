@@ -240,7 +240,7 @@ def adapt_model(model, dataset, max_batches=100):
     return [layer.name for layer in wanted.values()]
 
 
-def compile_model(model, heads, learning_rate=1e-3, optimizer=None, weight_decay=0.0, **compile_kwargs):
+def compile_model(model, heads, learning_rate=1e-3, optimizer=None, weight_decay=0.0, ema=None, **compile_kwargs):
     """Compiles `model` with each head's loss, metrics and loss weight.
 
     Args:
@@ -250,14 +250,23 @@ def compile_model(model, heads, learning_rate=1e-3, optimizer=None, weight_decay
         optimizer: keras optimizer. Overrides the default one.
         weight_decay: float. With a positive value the default optimizer is AdamW with this
             decoupled weight decay (biases, normalisation and embedding tables excluded), else Adam.
+        ema: float or None. The default optimizer also keeps a moving average of the weights with
+            this momentum (Keras' `use_ema`); `fit` ends with the model holding the average, and
+            `keras.callbacks.SwapEMAWeights` evaluates with it during training.
         **compile_kwargs: passed to `model.compile` (e.g. `jit_compile`).
     """
+    average = {"use_ema": True, "ema_momentum": ema} if ema else {}
     if optimizer is None and weight_decay:
-        optimizer = keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay)
+        optimizer = keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay, **average)
         # Decay weight matrices only: biases, normalisation scales and lookup tables are left alone.
         optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta", "embeddings", "missing_embedding"])
+    elif optimizer is None:
+        optimizer = keras.optimizers.Adam(learning_rate, **average)
+    elif ema:
+        raise ValueError("compile_model: ema applies to the default optimizer; give your own optimizer "
+                         "use_ema=True instead")
     model.compile(
-        optimizer=optimizer or keras.optimizers.Adam(learning_rate),
+        optimizer=optimizer,
         loss={h.name: h.loss() for h in heads},
         loss_weights={h.name: h.loss_weight for h in heads},
         metrics={h.name: h.metrics() for h in heads},

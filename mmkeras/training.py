@@ -190,7 +190,8 @@ def _train(config, output_dir, callbacks, overwrite, hooks, lock):
                 learning_rate, decay_steps=steps * max(1, stage.last_epoch - initial_epoch))
         with strategy.scope():
             compile_model(fit_model, fit_heads, learning_rate=learning_rate,
-                          weight_decay=train_cfg["weight_decay"], jit_compile=bool(train_cfg["jit_compile"]))
+                          weight_decay=train_cfg["weight_decay"], ema=train_cfg["ema"],
+                          jit_compile=bool(train_cfg["jit_compile"]))
         run_callbacks = _callbacks(train_cfg, output_dir, val_ds is not None,
                                    os.path.join(backup_dir, stage.name) if stage.name else backup_dir)
         run_callbacks.extend(bad_records.values())
@@ -347,13 +348,18 @@ def _callbacks(train_cfg, output_dir, validating, backup_dir):
     """The run's own callbacks for one `model.fit` call."""
     monitor = "val_loss" if validating else "loss"
     log_path = os.path.join(output_dir, LOG_FILE)
-    run_callbacks = [keras.callbacks.CSVLogger(log_path, append=True)]
+    # First of all: a write that would fail is refused before the backup or best.keras is touched.
+    run_callbacks = [StorageGuard(output_dir)]
     if train_cfg["backup"]:
         # The backup is removed by `train` once the run's files are all written, not by the
         # callback at the end of fit: a run killed in between resumes instead of restarting.
-        run_callbacks.insert(0, RunBackup(backup_dir, delete_checkpoint=False))
-    # First of all: a write that would fail is refused before the backup or best.keras is touched.
-    run_callbacks.insert(0, StorageGuard(output_dir))
+        run_callbacks.append(RunBackup(backup_dir, delete_checkpoint=False))
+    if train_cfg["ema"]:
+        # After the backup (which keeps the raw weights and their average apart) and before every
+        # callback that judges or keeps the epoch: validation, early stopping's best weights and
+        # best.keras all see the average. At the end of fit the model holds the average.
+        run_callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
+    run_callbacks.append(keras.callbacks.CSVLogger(log_path, append=True))
     if train_cfg["early_stopping_patience"]:
         run_callbacks.append(keras.callbacks.EarlyStopping(
             monitor=monitor, patience=train_cfg["early_stopping_patience"], restore_best_weights=True))

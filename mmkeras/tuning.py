@@ -123,7 +123,7 @@ def tune(config, output_dir, trials=10, max_epochs=None, overwrite=False):
         def build(self, hp):
             trial = trial_config(config, _values(hp, space))
             return compile_model(model_from_config(trial, heads), make_heads(heads=heads), learning_rate=trial["training"]["learning_rate"],
-                                 weight_decay=trial["training"]["weight_decay"])
+                                 weight_decay=trial["training"]["weight_decay"], ema=trial["training"]["ema"])
 
     direction = "min" if space["objective"] == "val_loss" else "max"
     common = dict(objective=kt.Objective(space["objective"], direction), directory=output_dir,
@@ -139,7 +139,7 @@ def tune(config, output_dir, trials=10, max_epochs=None, overwrite=False):
                                          restore_best_weights=True)
     verbose = 0 if train_cfg["verbose"] == 0 else 1
     tuner.search(train_ds.repeat(), steps_per_epoch=steps, validation_data=val_ds, epochs=max_epochs,
-                 callbacks=[stop], shuffle=False, verbose=verbose)
+                 callbacks=[*_averaging(train_cfg), stop], shuffle=False, verbose=verbose)
 
     rows = _trial_rows(tuner)
     with open(os.path.join(output_dir, TRIALS_FILE), "w", newline="", encoding="utf-8") as f:
@@ -149,6 +149,11 @@ def tune(config, output_dir, trials=10, max_epochs=None, overwrite=False):
     best = trial_config(config, tuner.get_best_hyperparameters(1)[0].values)
     config_lib.save_config(best, os.path.join(output_dir, BEST_CONFIG))
     return best, rows
+
+
+def _averaging(train_cfg):
+    """With `training.ema`, trials are scored and kept with their averaged weights, as `train` does."""
+    return [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if train_cfg["ema"] else []
 
 
 def _trial_rows(tuner):

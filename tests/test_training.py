@@ -387,3 +387,35 @@ def test_classes_that_are_neither_an_order_nor_a_list_of_names_are_refused():
     for wrong in ("alphabetical", ["a", "a"], []):
         with pytest.raises(ValueError, match=r"Config key 'data.classes': expected 'sorted', 'manifest', or a list"):
             config_lib.as_config({"data": {"train": "t.csv", "classes": wrong}, "modalities": {"text": {}}})
+
+
+def test_with_ema_validation_early_stopping_and_best_keras_all_use_the_averaged_weights(tmp_path):
+    manifest, _ = write_tiny_dataset(str(tmp_path))
+    config = tiny_config(manifest, epochs=4, ema=0.5, early_stopping_patience=2, learning_rate=0.01)
+    seen = {"average": [], "raw": []}
+
+    class Record(keras.callbacks.Callback):  # after the run's own callbacks
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch:
+                seen["raw"].append(self.model.get_weights())
+
+        def on_epoch_end(self, epoch, logs=None):
+            seen["average"].append(self.model.get_weights())
+
+    model, preprocessor, history = train(config, str(tmp_path / "run"), callbacks=[Record()])
+    best = int(np.argmin(history["val_loss"]))
+    kept = model.get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(kept, seen["average"][best])), "the best epoch's average"
+    assert not all(np.allclose(a, b) for a, b in zip(seen["average"][0], seen["raw"][0])), "the average is not the raw"
+    saved = keras.models.load_model(str(tmp_path / "run" / "best.keras"))
+    assert all(np.array_equal(a, b) for a, b in zip(saved.get_weights(), kept))
+    metrics = json.load(open(tmp_path / "run" / "metrics.json"))
+    assert metrics["validation"]["loss"] == pytest.approx(history["val_loss"][best], rel=1e-4), (
+        "the logged validation loss is that of the weights the run keeps")
+    assert yaml.safe_load(open(tmp_path / "run" / "config.yaml"))["training"]["ema"] == 0.5
+
+
+@pytest.mark.parametrize("value", [1.0, -0.1, "0.99", True])
+def test_an_ema_momentum_outside_0_to_1_is_refused(value):
+    with pytest.raises(ValueError, match="training.ema"):
+        config_lib.resolve_config({"modalities": {"text": {}}, "training": {"ema": value}})
