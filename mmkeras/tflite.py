@@ -15,12 +15,15 @@ to make those tensors and read the answers:
 Quantisation (`quantize`): "none" (float32), "dynamic" (int8 weights, float activations),
 "float16" (float16 weights) or "int8" (int8 weights and activations, calibrated on a
 representative sample of the training data; inputs and outputs stay float32 so that every
-format takes the same tensors). Recurrent layers convert as TFLite loops, their weights stored
-once, except under "int8": full-integer calibration crashes TensorFlow's converter on loops, so
-they are unrolled, and every step then carries its own quantised copy of the recurrent weights.
-`inputs.json` records the model's size against the float32 weights (`size`), and an int8 model
-that comes out larger than them is reported with a warning ("dynamic" is the smaller choice for
-recurrent models).
+format takes the same tensors). Recurrent layers convert as TFLite loops, except under "int8":
+full-integer calibration crashes TensorFlow's converter on loops, so they are unrolled. Their
+weights are still stored once (every step's operator reads the same constant), but every step
+adds its own operators and tensors. The converter names each tensor after all the graph nodes
+it came from, which for the outputs of an unrolled sequence grows with the square of the steps
+(half of an int8 file of the demo's encoders), so the file keeps only the names of its inputs
+and outputs (`_drop_inner_names`). `inputs.json` records the model's size against the float32
+weights (`size`), and a quantised model that comes out larger than them is reported with a
+warning.
 """
 
 import json
@@ -63,6 +66,22 @@ def _unrolled_copy(model):
     copy = keras.models.clone_model(model, clone_function=clone, recursive=True)
     copy.set_weights(model.get_weights())
     return copy
+
+
+def _drop_inner_names(blob):
+    """The flatbuffer `blob` with every tensor name emptied but those of each subgraph's inputs and
+    outputs. Names are for people reading the graph; the interpreter runs by tensor index, and
+    signatures carry their own names. Outputs are unchanged bit for bit."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    graph = flatbuffer_utils.read_model_from_bytearray(bytearray(blob))
+    for subgraph in graph.subgraphs:
+        ends = {int(i) for i in [*(subgraph.inputs if subgraph.inputs is not None else []),
+                                 *(subgraph.outputs if subgraph.outputs is not None else [])]}
+        for index, tensor in enumerate(subgraph.tensors or []):
+            if index not in ends:
+                tensor.name = b""
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(graph))
 
 
 def _describe(name):
@@ -123,7 +142,7 @@ def export_tflite(model, preprocessor, output_dir, quantize="none", representati
         if quantize == "int8":
             converter.representative_dataset = _calibration(representative, names, representative_examples)
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
-        blob = converter.convert()
+        blob = _drop_inner_names(converter.convert())
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -135,11 +154,13 @@ def export_tflite(model, preprocessor, output_dir, quantize="none", representati
               for spec in signature}
     weights = layout.weights_bytes(model, optimizer=False)
     size = {"bytes": len(blob), "float32_weights_bytes": weights, "ratio": round(len(blob) / max(weights, 1), 3)}
-    if quantize == "int8" and len(blob) > weights:
-        warnings.warn(f"{path}: the int8 model ({len(blob):,} bytes) is larger than the float32 weights "
-                      f"({weights:,} bytes): the recurrent layers are unrolled for full-integer quantisation, one "
-                      "copy of their weights per step. quantize='dynamic' (int8 weights, float activations) keeps "
-                      "one copy and is the smaller choice for models with recurrent encoders.", stacklevel=2)
+    if quantize != "none" and len(blob) > weights:
+        why = (" the recurrent layers are unrolled for full-integer quantisation, and every step adds its own "
+               "operators; quantize='dynamic' (int8 weights, float activations) keeps them as loops and is the "
+               "smaller choice for models with long recurrent encoders" if quantize == "int8" else
+               " the operators and tensors of a small model can outweigh its weights")
+        warnings.warn(f"{path}: the {quantize} model ({len(blob):,} bytes) is larger than the float32 weights "
+                      f"({weights:,} bytes):{why}.", stacklevel=2)
     with open(os.path.join(output_dir, INPUTS_FILE), "w", encoding="utf-8") as f:
         json.dump({"quantize": quantize, "size": size, "inputs": inputs}, f, indent=1)
     with open(os.path.join(output_dir, HEADS_FILE), "w", encoding="utf-8") as f:
