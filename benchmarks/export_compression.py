@@ -33,6 +33,7 @@ from mmkeras.demo import write_demo_data  # noqa: E402
 from mmkeras.evaluation import collect  # noqa: E402
 from mmkeras.export import TENSORS_SIGNATURE  # noqa: E402
 from mmkeras.export import export_saved_model  # noqa: E402
+from mmkeras.layout import weights_bytes  # noqa: E402
 from mmkeras.tflite import TFLiteModel  # noqa: E402
 from mmkeras.tflite import export_run_tflite  # noqa: E402
 from mmkeras import load_run  # noqa: E402
@@ -108,13 +109,17 @@ def main():
                                                  quantize, x, y, args.latency_runs, args.calibration_examples)
 
     base_size, base_accuracy, base_ms = rows["SavedModel, float32"]
-    print(f"| format | size (KB) | size ratio | test accuracy | vs float32 (points) | latency, batch 1 (ms) | ratio |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    weights = weights_bytes(model, optimizer=False)
+    print(f"float32 weights: {weights / 1024:,.0f} KB\n")
+    print("| format | size (KB) | vs SavedModel | vs float32 weights | test accuracy | vs float32 (points) "
+          "| latency, batch 1 (ms) | ratio |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, (size, accuracy, ms) in rows.items():
-        print(f"| {name} | {size / 1024:,.0f} | {size / base_size:.2f} | {accuracy:.3f} | "
+        print(f"| {name} | {size / 1024:,.0f} | {size / base_size:.2f} | {size / weights:.2f} | {accuracy:.3f} | "
               f"{100 * (accuracy - base_accuracy):+.1f} | {ms:.2f} | {ms / base_ms:.2f} |")
     int8_size, int8_accuracy, _ = rows["TFLite, int8"]
     print(f"\nTFLite int8: {int8_size / base_size:.2f} of the float32 SavedModel's size (target <= 0.33), "
+          f"{int8_size / weights:.2f} of the float32 weights, "
           f"{100 * (int8_accuracy - base_accuracy):+.1f} points of accuracy (target within 1)")
     print(f"machine: {os.cpu_count()} CPU cores, TensorFlow {tf.__version__}, Keras {keras.__version__}")
 
