@@ -135,7 +135,7 @@ def test_corrupt_image_bodies_are_located_in_train_and_in_served_predictions(tin
 
     export = str(tmp_path / "saved_models" / "tiny")
     assert main(["export", "--run", run_dir, "--output", export]) == 0
-    capsys.readouterr()
+    assert "SavedModel written and checked" in capsys.readouterr().out
     assert main(["predict", "--model", export, "--data", bad]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("mmkeras predict: error: corrupt_body.csv, row 5, column image: Input image:"), err

@@ -38,7 +38,7 @@ def _copy_source(target):
 
 
 @pytest.mark.slow
-def test_a_plain_install_trains_evaluates_exports_and_predicts_with_the_defaults(tmp_path):
+def test_a_plain_install_trains_with_the_defaults_and_runs_the_demo_end_to_end(tmp_path):
     source = _copy_source(str(tmp_path / "src"))
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
@@ -49,7 +49,7 @@ def test_a_plain_install_trains_evaluates_exports_and_predicts_with_the_defaults
     installed = {p["name"].lower() for p in json.loads(listed.stdout)}
     assert "pytest" not in installed and "soundfile" not in installed, "no extras: a plain install"
 
-    manifest, rows = write_tiny_dataset(str(tmp_path / "data"), count=30)
+    manifest, _ = write_tiny_dataset(str(tmp_path / "data"), count=30)
     config = tmp_path / "config.yaml"
     # every default but the epochs (30, with early stopping): two are enough to reach every later step
     config.write_text(yaml.safe_dump({"data": {"train": manifest}, "modalities": {"text": {}, "image": {}, "audio": {}},
@@ -73,32 +73,32 @@ def test_a_plain_install_trains_evaluates_exports_and_predicts_with_the_defaults
     assert events, "the default TensorBoard callback wrote its logs"
     assert len(json.loads((run_dir / "history.json").read_text())["loss"]) >= 1
 
-    result = run("evaluate", "--run", str(run_dir), "--data", manifest)
-    assert "macro avg" in result.stdout and "missing: audio" in result.stdout
-    assert (run_dir / "evaluation" / "confusion_matrix.png").exists()
-    result = run("export", "--run", str(run_dir), "--output", str(tmp_path / "saved_models" / "plain"))
-    assert "SavedModel written and checked" in result.stdout
-    run("predict", "--model", str(run_dir), "--data", manifest, "--output", str(tmp_path / "keras.csv"))
-    run("predict", "--model", str(tmp_path / "saved_models" / "plain"), "--data", manifest,
-        "--output", str(tmp_path / "served.csv"))
-    keras_rows, served_rows = (list(csv.DictReader(open(tmp_path / n))) for n in ("keras.csv", "served.csv"))
-    assert len(served_rows) == len(rows)
-    assert list(served_rows[0]) == ["row", "label"] + [f"prob_class{c}" for c in range(3)]
-    assert [r["label"] for r in keras_rows] == [r["label"] for r in served_rows]
-    for ours, served in zip(keras_rows, served_rows):
-        assert abs(float(ours["prob_class0"]) - float(served["prob_class0"])) < 1e-5
-
-    # `mmkeras demo` (on a slice of its data, one epoch) needs nothing beyond the plain install.
+    # `mmkeras demo` (on a slice of its data, one epoch) needs nothing beyond the plain install. It
+    # evaluates, exports and predicts with the SavedModel through the same library code as the
+    # `evaluate`, `export` and `predict` commands, in this same environment.
     demo = tmp_path / "demo"
     out = run("demo", "--workdir", str(demo), "--examples", "150", "--epochs", "1").stdout
     assert "fused model accuracy (test, all modalities)" in out and "with image alone" in out
+    assert "macro avg" in out and "missing: audio" in out  # evaluate's report and ablation table
+    assert (demo / "run" / "evaluation" / "confusion_matrix.png").exists()
     assert "SavedModel:" in out and "→ label" in out
     assert (demo / "saved_models" / "digits" / "1" / "saved_model.pb").exists()
-    assert (demo / "run" / "test_predictions.csv").exists()
     assert "the answer rests most on " in out and "(exact modality Shapley values, change in p: text " in out
     assert (demo / "run" / "explanations" / "modality_shapley.png").exists()
     assert "  inside it, text: " in out and "; image: rows " in out
     assert (demo / "run" / "explanations" / "row1" / "attributions" / "row1_label.png").exists()
+    # The demo's predictions come from its SavedModel; `mmkeras predict` on its run (Keras) agrees.
+    test_manifest = str(demo / "data" / "test.csv")
+    run("predict", "--model", str(demo / "run"), "--data", test_manifest, "--output", str(tmp_path / "keras.csv"))
+    keras_rows, served_rows = (list(csv.DictReader(open(path)))
+                               for path in (tmp_path / "keras.csv", demo / "run" / "test_predictions.csv"))
+    assert len(served_rows) == len(keras_rows) == len(list(csv.DictReader(open(test_manifest))))
+    probabilities = [c for c in served_rows[0] if c.startswith("prob_")]
+    assert list(served_rows[0])[:2] == ["row", "label"] and len(probabilities) == 10
+    assert [r["label"] for r in keras_rows] == [r["label"] for r in served_rows]
+    for ours, served in zip(keras_rows, served_rows):
+        for column in probabilities:
+            assert abs(float(ours[column]) - float(served[column])) < 1e-5
 
 
 _FAILING_RUN = textwrap.dedent(

@@ -30,25 +30,27 @@ def test_wheel_and_sdist_build_and_pass_twine_check(tmp_path):
     assert not [n for n in names if n.startswith(("tests/", "benchmarks/", "notebooks/"))]
 
 
-def test_a_folder_named_mmkeras_beside_a_script_does_not_shadow_the_installed_package(tmp_path):
-    """A clone is a folder named mmkeras/ (no __init__.py): Python took it for the package, and a
-    script beside it failed with "module 'mmkeras' has no attribute 'Preprocessor'"."""
+def test_importing_mmkeras_changes_nothing_and_a_folder_named_mmkeras_does_not_shadow_it(tmp_path):
+    """`import mmkeras` only defines names: it leaves the same environment (log level included) and
+    dtype policy as importing TensorFlow and Keras alone, each in a fresh process.
+
+    Both run beside a folder named mmkeras/ (a clone's top folder, no __init__.py): Python took it
+    for the package, and a script beside it failed with "module 'mmkeras' has no attribute
+    'Preprocessor'"."""
     (tmp_path / "mmkeras").mkdir()
     (tmp_path / "mmkeras" / "README.md").write_text("a clone's top folder\n")
-    result = subprocess.run([sys.executable, "-c", "import mmkeras; print(mmkeras.Preprocessor.__name__)"],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0 and result.stdout.strip() == "Preprocessor", result.stderr[-2000:]
 
-
-def test_importing_mmkeras_changes_nothing_beyond_what_tensorflow_itself_does():
-    """`import mmkeras` only defines names: it leaves the same environment (log level included) and
-    dtype policy as importing TensorFlow and Keras alone, each in a fresh process."""
     def after(module):
-        probe = (f"import json, os, {module}, keras\n"
-                 "print(json.dumps([dict(os.environ), keras.config.dtype_policy().name]))")
+        probe = (f"import json, os, sys, {module}, keras\n"
+                 "found = getattr(sys.modules.get('mmkeras'), 'Preprocessor', None)\n"
+                 "print(json.dumps([dict(os.environ), keras.config.dtype_policy().name, "
+                 "getattr(found, '__name__', None)]))")
         env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-        result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=300)
+        result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env,
+                                cwd=tmp_path, timeout=300)
         assert result.returncode == 0, result.stderr[-2000:]
         return json.loads(result.stdout.strip().splitlines()[-1])
 
-    assert after("mmkeras") == after("tensorflow")
+    environment, policy, name = after("mmkeras")
+    assert name == "Preprocessor", "the installed package, not the folder beside the script"
+    assert [environment, policy] == after("tensorflow")[:2]

@@ -37,32 +37,6 @@ def test_run_directory_holds_everything_later_steps_need(tiny_run):
         ["text", "text_present", "image", "image_present", "audio", "audio_present"])
 
 
-class StopAfterFirstEpoch(keras.callbacks.Callback):
-    def on_epoch_end(self, epoch, logs=None):
-        raise KeyboardInterrupt("simulated kill after epoch 1")
-
-
-@pytest.mark.slow
-def test_a_killed_run_resumes_from_the_next_epoch(tmp_path):
-    manifest, _ = write_tiny_dataset(str(tmp_path))
-    config = tiny_config(manifest, epochs=3, early_stopping_patience=0)
-    run_dir = str(tmp_path / "run")
-    with pytest.raises(KeyboardInterrupt):
-        train(config, run_dir, callbacks=[StopAfterFirstEpoch()])
-    assert os.path.isdir(os.path.join(run_dir, "backup"))
-    epochs_seen = []
-
-    class Record(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            epochs_seen.append(epoch)
-
-    _, _, history = train(config, run_dir, callbacks=[Record()])
-    assert epochs_seen == [1, 2], "the second start trains epochs 2 and 3 only"
-    with open(os.path.join(run_dir, "training.csv")) as f:
-        assert [int(r["epoch"]) for r in csv.DictReader(f)] == [0, 1, 2]
-    assert len(history["loss"]) == 3
-
-
 def test_class_weights_weight_each_example_by_its_class(tmp_path):
     import tensorflow as tf
 
@@ -255,42 +229,46 @@ def _val_loss(run_dir, config, name):
     return model.evaluate(make_dataset(val, pre, batch_size=6), verbose=0, return_dict=True)["loss"]
 
 
-@pytest.mark.slow
-def test_after_a_kill_and_resume_best_keras_is_the_best_epoch_of_the_whole_run(tmp_path):
-    manifest, _ = write_tiny_dataset(str(tmp_path), count=24)
-    config = tiny_config(manifest, epochs=4, early_stopping_patience=0)
-    run_dir = str(tmp_path / "run")
-    with pytest.raises(KeyboardInterrupt):
-        train(config, run_dir, callbacks=[KillAfterEpoch(1)])
-    train(config, run_dir, callbacks=[Scramble()])
-    with open(os.path.join(run_dir, "training.csv")) as f:
-        logged = [float(r["val_loss"]) for r in csv.DictReader(f)]
-    assert len(logged) == 4 and min(logged[:2]) < min(logged[2:]), logged
-    assert _val_loss(run_dir, config, "best.keras") == pytest.approx(min(logged), rel=1e-3)
-
-
 class KillAtTheEnd(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         raise KeyboardInterrupt("simulated kill after the last epoch, before the run's files are written")
 
 
+class RecordEpochs(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.epochs = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epochs.append(epoch)
+
+
 @pytest.mark.slow
-def test_a_run_killed_after_its_last_epoch_finishes_without_training_again(tmp_path):
-    manifest, _ = write_tiny_dataset(str(tmp_path), count=18)
-    config = tiny_config(manifest, epochs=2, early_stopping_patience=0)
+def test_a_killed_run_resumes_and_best_keras_is_the_best_epoch_of_the_whole_run(tmp_path):
+    """Killed after epoch 2 of 4: started again, it trains epochs 3 and 4 only. Killed once more
+    after its last epoch but before its files are written: started again, it trains nothing and
+    finishes. best.keras is the best epoch of the whole run, not of the part after the restart."""
+    manifest, _ = write_tiny_dataset(str(tmp_path), count=24)
+    config = tiny_config(manifest, epochs=4, early_stopping_patience=0)
     run_dir = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
-        train(config, str(run_dir), callbacks=[KillAtTheEnd()])
+        train(config, str(run_dir), callbacks=[KillAfterEpoch(1)])
+    assert (run_dir / "backup").is_dir()
+    resumed = RecordEpochs()
+    with pytest.raises(KeyboardInterrupt):
+        train(config, str(run_dir), callbacks=[resumed, Scramble(), KillAtTheEnd()])
+    assert resumed.epochs == [2, 3], "the second start trains epochs 3 and 4 only"
     assert not (run_dir / "finished.json").exists() and (run_dir / "backup").is_dir()
-    epochs = []
-
-    class Record(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            epochs.append(epoch)
-
-    _, _, history = train(config, str(run_dir), callbacks=[Record()])
-    assert epochs == [] and len(history["loss"]) == 2
+    last = RecordEpochs()
+    _, _, history = train(config, str(run_dir), callbacks=[last])
+    assert last.epochs == [] and len(history["loss"]) == 4
     assert (run_dir / "finished.json").exists() and not (run_dir / "backup").exists()
+    with open(run_dir / "training.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3]
+    logged = [float(r["val_loss"]) for r in rows]
+    assert min(logged[:2]) < min(logged[2:]), logged
+    assert _val_loss(str(run_dir), config, "best.keras") == pytest.approx(min(logged), rel=1e-3)
 
 
 def test_a_finished_run_is_not_trained_again_unless_overwritten(tmp_path, capsys):
@@ -306,9 +284,15 @@ def test_a_finished_run_is_not_trained_again_unless_overwritten(tmp_path, capsys
     assert main(["train", "--config", str(path), "--output", str(run_dir)]) == 2
     assert "holds a finished run" in capsys.readouterr().err
     assert (run_dir / "model.keras").stat().st_mtime_ns == stamp, "the finished run was left alone"
+    # Trained again, with Keras' output on: captured output is not a terminal, so one line per
+    # epoch rather than a progress bar's carriage returns and escape codes.
+    path.write_text(yaml.safe_dump(tiny_config(manifest, epochs=2, checkpoint=False, verbose="auto")))
+    capsys.readouterr()
     assert main(["train", "--config", str(path), "--output", str(run_dir), "--overwrite"]) == 0
+    out = capsys.readouterr().out
+    assert "Epoch 1/2" in out and "Epoch 2/2" in out and "\r" not in out and "\x1b[" not in out
     with open(run_dir / "training.csv") as f:
-        assert len(list(csv.DictReader(f))) == 1, "a fresh log, not appended to the old one"
+        assert len(list(csv.DictReader(f))) == 2, "a fresh log, not appended to the old one"
 
 
 def _lock(run, pid, started="2026-12-06T08:00:00"):
@@ -354,13 +338,6 @@ def test_the_run_says_when_early_stopping_ended_it_and_which_epoch_it_keeps():
     assert _training_notes(stopped, {"loss": [1.0]}) == [
         "early stopping ended the run after epoch 16 of 30: val_loss had not improved for 3 epochs. The run keeps "
         "the weights of epoch 13 (val_loss 0.4321), its best."]
-
-
-def test_logs_get_one_line_per_epoch_when_the_output_is_not_a_terminal(tiny_run, tmp_path, capsys):
-    config = tiny_config(tiny_run[1], epochs=2, verbose="auto")
-    train(config, str(tmp_path / "run"))
-    out = capsys.readouterr().out
-    assert "Epoch 1/2" in out and "Epoch 2/2" in out and "\r" not in out and "\x1b[" not in out
 
 
 def test_a_training_accuracy_below_validation_is_explained():

@@ -23,16 +23,14 @@ def _preprocessor(source):
     return pre
 
 
-def test_csv_manifest_trains_a_model(dataset_folder):
+def test_csv_manifest_gives_labels_and_a_known_length(dataset_folder):
+    # (test_skip_report_is_a_callback_that_prints_a_summary fits a model on such a dataset)
     folder, rows = dataset_folder
     manifest = write_manifest(folder, rows)
     pre = _preprocessor(manifest)
     assert pre.label_names == ["class0", "class1", "class2"]
     ds = mmkeras.make_dataset(manifest, pre, batch_size=5, training=True, seed=0)
     assert int(ds.cardinality()) == 3
-    model = mmkeras.build_model(TINY, num_classes=pre.num_classes, fusion="concat")
-    history = model.fit(ds, epochs=2, verbose=0)
-    assert len(history.history["loss"]) == 2 and np.isfinite(history.history["loss"][-1])
 
 
 def test_csv_jsonl_and_dataframe_give_the_same_examples(dataset_folder):
@@ -122,7 +120,8 @@ def test_skip_report_is_a_callback_that_prints_a_summary(dataset_folder, capsys)
     ds = mmkeras.make_dataset(_bad_folder(folder, rows, "image", "garbage.png"), pre, batch_size=4,
                               on_bad_record="skip", training=True)
     model = mmkeras.build_model(TINY, num_classes=3, fusion="concat")
-    model.fit(ds, epochs=2, verbose=0, callbacks=[ds.bad_records])
+    history = model.fit(ds, epochs=2, verbose=0, callbacks=[ds.bad_records])
+    assert len(history.history["loss"]) == 2 and np.all(np.isfinite(history.history["loss"]))
     out = capsys.readouterr().out
     assert out.count("bad record(s) skipped") == 1 and "row 5, column image" in out
 
