@@ -118,8 +118,9 @@ class AttentionFusion(BaseFusion):
         if self.gated:
             trust = self.reliability_score(self.reliability_hidden(projected))[..., 0]
             trust = ops.cast(trust, "float32")  # (batch, modalities) logits
-            weights = weights * ops.sigmoid(trust)
-            weights = weights / ops.maximum(ops.sum(weights, axis=-1, keepdims=True), 1e-9)
+            # The softmax weights times each modality's trust sigmoid(trust), renormalised, is the
+            # softmax of scores + log sigmoid(trust): the same weights, with no division.
+            weights = masked_softmax(ops.cast(scores, "float32") + ops.log_sigmoid(trust), presence)
             if training and corrupted is not None and self.reliability:
                 self.add_loss(self.reliability * _trust_loss(trust, ops.cast(corrupted, "float32"), flags))
         if self.mode == "sum":

@@ -9,17 +9,29 @@ from mmkeras import checks
 def masked_softmax(scores, presence):
     """Softmax over modalities that gives exactly 0 to absent ones (all 0 when none is present).
 
+    No division: the softmax's own normalisation is the only one. (A quantised int8 TFLite DIV
+    refuses any divisor whose stored integer is 0, whatever real value that integer stands for, so
+    a renormalising `w / maximum(sum(w), eps)` failed on rows whose sum landed on that level.)
+
     Args:
         scores: tensor `(batch, modalities)`.
         presence: tensor `(batch, modalities)` of 0/1 flags.
     """
     scores = ops.cast(scores, "float32")
-    presence = ops.cast(presence, "float32")
+    flags = ops.cast(ops.cast(presence, "float32") > 0, "float32")
     if scores.shape[-1] == 1:
-        return presence  # one modality: weight 1 when present (and no softmax over one value)
-    scores = ops.where(presence > 0, scores, ops.full_like(scores, -1e9))
-    weights = ops.softmax(scores, axis=-1) * presence
-    return weights / ops.maximum(ops.sum(weights, axis=-1, keepdims=True), 1e-9)
+        return flags  # one modality: weight 1 when present (and no softmax over one value)
+    scores = ops.where(flags > 0, scores, ops.full_like(scores, -1e9))
+    return ops.softmax(scores, axis=-1) * flags  # every absent score's exp is 0: the rest add up to 1
+
+
+def shares(values):
+    """Non-negative `values` `(batch, modalities)` as shares that add up to 1 over the last axis (a
+    row with no positive value stays 0), as a softmax of their logarithms: no division (see
+    `masked_softmax`)."""
+    values = ops.cast(values, "float32")
+    positive = values > 0
+    return masked_softmax(ops.log(ops.maximum(values, 1e-30)), positive)
 
 
 def check_arguments(layer, **arguments):

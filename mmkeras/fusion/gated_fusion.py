@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from mmkeras.fusion.base_fusion import BaseFusion
+from mmkeras.fusion.base_fusion import shares
 from mmkeras.fusion.base_fusion import zero_absent
 
 
@@ -51,7 +52,7 @@ class GatedFusion(BaseFusion):
             gates = gates * ops.cast(presence, gates.dtype)[..., None]
         fused = ops.sum(gates * projected, axis=1)  # (batch, units)
         mean_gate = ops.cast(ops.mean(gates, axis=-1), "float32")  # (batch, modalities)
-        weights = mean_gate / ops.maximum(ops.sum(mean_gate, axis=-1, keepdims=True), 1e-9)
+        weights = shares(mean_gate)
         return fused, weights
 
     def compute_output_shape(self, vectors_shape, presence_shape=None):

@@ -7,6 +7,7 @@ from keras import ops
 from mmkeras import checks
 from mmkeras.fusion.base_fusion import check_arguments
 from mmkeras.fusion.base_fusion import masked_softmax
+from mmkeras.fusion.base_fusion import shares
 
 
 MODES = ("stacking", "learned", "average")
@@ -81,7 +82,7 @@ class LateFusion(keras.layers.Layer):
         share = ops.stack([ops.sum(ops.abs(self.stacking_kernel[i * outputs : (i + 1) * outputs])) for i in
                            range(len(self.modalities))])  # (modalities,)
         weights = presence * ops.cast(share, "float32")[None]
-        weights = weights / ops.maximum(ops.sum(weights, axis=-1, keepdims=True), 1e-9)
+        weights = shares(weights)
         return combined, weights
 
     def call(self, predictions, presence):

@@ -6,6 +6,7 @@ from keras import ops
 from mmkeras import checks
 from mmkeras.fusion.base_fusion import BaseFusion
 from mmkeras.fusion.base_fusion import check_arguments
+from mmkeras.fusion.base_fusion import masked_softmax
 
 
 @keras.saving.register_keras_serializable(package="mmkeras")
@@ -78,8 +79,9 @@ class TransformerFusion(BaseFusion):
         tokens = self.attention_norm(tokens + attended)  # (batch, modalities, units)
         hidden = self.feedforward_output(self.feedforward_hidden(tokens))
         tokens = self.feedforward_norm(tokens + self.feedforward_dropout(hidden, training=training))
-        flags = ops.cast(present, tokens.dtype)[..., None]  # (batch, modalities, 1)
-        pooled = ops.sum(tokens * flags, axis=1) / ops.maximum(ops.sum(flags, axis=1), 1.0)  # (batch, units)
+        # The mean over the present tokens, as uniform softmax weights (no division: see masked_softmax)
+        uniform = masked_softmax(ops.zeros_like(ops.cast(present, "float32")), present)  # (batch, modalities)
+        pooled = ops.sum(tokens * ops.cast(uniform, tokens.dtype)[..., None], axis=1)  # (batch, units)
         return pooled
 
     def compute_output_shape(self, vectors_shape, presence_shape=None):
