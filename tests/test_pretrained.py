@@ -117,25 +117,6 @@ def test_keras_applications_take_images_only():
         mmkeras.build_model({"audio": {"sample_rate": 8000, "duration": 0.25, "encoder": MOBILENET}}, num_classes=2)
 
 
-@pytest.mark.slow
-def test_a_keras_file_encoder_trains_exports_and_serves_raw_bytes(tmp_path):
-    # A user's own image encoder, saved earlier, used through the config and the command line.
-    folder = tmp_path / "data"
-    manifest, rows = write_tiny_dataset(str(folder))
-    pixels = keras.Input((8, 8, 1))
-    features = keras.layers.Conv2D(6, 3, activation="relu", name="mine")(pixels)  # a feature map: pooled for us
-    keras.Model(pixels, features).save(str(tmp_path / "my_encoder.keras"))
-    config = tiny_config(manifest, epochs=1)
-    config["modalities"]["image"]["encoder"] = {"source": "my_encoder.keras", "trainable": True}  # beside the config
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    run = tmp_path / "run"
-    assert main(["train", "--config", str(tmp_path / "config.yaml"), "--output", str(run)]) == 0
-    saved = keras.saving.load_model(str(run / "model.keras"))
-    assert saved.get_layer("image_encoder").get_layer("image_backbone").get_layer("mine")
-    assert main(["export", "--run", str(run), "--output", str(tmp_path / "served")]) == 0
-    _assert_served_equals_keras(run, tmp_path / "served", manifest, len(rows), tmp_path)
-
-
 def test_a_backbone_model_reloads_in_a_fresh_process(tmp_path):
     from helpers import predict_in_fresh_process
 
@@ -260,7 +241,9 @@ def test_a_relative_saved_model_folder_resolves_beside_the_config(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_hub_saved_model_trains_reloads_without_its_folder_and_serves_raw_bytes(tmp_path):
+def test_hub_saved_model_and_keras_file_encoders_train_reload_without_their_sources_and_serve_raw_bytes(tmp_path):
+    """A TF Hub-style SavedModel folder (audio) and a user's own `.keras` image encoder (named
+    relative to the config) in one run, through the command line."""
     pytest.importorskip("tensorflow_hub")
     import shutil
 
@@ -269,16 +252,22 @@ def test_a_hub_saved_model_trains_reloads_without_its_folder_and_serves_raw_byte
     folder = tmp_path / "data"
     manifest, rows = write_tiny_dataset(str(folder))
     reference = _audio_saved_model(tmp_path / "yamnet_like")
+    pixels = keras.Input((8, 8, 1))
+    features = keras.layers.Conv2D(6, 3, activation="relu", name="mine")(pixels)  # a feature map: pooled for us
+    keras.Model(pixels, features).save(str(tmp_path / "my_encoder.keras"))
     config = tiny_config(manifest, epochs=1)  # the default optimizer, AdamW
     config["modalities"]["audio"]["encoder"] = {"source": f"hub:{tmp_path / 'yamnet_like'}", "trainable": True}
+    config["modalities"]["image"]["encoder"] = {"source": "my_encoder.keras", "trainable": True}  # beside the config
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     run = tmp_path / "run"
     assert main(["train", "--config", str(tmp_path / "config.yaml"), "--output", str(run)]) == 0
-    shutil.rmtree(tmp_path / "yamnet_like")  # the run must not need the source any more
+    shutil.rmtree(tmp_path / "yamnet_like")  # the run must not need the sources any more
+    os.remove(tmp_path / "my_encoder.keras")
 
     from mmkeras.training import load_run
 
     model, _, _ = load_run(str(run))
+    assert model.get_layer("image_encoder").get_layer("image_backbone").get_layer("mine")
     backbone = model.get_layer("audio_encoder").get_layer("audio_backbone")
     fine_tuned = [w.numpy() for w in backbone.weights]
     assert len(fine_tuned) == len(reference.weights)
