@@ -387,37 +387,6 @@ def test_offline_keras_hub_preset_fails_with_the_preset_and_the_way_out(monkeypa
         pretrained.build_pretrained_encoder(spec, "text")
 
 
-@pytest.mark.slow
-def test_a_keras_hub_preset_trains_reloads_offline_and_serves_raw_text_in_a_fresh_process(tmp_path):
-    import shutil
-    import subprocess
-    import sys
-
-    folder = tmp_path / "data"
-    manifest, rows = write_tiny_dataset(str(folder))
-    _tiny_bert_preset(tmp_path / "bert_preset")
-    config = tiny_config(manifest, epochs=1)
-    config["modalities"]["text"] = {"sequence_length": 6, "encoder": {"source": "keras_hub:bert_preset",
-                                                                      "trainable": True}}  # beside the config
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    run = tmp_path / "run"
-    assert main(["train", "--config", str(tmp_path / "config.yaml"), "--output", str(run)]) == 0
-    shutil.rmtree(tmp_path / "bert_preset")  # neither the run nor the export may need it again
-    assert main(["export", "--run", str(run), "--output", str(tmp_path / "served")]) == 0
-    assert main(["predict", "--model", str(run), "--data", manifest, "--output", str(tmp_path / "k.csv")]) == 0
-    script = (
-        "import sys, csv, os, json\n"
-        "from mmkeras.predict import predict\n"
-        "predict(sys.argv[1], sys.argv[2], sys.argv[3])\n"
-        "print('keras_hub' in sys.modules)\n"
-    )
-    served = subprocess.run([sys.executable, "-c", script, str(tmp_path / "served"), manifest, str(tmp_path / "s.csv")],
-                            capture_output=True, text=True, env=dict(os.environ, CUDA_VISIBLE_DEVICES=""))
-    assert served.returncode == 0, served.stderr[-3000:]
-    assert served.stdout.split()[-1] == "False", "the SavedModel needs TF Text's ops, not keras-hub"
-    _assert_same_rows(tmp_path / "k.csv", tmp_path / "s.csv", len(rows))
-
-
 def test_a_frozen_keras_hub_encoder_is_still_frozen_when_a_run_is_reloaded(tmp_path):
     # Keras restores trainable: false layer by layer, but the transformer blocks' sub-layers are
     # created in build() and came back trainable: the next fit would have fine-tuned them.
@@ -523,16 +492,24 @@ def test_a_keras_hub_audio_preset_is_its_converter_and_the_backbones_encoder(tmp
 
 
 @pytest.mark.slow
-def test_keras_hub_image_and_audio_presets_train_reload_offline_and_serve_raw_bytes(tmp_path):
+def test_keras_hub_text_image_and_audio_presets_train_reload_offline_and_serve_raw_inputs(tmp_path):
+    """BERT, ResNet and Whisper preset folders (beside the config) in one run through the command
+    line: once trained, neither the run, its reload in a fresh process, the export nor the served
+    SavedModel needs them, and serving needs TF Text's ops but not keras-hub."""
     import shutil
+    import subprocess
+    import sys
 
     from helpers import predict_in_fresh_process
 
     folder = tmp_path / "data"
     manifest, rows = write_tiny_dataset(str(folder))
+    _tiny_bert_preset(tmp_path / "bert_preset")
     _tiny_resnet_preset(tmp_path / "resnet_preset")
     _tiny_whisper_preset(tmp_path / "whisper_preset")
     config = tiny_config(manifest, epochs=1)
+    config["modalities"]["text"] = {"sequence_length": 6, "encoder": {"source": "keras_hub:bert_preset",
+                                                                      "trainable": True}}
     config["modalities"]["image"] = {"height": 8, "width": 8, "channels": 3,  # grey files, converted to RGB
                                      "encoder": {"source": "keras_hub:resnet_preset", "trainable": True}}
     config["modalities"]["audio"] = {"sample_rate": 8000, "duration": 0.5,
@@ -540,11 +517,22 @@ def test_keras_hub_image_and_audio_presets_train_reload_offline_and_serve_raw_by
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     run = tmp_path / "run"
     assert main(["train", "--config", str(tmp_path / "config.yaml"), "--output", str(run)]) == 0
-    for preset in ("resnet_preset", "whisper_preset"):
+    for preset in ("bert_preset", "resnet_preset", "whisper_preset"):
         shutil.rmtree(tmp_path / preset)  # neither the run nor the export may need them again
     model = keras.saving.load_model(str(run / "model.keras"))
     x = _inputs(model, n=3)
     (fresh,) = predict_in_fresh_process([run / "model.keras"], x, str(tmp_path), env={"CUDA_VISIBLE_DEVICES": ""})
     np.testing.assert_allclose(fresh["label"], model.predict(x, verbose=0)["label"], rtol=1e-5, atol=1e-6)
     assert main(["export", "--run", str(run), "--output", str(tmp_path / "served")]) == 0
-    _assert_served_equals_keras(run, tmp_path / "served", manifest, len(rows), tmp_path)
+    assert main(["predict", "--model", str(run), "--data", manifest, "--output", str(tmp_path / "k.csv")]) == 0
+    script = (
+        "import sys\n"
+        "from mmkeras.predict import predict\n"
+        "predict(sys.argv[1], sys.argv[2], sys.argv[3])\n"
+        "print('keras_hub' in sys.modules)\n"
+    )
+    served = subprocess.run([sys.executable, "-c", script, str(tmp_path / "served"), manifest, str(tmp_path / "s.csv")],
+                            capture_output=True, text=True, env=dict(os.environ, CUDA_VISIBLE_DEVICES=""))
+    assert served.returncode == 0, served.stderr[-3000:]
+    assert served.stdout.split()[-1] == "False", "the SavedModel needs TF Text's ops, not keras-hub"
+    _assert_same_rows(tmp_path / "k.csv", tmp_path / "s.csv", len(rows))
