@@ -2,7 +2,7 @@
 practitioner would write first, on the same decoded files.
 
 Run: `.venv/bin/python benchmarks/encoder_baselines.py [--datasets digits tones shapes] [--seeds 1 2 3]
-      [--modalities image audio]`
+      [--modalities image audio] [--spec KEY=VALUE ...]`
 
 Per data set of `datasets.py` (test accuracy, mean ± standard deviation over the seeds):
 - `mmkeras image` / `mmkeras audio`: `mmkeras train` with one modality and the defaults;
@@ -95,18 +95,18 @@ def logistic_regression(splits):
     return float(LogisticRegression(C=0.05, max_iter=3000).fit(x, y).score(xt, yt))
 
 
-def compare(name, paths, seeds, workdir, modalities=("image", "audio")):
+def compare(name, paths, seeds, workdir, modalities=("image", "audio"), changes=()):
     splits, classes = _decoded(paths)
     test_features, test_labels = splits["test"]
     rows = {}
     for modality in modalities:
         for seed in seeds:
             config = {"data": {"train": paths["train"], "validation": paths["validation"]},
-                      "modalities": {modality: copy.deepcopy(MODALITIES[modality])},
+                      "modalities": {modality: {**copy.deepcopy(MODALITIES[modality]), **dict(changes)}},
                       "training": {"verbose": 0, "tensorboard": False, "backup": False, "checkpoint": False,
                                    "seed": seed, "epochs": EPOCHS, "early_stopping_patience": PATIENCE}}
             row = run_one(config, os.path.join(workdir, f"{name}-{modality}-{seed}"), test_features, test_labels)
-            rows.setdefault(f"mmkeras {modality}", []).append(row["all"])
+            rows.setdefault(with_changes(f"mmkeras {modality}", changes), []).append(row["all"])
             shape = splits["train"][0][modality].shape[1:]
             plain = small_cnn(shape, classes) if modality == "image" else conv1d_audio(shape[0], classes)
             baseline = "small CNN" if modality == "image" else "Conv1D + pooling"
@@ -117,18 +117,35 @@ def compare(name, paths, seeds, workdir, modalities=("image", "audio")):
     return rows
 
 
+def setting(text):
+    """`KEY=VALUE` → (key, the value read as YAML)."""
+    import yaml
+
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, yaml.safe_load(value)
+
+
+def with_changes(name, changes):
+    return name + "".join(f", {key}: {value}" for key, value in changes)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=sorted(DATASETS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
     parser.add_argument("--modalities", nargs="+", default=["image", "audio"], choices=["image", "audio"])
+    parser.add_argument("--spec", nargs="+", type=setting, default=[], metavar="KEY=VALUE",
+                        help="changes to the trained modality's spec (values read as YAML), e.g. "
+                             "'spec_augment={time_masks: 2, time_width: 0.1}'; the mmkeras row names them")
     args = parser.parse_args()
     workdir = tempfile.mkdtemp(prefix="mmkeras-encoders-")
     results = {}
     lines = ["| data set | model | test accuracy |", "|---|---|---|"]
     for name in args.datasets:
         results[name] = compare(name, DATASETS[name](os.path.join(workdir, "data", name)), args.seeds, workdir,
-                                args.modalities)
+                                args.modalities, args.spec)
         for model, values in results[name].items():
             lines.append(f"| {name} | {model} | {_fmt(float(np.mean(values)), float(np.std(values)))} |")
     print("\n".join(lines))
