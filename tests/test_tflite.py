@@ -93,6 +93,32 @@ def test_int8_fusions_divide_nothing_and_answer_rows_with_nothing_present(fusion
     np.testing.assert_allclose(got, model.predict(rows, verbose=0)["label"], atol=0.1)
 
 
+def test_int8_attention_follows_keras_when_scores_and_trust_spread_widely(tmp_path):
+    """Absent modalities' scores masked with -1e9 stretched the int8 range of the scores so far that
+    present ones fell on one level, and log_sigmoid(trust) quantised badly: with widely spread
+    scores and trust the int8 answers were up to 0.25 away from Keras's."""
+    from helpers import TINY_FUSION_OPTIONS
+
+    modalities = {"text": MODALITIES["text"], "image": MODALITIES["image"],
+                  "other": {"kind": "tabular", "numeric": ["a", "b"], "hidden_units": [4]}}
+    pre = mmkeras.Preprocessor(modalities)
+    pre.adapt(texts={"text": ["red apple", "green pear"]}, labels=["a", "b", "c"])
+    model = mmkeras.build_model(modalities, num_classes=3, fusion="attention",
+                                fusion_options=TINY_FUSION_OPTIONS["attention"])
+    fusion = model.get_layer("fusion")
+    rng = np.random.default_rng(1)
+    gate = fusion.reliability_score
+    gate.kernel.assign(rng.normal(0, 4, gate.kernel.shape).astype("float32"))  # trust from about -10 to 8
+    gate.bias.assign(np.full(gate.bias.shape, -1.0, "float32"))
+    fusion.attention_score.kernel.assign(fusion.attention_score.kernel.numpy() * 4)
+    x = random_inputs(model, n=64)
+    for name in modalities:
+        x[f"{name}_present"] = (rng.random((64, 1)) > 0.3).astype("float32")
+    export_tflite(model, pre, str(tmp_path / "int8"), quantize="int8", representative=[x])
+    got = TFLiteModel(str(tmp_path / "int8")).predict(x)["label"]
+    np.testing.assert_allclose(got, model.predict(x, verbose=0)["label"], atol=0.05)
+
+
 def test_cli_exports_tflite_from_a_run_and_predicts_a_manifest(tiny_run, tmp_path, capsys):
     run, manifest, _ = tiny_run
     assert main(["predict", "--model", run, "--data", manifest, "--output", str(tmp_path / "keras.csv")]) == 0

@@ -119,8 +119,11 @@ class AttentionFusion(BaseFusion):
             trust = self.reliability_score(self.reliability_hidden(projected))[..., 0]
             trust = ops.cast(trust, "float32")  # (batch, modalities) logits
             # The softmax weights times each modality's trust sigmoid(trust), renormalised, is the
-            # softmax of scores + log sigmoid(trust): the same weights, with no division.
-            weights = masked_softmax(ops.cast(scores, "float32") + ops.log_sigmoid(trust), presence)
+            # softmax of scores + log sigmoid(trust): the same weights, with no division. (log of
+            # the sigmoid, floored at 1e-6, rather than log_sigmoid: int8 quantises a sigmoid's
+            # output well and log_sigmoid's exp(-trust) badly.)
+            trusted = ops.log(ops.maximum(ops.sigmoid(trust), 1e-6))
+            weights = masked_softmax(ops.cast(scores, "float32") + trusted, presence)
             if training and corrupted is not None and self.reliability:
                 self.add_loss(self.reliability * _trust_loss(trust, ops.cast(corrupted, "float32"), flags))
         if self.mode == "sum":

@@ -6,6 +6,12 @@ from keras import ops
 from mmkeras import checks
 
 
+#: How far below its row's lowest score an absent modality's score is put: its exp is then at most
+#: e^-16 (about 1e-7) of any present one's. A -1e9 mask did the same in float, but in an int8 TFLite
+#: model it stretched the scores' quantised range so far that every present score fell on one level.
+MASK_MARGIN = 16.0
+
+
 def masked_softmax(scores, presence):
     """Softmax over modalities that gives exactly 0 to absent ones (all 0 when none is present).
 
@@ -21,8 +27,9 @@ def masked_softmax(scores, presence):
     flags = ops.cast(ops.cast(presence, "float32") > 0, "float32")
     if scores.shape[-1] == 1:
         return flags  # one modality: weight 1 when present (and no softmax over one value)
-    scores = ops.where(flags > 0, scores, ops.full_like(scores, -1e9))
-    return ops.softmax(scores, axis=-1) * flags  # every absent score's exp is 0: the rest add up to 1
+    floor = ops.min(scores, axis=-1, keepdims=True) - MASK_MARGIN
+    scores = ops.where(flags > 0, scores, ops.broadcast_to(floor, ops.shape(scores)))
+    return ops.softmax(scores, axis=-1) * flags  # absent exps are ~0: the present weights add up to 1
 
 
 def shares(values):
@@ -31,7 +38,7 @@ def shares(values):
     `masked_softmax`)."""
     values = ops.cast(values, "float32")
     positive = values > 0
-    return masked_softmax(ops.log(ops.maximum(values, 1e-30)), positive)
+    return masked_softmax(ops.log(ops.maximum(values, 1e-6)), positive)
 
 
 def check_arguments(layer, **arguments):
