@@ -23,23 +23,27 @@ def seed_table(rows):
     return lines
 
 
+def setting(text):
+    """A command-line `KEY=VALUE` → (key, the value read as YAML)."""
+    import argparse
+
+    import yaml
+
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, yaml.safe_load(value)
+
+
 def add_training_option(parser):
-    """`--training KEY=VALUE ...`: training settings of every mmkeras run (values read as YAML)."""
-    def pair(text):
-        import yaml
-
-        key, sep, value = text.partition("=")
-        if not sep or not key:
-            raise ValueError(f"expected KEY=VALUE, got {text!r}")
-        return key, yaml.safe_load(value)
-
-    parser.add_argument("--training", nargs="+", type=pair, default=[], metavar="KEY=VALUE",
+    """`--training KEY=VALUE ...`: training settings of every mmkeras run."""
+    parser.add_argument("--training", nargs="+", type=setting, default=[], metavar="KEY=VALUE",
                         help="training settings of every mmkeras run, e.g. ema=0.99 (table rows name them)")
 
 
-def with_training(name, training):
-    """A model's row name with the `--training` settings its runs had."""
-    return name + "".join(f", {key}: {value}" for key, value in training)
+def with_settings(name, settings):
+    """A model's row (or run folder) name with the `KEY=VALUE` settings its runs had."""
+    return name + "".join(f", {key}: {value}" for key, value in settings)
 
 
 def run_comparison(name, title, write_data, compare, args, sizes):

@@ -35,6 +35,8 @@ import keras  # noqa: E402
 import mmkeras  # noqa: E402
 from datasets import DATASETS  # noqa: E402
 from datasets import MODALITIES  # noqa: E402
+from _seeded import setting  # noqa: E402
+from _seeded import with_settings  # noqa: E402
 from fusion_comparison import _fmt  # noqa: E402
 from fusion_comparison import run_one  # noqa: E402
 from mmkeras.evaluation import collect  # noqa: E402
@@ -106,7 +108,7 @@ def compare(name, paths, seeds, workdir, modalities=("image", "audio"), changes=
                       "training": {"verbose": 0, "tensorboard": False, "backup": False, "checkpoint": False,
                                    "seed": seed, "epochs": EPOCHS, "early_stopping_patience": PATIENCE}}
             row = run_one(config, os.path.join(workdir, f"{name}-{modality}-{seed}"), test_features, test_labels)
-            rows.setdefault(with_changes(f"mmkeras {modality}", changes), []).append(row["all"])
+            rows.setdefault(with_settings(f"mmkeras {modality}", changes), []).append(row["all"])
             shape = splits["train"][0][modality].shape[1:]
             plain = small_cnn(shape, classes) if modality == "image" else conv1d_audio(shape[0], classes)
             baseline = "small CNN" if modality == "image" else "Conv1D + pooling"
@@ -115,20 +117,6 @@ def compare(name, paths, seeds, workdir, modalities=("image", "audio"), changes=
     if "image" in modalities:
         rows["logistic regression (pixels)"] = [logistic_regression(splits)]
     return rows
-
-
-def setting(text):
-    """`KEY=VALUE` → (key, the value read as YAML)."""
-    import yaml
-
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key, yaml.safe_load(value)
-
-
-def with_changes(name, changes):
-    return name + "".join(f", {key}: {value}" for key, value in changes)
 
 
 def main():

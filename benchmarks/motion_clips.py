@@ -52,7 +52,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _seeded import add_training_option  # noqa: E402
 from _seeded import run_comparison  # noqa: E402
-from _seeded import with_training  # noqa: E402
+from _seeded import with_settings  # noqa: E402
 from _seeded import write_splits  # noqa: E402
 
 MOTIONS = {"left": (0, -1), "right": (0, 1), "up": (-1, 0), "down": (1, 0), "still": (0, 0)}  # (rows, columns)
@@ -213,8 +213,8 @@ def compare(paths, seeds, epochs, variants, baselines, workdir, log, training=()
                                    "seed": seed, "epochs": epochs, "early_stopping_patience": PATIENCE,
                                    **dict(training)}}
             slug = name.split(" ", 1)[1].replace(":", "").replace(" ", "_")
-            row_name = with_training(name, training)
-            rows.setdefault(row_name, []).append(run_one(config, os.path.join(workdir, f"{slug}-{seed}"),
+            row_name = with_settings(name, training)
+            rows.setdefault(row_name, []).append(run_one(config, os.path.join(workdir, with_settings(f"{slug}-{seed}", training).replace(": ", "=").replace(", ", "_")),
                                                          *splits["test"]))
             log(row_name, seed, rows[row_name][-1])
     return rows

@@ -43,13 +43,14 @@ def integer(minimum):
     return (lambda value: _is_int(value) and value >= minimum), f"an integer >= {minimum}"
 
 
-def number(low, high=None, high_open=True):
+def number(low, high=None, high_open=True, low_open=False):
     def accepts(value):
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             return False
-        return value >= low and (high is None or (value < high if high_open else value <= high))
+        return ((value > low if low_open else value >= low)
+                and (high is None or (value < high if high_open else value <= high)))
     bound = "" if high is None else (f", < {high}" if high_open else f", <= {high}")
-    return accepts, f"a number >= {low}{bound}"
+    return accepts, f"a number {'>' if low_open else '>='} {low}{bound}"
 
 
 def positive():

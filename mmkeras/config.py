@@ -77,7 +77,7 @@ SCHEMA = {
         "learning_rate": Option(0.001, checks.positive(), "the optimizer's learning rate"),
         "weight_decay": Option(0.0001, checks.number(0.0), "AdamW's decoupled weight decay; 0 = plain Adam"),
         "label_smoothing": Option(0.1, checks.number(0.0, 1.0), "classification and multi-label losses; 0 = off"),
-        "ema": Option(None, checks.optional(checks.number(0.0, 1.0)), "momentum of a moving average of the "
+        "ema": Option(None, checks.optional(checks.number(0.0, 1.0, low_open=True)), "momentum of a moving average of the "
                       "weights over steps (e.g. 0.99), which validation, best.keras and the run's model use; "
                       "null = off"),
         "lr_schedule": Option(None, checks.choice(None, "cosine", "plateau"), "null, cosine or plateau"),

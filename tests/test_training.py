@@ -392,7 +392,7 @@ def test_with_ema_validation_early_stopping_and_best_keras_all_use_the_averaged_
     assert yaml.safe_load(open(tmp_path / "run" / "config.yaml"))["training"]["ema"] == 0.5
 
 
-@pytest.mark.parametrize("value", [1.0, -0.1, "0.99", True])
+@pytest.mark.parametrize("value", [1.0, 0, -0.1, "0.99", True])
 def test_an_ema_momentum_outside_0_to_1_is_refused(value):
     with pytest.raises(ValueError, match="training.ema"):
         config_lib.resolve_config({"modalities": {"text": {}}, "training": {"ema": value}})
