@@ -196,6 +196,9 @@ def _train(config, output_dir, callbacks, overwrite, hooks, lock):
                                    os.path.join(backup_dir, stage.name) if stage.name else backup_dir)
         run_callbacks.extend(bad_records.values())
         run_callbacks.extend(callbacks or [])
+        if train_cfg["ema"]:
+            swap = next(c for c in run_callbacks if isinstance(c, keras.callbacks.SwapEMAWeights))
+            run_callbacks.append(AverageAtStop(swap))  # after every callback that may stop the run
         # The length is known (make_dataset counts usable records, under either bad-record policy),
         # so one iterator serves every epoch (repeat + steps_per_epoch): the pipeline starts once and
         # keeps prefetching across epoch boundaries, instead of Keras building a new iterator (and
@@ -298,6 +301,22 @@ def _backbone(model, name):
     if found is None:
         raise ValueError(f"Modality {name!r} has no layer {wanted!r} to unfreeze (is its encoder pretrained?)")
     return found
+
+
+class AverageAtStop(keras.callbacks.Callback):
+    """With `training.ema`, the last of a fit's callbacks: when one of them stops the run before its
+    last epoch, the model keeps the weights' average, as it does after the last epoch. (`fit` ends
+    by writing the optimizer's average slots into the model; after `SwapEMAWeights` swapped them at
+    the epoch's end those slots hold the raw weights, and Keras puts the average back only when the
+    epoch is the last one.)"""
+
+    def __init__(self, swap):
+        super().__init__()
+        self.swap = swap
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.model.stop_training and self.swap._ema_weights_in_model:
+            self.swap._finalize_ema_values()
 
 
 class StorageGuard(keras.callbacks.Callback):

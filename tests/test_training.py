@@ -392,6 +392,21 @@ def test_with_ema_validation_early_stopping_and_best_keras_all_use_the_averaged_
     assert yaml.safe_load(open(tmp_path / "run" / "config.yaml"))["training"]["ema"] == 0.5
 
 
+def test_with_ema_a_run_another_callback_stops_keeps_the_averaged_weights(tmp_path):
+    manifest, _ = write_tiny_dataset(str(tmp_path))
+    config = tiny_config(manifest, epochs=4, ema=0.5, early_stopping_patience=0, learning_rate=0.01)
+    averages = []
+
+    class StopAfterTwo(keras.callbacks.Callback):  # after the run's own callbacks: sees the average
+        def on_epoch_end(self, epoch, logs=None):
+            averages.append(self.model.get_weights())
+            self.model.stop_training = epoch == 1
+
+    model, _, history = train(config, str(tmp_path / "run"), callbacks=[StopAfterTwo()])
+    assert len(history["loss"]) == 2
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), averages[-1])), "the average, not the raw"
+
+
 @pytest.mark.parametrize("value", [1.0, 0, -0.1, "0.99", True])
 def test_an_ema_momentum_outside_0_to_1_is_refused(value):
     with pytest.raises(ValueError, match="training.ema"):
