@@ -46,6 +46,12 @@ def with_settings(name, settings):
     return name + "".join(f", {key}: {value}" for key, value in settings)
 
 
+def run_folder(workdir, slug, seed, settings):
+    """The folder of one mmkeras run: its model's slug, seed and `KEY=VALUE` settings, so that runs
+    with other settings into the same `--output` do not collide."""
+    return os.path.join(workdir, "_".join([f"{slug}-{seed}", *(f"{key}={value}" for key, value in settings)]))
+
+
 def run_comparison(name, title, write_data, compare, args, sizes):
     """Writes the data into `args.output` (or a temporary folder), runs `compare(paths, runs_dir,
     log)` (→ model name → one result dict per seed) and writes `<name>.md` and `<name>.json`.

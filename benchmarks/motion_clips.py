@@ -52,6 +52,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _seeded import add_training_option  # noqa: E402
 from _seeded import run_comparison  # noqa: E402
+from _seeded import run_folder  # noqa: E402
 from _seeded import with_settings  # noqa: E402
 from _seeded import write_splits  # noqa: E402
 
@@ -214,7 +215,7 @@ def compare(paths, seeds, epochs, variants, baselines, workdir, log, training=()
                                    **dict(training)}}
             slug = name.split(" ", 1)[1].replace(":", "").replace(" ", "_")
             row_name = with_settings(name, training)
-            rows.setdefault(row_name, []).append(run_one(config, os.path.join(workdir, with_settings(f"{slug}-{seed}", training).replace(": ", "=").replace(", ", "_")),
+            rows.setdefault(row_name, []).append(run_one(config, run_folder(workdir, slug, seed, training),
                                                          *splits["test"]))
             log(row_name, seed, rows[row_name][-1])
     return rows
