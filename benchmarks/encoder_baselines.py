@@ -54,21 +54,21 @@ def _decoded(paths):
     return splits, len(preprocessor.label_names)
 
 
-def small_cnn(shape, classes):
-    pixels = keras.Input(shape)
+def image_branch(shape, name="image"):
+    """Conv2D(16) → pool → Conv2D(32) → pool → Flatten: the plain image branch, as (input, features)."""
+    pixels = keras.Input(shape, name=name)
     x = keras.layers.Conv2D(16, 3, padding="same", activation="relu")(pixels)
     x = keras.layers.MaxPooling2D()(x)
     x = keras.layers.Conv2D(32, 3, padding="same", activation="relu")(x)
     x = keras.layers.MaxPooling2D()(x)
-    x = keras.layers.Flatten()(x)
-    x = keras.layers.Dropout(0.3)(x)
-    x = keras.layers.Dense(64, activation="relu")(x)
-    return keras.Model(pixels, keras.layers.Dense(classes, activation="softmax")(x))
+    return pixels, keras.layers.Flatten()(x)
 
 
-def conv1d_audio(samples, classes):
+def audio_branch(samples, name="audio"):
+    """Log-mel (Keras' `MelSpectrogram`) → LayerNormalization → Conv1D(32) x 2 → mean and max over
+    time: the plain audio branch, as (input, features)."""
     spec = MODALITIES["audio"]
-    waveform = keras.Input((samples,))
+    waveform = keras.Input((samples,), name=name)
     mel = keras.layers.MelSpectrogram(
         fft_length=256, sequence_stride=int(0.010 * spec["sample_rate"]), sequence_length=int(0.025 * spec["sample_rate"]),
         sampling_rate=spec["sample_rate"], num_mel_bins=spec["num_mel_bins"], power_to_db=True)(waveform)  # (batch, mels, frames)
@@ -76,17 +76,48 @@ def conv1d_audio(samples, classes):
     x = keras.layers.LayerNormalization()(x)
     for _ in range(2):
         x = keras.layers.Conv1D(32, 5, padding="same", activation="relu")(x)
-    x = keras.layers.Concatenate()([keras.layers.GlobalAveragePooling1D()(x), keras.layers.GlobalMaxPooling1D()(x)])
+    return waveform, keras.layers.Concatenate()([keras.layers.GlobalAveragePooling1D()(x),
+                                                 keras.layers.GlobalMaxPooling1D()(x)])
+
+
+def text_branch(length, name="text"):
+    """Embedding(16) of the token ids → mean over the real tokens: the plain text branch, as
+    (input, features)."""
+    spec = MODALITIES["text"]
+    ids = keras.Input((length,), dtype="int32", name=name)
+    x = keras.layers.Embedding(spec["max_tokens"] + 2, 16, mask_zero=True)(ids)  # room for padding and OOV ids
+    return ids, keras.layers.GlobalAveragePooling1D()(x)
+
+
+def plain_classifier(branches, classes):
+    """Branch features concatenated → Dropout(0.3) → Dense(64) → softmax: one model for one branch
+    or several (the plain fused baseline: concatenation, what a notebook does first)."""
+    inputs = [i for i, _ in branches]
+    x = branches[0][1] if len(branches) == 1 else keras.layers.Concatenate()([f for _, f in branches])
     x = keras.layers.Dense(64, activation="relu")(keras.layers.Dropout(0.3)(x))
-    return keras.Model(waveform, keras.layers.Dense(classes, activation="softmax")(x))
+    return keras.Model(inputs, keras.layers.Dense(classes, activation="softmax")(x))
 
 
-def fit_plain(model, splits, key, seed):
+BRANCHES = {"image": lambda shape: image_branch(shape), "audio": lambda shape: audio_branch(shape[0]),
+            "text": lambda shape: text_branch(shape[0])}
+#: modality → the name of its plain baseline in tables.
+BASELINE_NAMES = {"image": "small CNN", "audio": "Conv1D + pooling", "text": "embedding + mean"}
+
+
+def plain_model(shapes, classes):
+    """The plain Keras model over the modalities of `shapes` (modality → one example's shape)."""
+    return plain_classifier([BRANCHES[m](shape) for m, shape in shapes.items()], classes)
+
+
+def fit_plain(modalities, splits, classes, seed, epochs=EPOCHS):
+    """Trains `plain_model` over `modalities` on the decoded splits; returns its test accuracy."""
     keras.utils.set_random_seed(seed)
+    model = plain_model({m: splits["train"][0][m].shape[1:] for m in modalities}, classes)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    (x, y), (xv, yv), (xt, yt) = ((splits[s][0][key], splits[s][1]) for s in ("train", "validation", "test"))
+    (x, y), (xv, yv), (xt, yt) = (({m: splits[s][0][m] for m in modalities}, splits[s][1])
+                                  for s in ("train", "validation", "test"))
     stop = keras.callbacks.EarlyStopping(patience=PATIENCE, restore_best_weights=True)
-    model.fit(x, y, validation_data=(xv, yv), epochs=EPOCHS, batch_size=32, verbose=0, callbacks=[stop])
+    model.fit(x, y, validation_data=(xv, yv), epochs=epochs, batch_size=32, verbose=0, callbacks=[stop])
     return float((model.predict(xt, verbose=0).argmax(-1) == yt).mean())
 
 
@@ -109,10 +140,7 @@ def compare(name, paths, seeds, workdir, modalities=("image", "audio"), changes=
                                    "seed": seed, "epochs": EPOCHS, "early_stopping_patience": PATIENCE}}
             row = run_one(config, os.path.join(workdir, f"{name}-{modality}-{seed}"), test_features, test_labels)
             rows.setdefault(with_settings(f"mmkeras {modality}", changes), []).append(row["all"])
-            shape = splits["train"][0][modality].shape[1:]
-            plain = small_cnn(shape, classes) if modality == "image" else conv1d_audio(shape[0], classes)
-            baseline = "small CNN" if modality == "image" else "Conv1D + pooling"
-            rows.setdefault(baseline, []).append(fit_plain(plain, splits, modality, seed))
+            rows.setdefault(BASELINE_NAMES[modality], []).append(fit_plain([modality], splits, classes, seed))
             print(name, modality, seed, {k: round(v[-1], 3) for k, v in rows.items()}, flush=True)
     if "image" in modalities:
         rows["logistic regression (pixels)"] = [logistic_regression(splits)]
@@ -123,7 +151,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=sorted(DATASETS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
-    parser.add_argument("--modalities", nargs="+", default=["image", "audio"], choices=["image", "audio"])
+    parser.add_argument("--modalities", nargs="+", default=["image", "audio"], choices=["image", "audio", "text"])
     parser.add_argument("--spec", nargs="+", type=setting, default=[], metavar="KEY=VALUE",
                         help="changes to the trained modality's spec (values read as YAML), e.g. "
                              "'spec_augment={time_masks: 2, time_width: 0.1}'; the mmkeras row names them")

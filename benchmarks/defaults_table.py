@@ -1,0 +1,326 @@
+"""Issue 31's table: every default of the library against plain Keras baselines on every benchmark
+data set, 3 seeds, in one run.
+
+Run: `nice -n 19 .venv/bin/python benchmarks/defaults_table.py [--sets NAME ...] [--seeds 1 2 3]
+      [--jobs 2] [--change KIND.KEY=VALUE ...] [--output DIR]`
+
+Data sets (each written by its own benchmark module, seeded): `tones`, `digits`, `shapes`
+(text + image + audio, `datasets.py`), `keyword speech` (noisy spoken words, audio only,
+`keyword_speech.py`; needs espeak-ng), `motion clips` and `content clips` (video only,
+`motion_clips.py`).
+
+Rows per data set, each trained with every seed:
+- `fused, mmkeras defaults` (three-modality sets): `mmkeras train` with every modality and every
+  setting the library's default (only the sizes of `datasets.py` are set), against
+  `fused, plain concat`: the plain branches below concatenated → Dropout → Dense(64) → softmax;
+- `<kind> alone, mmkeras defaults` against each plain branch of that kind (`encoder_baselines.py`:
+  small CNN, Conv1D + pooling, embedding + mean; `keyword_speech.py`'s Conv1D; `motion_clips.py`'s
+  two TimeDistributed CNN → GRU models);
+- `<kind> alone, augment: {}` for every kind whose default augmentation is on (the image's random
+  shift): the effect of that augmentation, side by side.
+Every model has the library's budget: up to 40 epochs, early stopping on validation loss with
+patience 10 and the best weights kept; the plain models use Adam 1e-3 and batch 32.
+
+The targets of issue 31, checked at the end: every default branch within 3 points of the best
+plain baseline of its kind; the fused default at least as good as the plain fused model, and 5
+points above the best single-modality model where two or more modalities reach twice chance; the
+fused default's spread over the seeds (largest minus smallest) at most 3 points.
+
+`--change audio.dropout=0.3` trains every mmkeras model with that modality setting instead (rows
+named after it), to judge a candidate default on every set. Each run's result is kept in
+`DIR/results`, so a second start with the same `--output` resumes where the first stopped. Writes
+`defaults_table.md` and `defaults_table.json` in the output folder.
+"""
+
+import argparse
+import concurrent.futures
+import copy
+import json
+import multiprocessing
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _seeded import setting  # noqa: E402
+
+EPOCHS = 40
+PATIENCE = 10
+FUSED = "fused"
+#: Kinds whose default augmentation is on: the row that turns it off.
+AUGMENTED = {"image": {"augment": {}}}
+
+
+def _sets():
+    """name → (writer(folder), {modality: settings}), imported late: `--help` needs no TensorFlow."""
+    import datasets
+    import keyword_speech
+    import motion_clips
+
+    three = copy.deepcopy(datasets.MODALITIES)
+    return {
+        "tones": (datasets.DATASETS["tones"], three),
+        "digits": (datasets.DATASETS["digits"], three),
+        "shapes": (datasets.DATASETS["shapes"], three),
+        "keyword speech": (keyword_speech.write_keyword_speech, {"audio": dict(keyword_speech.AUDIO)}),
+        "motion clips": (motion_clips.write_motion_clips, {"clip": dict(motion_clips.CLIP)}),
+        "content clips": (motion_clips.write_content_clips, {"clip": dict(motion_clips.CLIP)}),
+    }
+
+
+SET_NAMES = ("tones", "digits", "shapes", "keyword speech", "motion clips", "content clips")
+
+
+def kind_of(modality, settings):
+    return settings.get("kind", modality)
+
+
+def plain_rows(set_name, modalities):
+    """name → (modalities it sees, how it is trained) of the plain models of one data set."""
+    rows = {}
+    for modality, settings in modalities.items():
+        kind = kind_of(modality, settings)
+        if kind == "video":
+            from motion_clips import BASELINES
+
+            for name, pooling in BASELINES.items():
+                rows[f"{modality} alone, {name.replace('plain ', 'plain: ')}"] = ([modality], ("clip", pooling))
+        elif set_name == "keyword speech":
+            rows[f"{modality} alone, plain: Conv1D + pooling"] = ([modality], ("keyword",))
+        else:
+            from encoder_baselines import BASELINE_NAMES
+
+            rows[f"{modality} alone, plain: {BASELINE_NAMES[kind]}"] = ([modality], ("branch",))
+    if len(modalities) > 1:
+        rows[f"{FUSED}, plain concat"] = (list(modalities), ("branch",))
+    return rows
+
+
+def mmkeras_rows(modalities, changes):
+    """name → {modality: settings} of the mmkeras models of one data set, with `changes`
+    (kind → {key: value}) applied to every one."""
+    suffix = "".join(f", {kind}.{key}: {value}" for kind, values in changes.items() for key, value in values.items())
+
+    def changed(subset):
+        return {m: {**s, **changes.get(kind_of(m, s), {})} for m, s in subset.items()}
+
+    rows = {}
+    if len(modalities) > 1:
+        rows[f"{FUSED}, mmkeras defaults{suffix}"] = changed(modalities)
+    for modality, settings in modalities.items():
+        rows[f"{modality} alone, mmkeras defaults{suffix}"] = changed({modality: settings})
+        extra = AUGMENTED.get(kind_of(modality, settings))
+        if extra:
+            key, value = next(iter(extra.items()))
+            rows[f"{modality} alone, {key}: {value or '{}'}{suffix}"] = changed({modality: {**settings, **extra}})
+    return rows
+
+
+def slug(text):
+    return "".join(c if c.isalnum() or c in ".=-" else "_" for c in text).strip("_")
+
+
+# ------------------------------------------------------------------------------------- one run
+_DECODED = {}
+
+
+def _decoded(paths, modalities):
+    """The splits decoded by the library's Preprocessor (once per process and data set)."""
+    key = paths["train"]
+    if key not in _DECODED:
+        import mmkeras
+        from mmkeras.evaluation import collect
+
+        preprocessor = mmkeras.Preprocessor(copy.deepcopy(modalities))
+        mmkeras.adapt_preprocessor(preprocessor, paths["train"])
+        splits = {s: collect(mmkeras.make_dataset(paths[s], preprocessor, batch_size=64))
+                  for s in ("train", "validation", "test")}
+        _DECODED[key] = (splits, len(preprocessor.label_names))
+    return _DECODED[key]
+
+
+def run_job(job):
+    """Trains one model with one seed; returns its result row (and writes it to `job["result"]`)."""
+    started = time.perf_counter()
+    splits, classes = _decoded(job["paths"], job["set_modalities"])
+    seed = job["seed"]
+    if job["how"] == "mmkeras":
+        from fusion_comparison import run_one
+
+        config = {"data": {"train": job["paths"]["train"], "validation": job["paths"]["validation"]},
+                  "modalities": job["modalities"],
+                  "training": {"verbose": 0, "tensorboard": False, "backup": False, "checkpoint": False,
+                               "seed": seed, "epochs": job["epochs"], "early_stopping_patience": PATIENCE}}
+        row = run_one(config, job["run_dir"], *splits["test"])
+    else:
+        trainer = job["how"]
+        if trainer[0] == "clip":
+            import motion_clips
+
+            row = motion_clips.fit_baseline(splits, classes, seed, job["epochs"], trainer[1])
+        elif trainer[0] == "keyword":
+            import keyword_speech
+
+            row = keyword_speech.fit_baseline(splits, classes, seed, job["epochs"])
+        else:
+            import encoder_baselines
+
+            row = {"all": encoder_baselines.fit_plain(job["modalities"], splits, classes, seed,
+                                                             job["epochs"])}
+    row = {**row, "classes": classes, "seconds": time.perf_counter() - started}
+    with open(job["result"], "w") as f:
+        json.dump(row, f)
+    print(f"{job['set']} | {job['row']} | seed {seed} | {json.dumps(row)}", flush=True)
+    return row
+
+
+def _worker_init():
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+
+
+def _data(name, writer, folder):
+    """The data set's manifests, written once (a resumed run reads the files already there)."""
+    paths = {s: os.path.join(folder, f"{s}.csv") for s in ("train", "validation", "test")}
+    if not all(os.path.exists(p) for p in paths.values()):
+        started = time.perf_counter()
+        paths = writer(folder)
+        print(f"{name}: data written in {time.perf_counter() - started:.0f} s", flush=True)
+    return paths
+
+
+def plan(set_names, seeds, changes, output, epochs=EPOCHS):
+    """Every (data set, row, seed) run; seeds outermost, so a run cut short still has whole seeds."""
+    sets = _sets()
+    jobs = []
+    for name in set_names:
+        writer, modalities = sets[name]
+        paths = _data(name, writer, os.path.join(output, "data", slug(name)))
+        rows = {r: ("mmkeras", m) for r, m in mmkeras_rows(modalities, changes).items()}
+        rows.update({r: (how, m) for r, (m, how) in plain_rows(name, modalities).items()})
+        for seed in seeds:
+            for row, (how, models) in rows.items():
+                folder = os.path.join(output, "results", slug(name))
+                os.makedirs(folder, exist_ok=True)
+                jobs.append({"set": name, "row": row, "seed": seed, "epochs": epochs, "how": how, "modalities": models,
+                             "set_modalities": modalities, "paths": paths,
+                             "result": os.path.join(folder, f"{slug(row)}-{seed}.json"),
+                             "run_dir": os.path.join(output, "runs", slug(name), f"{slug(row)}-{seed}")})
+    return sorted(jobs, key=lambda j: j["seed"])
+
+
+# ------------------------------------------------------------------------------------ the table
+def _stats(values):
+    return {"mean": float(np.mean(values)), "std": float(np.std(values)), "range": float(np.ptp(values))}
+
+
+def table(results, seeds):
+    """Markdown lines: per data set and row, test accuracy mean ± std, spread and per seed."""
+    lines = ["| data set | model | test accuracy | spread (max - min) | per seed | epochs |", "|---" * 6 + "|"]
+    for name, rows in results.items():
+        for row, runs in rows.items():
+            values = [runs[s]["all"] for s in seeds if s in runs]
+            if not values:
+                continue
+            stats = _stats(values)
+            epochs = " / ".join(str(runs[s].get("epochs", "")) for s in seeds if s in runs)
+            lines.append(f"| {name} | {row} | {stats['mean']:.3f} ± {stats['std']:.3f} | {100 * stats['range']:.1f} "
+                         f"| {' / '.join(f'{v:.3f}' for v in values)} | {epochs} |")
+    return lines
+
+
+def check_targets(results, set_modalities, seeds):
+    """Issue 31's targets as (description, passed) pairs, for every data set with all its seeds."""
+    checks = []
+    for name, rows in results.items():
+        means = {row: _stats([runs[s]["all"] for s in seeds])
+                 for row, runs in rows.items() if all(s in runs for s in seeds)}
+        modalities = set_modalities[name]
+        for modality in modalities:
+            default = next((r for r in means if r.startswith(f"{modality} alone, mmkeras defaults")), None)
+            plain = {r: v["mean"] for r, v in means.items() if r.startswith(f"{modality} alone, plain")}
+            if default and plain:
+                best = max(plain, key=plain.get)
+                gap = means[default]["mean"] - plain[best]
+                checks.append((f"{name}: {modality} default {means[default]['mean']:.3f} vs {best.split(', ', 1)[1]} "
+                               f"{plain[best]:.3f}: {100 * gap:+.1f} points (target >= -3)", gap >= -0.03))
+        fused = next((r for r in means if r.startswith(f"{FUSED}, mmkeras defaults")), None)
+        if not fused:
+            continue
+        value = means[fused]
+        if f"{FUSED}, plain concat" in means:
+            plain = means[f"{FUSED}, plain concat"]["mean"]
+            checks.append((f"{name}: fused default {value['mean']:.3f} vs plain concat {plain:.3f}: "
+                           f"{100 * (value['mean'] - plain):+.1f} points (target >= 0)", value["mean"] >= plain))
+        singles = {r: v["mean"] for r, v in means.items() if " alone, " in r}
+        if singles:
+            best = max(singles, key=singles.get)
+            chance = 1.0 / next(iter(rows[fused].values()))["classes"]
+            strong = {r.split(" alone")[0] for r, v in singles.items() if v >= 2 * chance}
+            if len(strong) >= 2:  # complementary modalities: fusion should beat each alone
+                margin = value["mean"] - singles[best]
+                checks.append((f"{name}: fused default vs best single ({best}, {singles[best]:.3f}): "
+                               f"{100 * margin:+.1f} points (target >= +5)", margin >= 0.05))
+        checks.append((f"{name}: fused default spread over seeds {100 * value['range']:.1f} points (target <= 3)",
+                       value["range"] <= 0.03 + 1e-9))
+    return checks
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sets", nargs="+", default=list(SET_NAMES), choices=SET_NAMES, metavar="NAME",
+                        help=f"data sets (default: all of {', '.join(SET_NAMES)})")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    parser.add_argument("--epochs", type=int, default=EPOCHS, help="for every model (the library's default)")
+    parser.add_argument("--jobs", type=int, default=2, help="runs side by side, one process and one thread each")
+    parser.add_argument("--change", nargs="+", type=setting, default=[], metavar="KIND.KEY=VALUE",
+                        help="a modality setting of every mmkeras model of that kind, e.g. audio.dropout=0.3")
+    parser.add_argument("--output", default=None, help="results folder (a second start resumes)")
+    args = parser.parse_args()
+    changes = {}
+    for key, value in args.change:
+        kind, dot, name = key.partition(".")
+        if not dot or not name:
+            parser.error(f"--change expects KIND.KEY=VALUE, got {key!r}")
+        changes.setdefault(kind, {})[name] = value
+    output = args.output or tempfile.mkdtemp(prefix="mmkeras-defaults-")
+    started = time.perf_counter()
+    jobs = plan(args.sets, args.seeds, changes, output, args.epochs)
+    todo = [j for j in jobs if not os.path.exists(j["result"])]
+    print(f"{len(jobs)} runs, {len(jobs) - len(todo)} already done, in {output}", flush=True)
+    if args.jobs > 1 and len(todo) > 1:
+        context = multiprocessing.get_context("spawn")  # TensorFlow does not survive a fork
+        with concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=context, initializer=_worker_init) as pool:
+            list(pool.map(run_job, todo))
+    else:
+        _worker_init()
+        for job in todo:
+            run_job(job)
+    results = {}
+    for job in jobs:
+        with open(job["result"]) as f:
+            results.setdefault(job["set"], {}).setdefault(job["row"], {})[job["seed"]] = json.load(f)
+    sets = _sets()
+    checks = check_targets(results, {name: sets[name][1] for name in args.sets}, args.seeds)
+    minutes = (time.perf_counter() - started) / 60
+    lines = [f"Seeds {args.seeds}, up to {args.epochs} epochs, {args.jobs} process(es) of one thread, {minutes:.0f} min "
+             f"this start", ""] + table(results, args.seeds) + ["", "Targets:", ""]
+    lines += [f"- {'met' if ok else 'MISSED'}: {text}" for text, ok in checks]
+    print("\n".join(lines))
+    with open(os.path.join(output, "defaults_table.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    with open(os.path.join(output, "defaults_table.json"), "w") as f:
+        json.dump({"seeds": args.seeds, "changes": changes, "results": results,
+                   "targets": [{"target": t, "met": ok} for t, ok in checks]}, f, indent=1)
+    print(f"written to {output}")
+
+
+if __name__ == "__main__":
+    main()
