@@ -26,8 +26,9 @@ plain baseline of its kind; the fused default at least as good as the plain fuse
 points above the best single-modality model where two or more modalities reach twice chance; the
 fused default's spread over the seeds (largest minus smallest) at most 3 points.
 
-`--change audio.dropout=0.3` trains every mmkeras model with that modality setting instead (rows
-named after it), to judge a candidate default on every set. Each run's result is kept in
+`--change audio.dropout=0.3` trains every mmkeras model with that modality setting instead, and
+`--training lr_schedule=cosine` with that training setting (rows named after them), to judge a
+candidate default on every set. Each run's result is kept in
 `DIR/results`, so a second start with the same `--output` resumes where the first stopped. Writes
 `defaults_table.md` and `defaults_table.json` in the output folder.
 """
@@ -47,7 +48,9 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from _seeded import add_training_option  # noqa: E402
 from _seeded import setting  # noqa: E402
+from _seeded import with_settings  # noqa: E402
 
 EPOCHS = 40
 PATIENCE = 10
@@ -101,10 +104,11 @@ def plain_rows(set_name, modalities):
     return rows
 
 
-def mmkeras_rows(modalities, changes):
+def mmkeras_rows(modalities, changes, training=()):
     """name → {modality: settings} of the mmkeras models of one data set, with `changes`
-    (kind → {key: value}) applied to every one."""
-    suffix = "".join(f", {kind}.{key}: {value}" for kind, values in changes.items() for key, value in values.items())
+    (kind → {key: value}) applied to every one; `training` (KEY=VALUE pairs) only names them."""
+    suffix = with_settings("", [(f"{kind}.{key}", value) for kind, values in changes.items()
+                                for key, value in values.items()] + list(training))
 
     def changed(subset):
         return {m: {**s, **changes.get(kind_of(m, s), {})} for m, s in subset.items()}
@@ -155,7 +159,8 @@ def run_job(job):
         config = {"data": {"train": job["paths"]["train"], "validation": job["paths"]["validation"]},
                   "modalities": job["modalities"],
                   "training": {"verbose": 0, "tensorboard": False, "backup": False, "checkpoint": False,
-                               "seed": seed, "epochs": job["epochs"], "early_stopping_patience": PATIENCE}}
+                               "seed": seed, "epochs": job["epochs"], "early_stopping_patience": PATIENCE,
+                               **dict(job["training"])}}
         row = run_one(config, job["run_dir"], *splits["test"])
     else:
         trainer = job["how"]
@@ -196,20 +201,20 @@ def _data(name, writer, folder):
     return paths
 
 
-def plan(set_names, seeds, changes, output, epochs=EPOCHS):
+def plan(set_names, seeds, changes, output, epochs=EPOCHS, training=()):
     """Every (data set, row, seed) run; seeds outermost, so a run cut short still has whole seeds."""
     sets = _sets()
     jobs = []
     for name in set_names:
         writer, modalities = sets[name]
         paths = _data(name, writer, os.path.join(output, "data", slug(name)))
-        rows = {r: ("mmkeras", m) for r, m in mmkeras_rows(modalities, changes).items()}
+        rows = {r: ("mmkeras", m) for r, m in mmkeras_rows(modalities, changes, training).items()}
         rows.update({r: (how, m) for r, (m, how) in plain_rows(name, modalities).items()})
         for seed in seeds:
             for row, (how, models) in rows.items():
                 folder = os.path.join(output, "results", slug(name))
                 os.makedirs(folder, exist_ok=True)
-                jobs.append({"set": name, "row": row, "seed": seed, "epochs": epochs, "how": how, "modalities": models,
+                jobs.append({"set": name, "row": row, "seed": seed, "epochs": epochs, "training": list(training), "how": how, "modalities": models,
                              "set_modalities": modalities, "paths": paths,
                              "result": os.path.join(folder, f"{slug(row)}-{seed}.json"),
                              "run_dir": os.path.join(output, "runs", slug(name), f"{slug(row)}-{seed}")})
@@ -282,7 +287,9 @@ def main():
     parser.add_argument("--jobs", type=int, default=2, help="runs side by side, one process and one thread each")
     parser.add_argument("--change", nargs="+", type=setting, default=[], metavar="KIND.KEY=VALUE",
                         help="a modality setting of every mmkeras model of that kind, e.g. audio.dropout=0.3")
-    parser.add_argument("--output", default=None, help="results folder (a second start resumes)")
+    add_training_option(parser)
+    parser.add_argument("--output", default=None, help="results folder (a second start resumes; plain models' "
+                        "results are shared by every --change and --training run into it)")
     args = parser.parse_args()
     changes = {}
     for key, value in args.change:
@@ -292,7 +299,7 @@ def main():
         changes.setdefault(kind, {})[name] = value
     output = args.output or tempfile.mkdtemp(prefix="mmkeras-defaults-")
     started = time.perf_counter()
-    jobs = plan(args.sets, args.seeds, changes, output, args.epochs)
+    jobs = plan(args.sets, args.seeds, changes, output, args.epochs, args.training)
     todo = [j for j in jobs if not os.path.exists(j["result"])]
     print(f"{len(jobs)} runs, {len(jobs) - len(todo)} already done, in {output}", flush=True)
     if args.jobs > 1 and len(todo) > 1:
@@ -317,7 +324,7 @@ def main():
     with open(os.path.join(output, "defaults_table.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     with open(os.path.join(output, "defaults_table.json"), "w") as f:
-        json.dump({"seeds": args.seeds, "changes": changes, "results": results,
+        json.dump({"seeds": args.seeds, "changes": changes, "training": dict(args.training), "results": results,
                    "targets": [{"target": t, "met": ok} for t, ok in checks]}, f, indent=1)
     print(f"written to {output}")
 

@@ -39,3 +39,35 @@ def test_benchmark_data_sets_read_as_manifests(tmp_path, name, monkeypatch):
     assert sizes == ({"train": 28, "validation": 6, "test": 26} if name == "tones"
                      else {"train": 28, "validation": 6, "test": 6})
     assert all(set(datasets.MODALITIES) <= set(read_manifest(path).rows[0]) for path in paths.values())
+
+
+def test_defaults_table_judges_issue_31_targets(monkeypatch):
+    # The table's verdicts decide which defaults change: a branch 3.5 points under its best plain
+    # baseline, or a fused model whose seeds spread 4 points, must read as missed.
+    monkeypatch.syspath_prepend(BENCHMARKS)
+    import defaults_table
+
+    def runs(*values):
+        return {seed: {"all": v, "classes": 10} for seed, v in zip((1, 2, 3), values)}
+
+    results = {"toy": {
+        "fused, mmkeras defaults": runs(0.90, 0.92, 0.94),
+        "image alone, mmkeras defaults": runs(0.70, 0.70, 0.70),
+        "image alone, augment: {}": runs(0.80, 0.80, 0.80),
+        "image alone, plain: small CNN": runs(0.735, 0.735, 0.735),
+        "audio alone, mmkeras defaults": runs(0.60, 0.60, 0.60),
+        "audio alone, plain: Conv1D + pooling": runs(0.50, 0.62, 0.62),
+        "fused, plain concat": runs(0.93, 0.93, 0.93),
+    }}
+    checks = defaults_table.check_targets(results, {"toy": {"image": {}, "audio": {}}}, [1, 2, 3])
+    assert [ok for _, ok in checks] == [False, True, False, True, False], checks
+    image, audio, versus_plain, versus_single, spread = (text for text, _ in checks)
+    assert "image default 0.700 vs plain: small CNN 0.735: -3.5 points" in image
+    assert "audio default 0.600 vs plain: Conv1D + pooling 0.580: +2.0 points" in audio
+    assert "-1.0 points" in versus_plain
+    assert "image alone, augment: {}" in versus_single and "+12.0 points" in versus_single
+    assert "spread over seeds 4.0 points" in spread
+    # A run cut short (one seed missing) is left out of the verdicts instead of judged on two seeds.
+    del results["toy"]["audio alone, plain: Conv1D + pooling"][3]
+    assert not any("audio default" in text for text, _ in defaults_table.check_targets(
+        results, {"toy": {"image": {}, "audio": {}}}, [1, 2, 3]))
