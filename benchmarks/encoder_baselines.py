@@ -81,11 +81,11 @@ def audio_branch(samples, name="audio"):
 
 
 def text_branch(length, name="text"):
-    """Embedding(16) of the token ids → mean over the real tokens: the plain text branch, as
-    (input, features)."""
+    """Embedding(16) of the token ids → mean over the positions, padding included: the plain text
+    branch, as (input, features). (A mask would make the mean of an empty text 0 / 0.)"""
     spec = MODALITIES["text"]
     ids = keras.Input((length,), dtype="int32", name=name)
-    x = keras.layers.Embedding(spec["max_tokens"] + 2, 16, mask_zero=True)(ids)  # room for padding and OOV ids
+    x = keras.layers.Embedding(spec["max_tokens"] + 2, 16)(ids)  # room for the padding and OOV ids
     return ids, keras.layers.GlobalAveragePooling1D()(x)
 
 
