@@ -150,6 +150,9 @@ def _decoded(paths, modalities):
 
 def run_job(job):
     """Trains one model with one seed; returns its result row (and writes it to `job["result"]`)."""
+    if os.path.exists(job["result"]):  # another start into the same folder got here first
+        with open(job["result"]) as f:
+            return json.load(f)
     started = time.perf_counter()
     splits, classes = _decoded(job["paths"], job["set_modalities"])
     seed = job["seed"]
@@ -178,8 +181,9 @@ def run_job(job):
             row = {"all": encoder_baselines.fit_plain(job["modalities"], splits, classes, seed,
                                                              job["epochs"])}
     row = {**row, "classes": classes, "seconds": time.perf_counter() - started}
-    with open(job["result"], "w") as f:
+    with open(job["result"] + ".part", "w") as f:  # whole or absent, for a start reading beside it
         json.dump(row, f)
+    os.replace(job["result"] + ".part", job["result"])
     print(f"{job['set']} | {job['row']} | seed {seed} | {json.dumps(row)}", flush=True)
     return row
 
@@ -288,6 +292,8 @@ def main():
     parser.add_argument("--change", nargs="+", type=setting, default=[], metavar="KIND.KEY=VALUE",
                         help="a modality setting of every mmkeras model of that kind, e.g. audio.dropout=0.3")
     add_training_option(parser)
+    parser.add_argument("--skip-plain", action="store_true", help="train only the mmkeras models; the plain "
+                        "models' results are read from --output, where a run of the defaults left them")
     parser.add_argument("--output", default=None, help="results folder (a second start resumes; plain models' "
                         "results are shared by every --change and --training run into it)")
     args = parser.parse_args()
@@ -300,8 +306,8 @@ def main():
     output = args.output or tempfile.mkdtemp(prefix="mmkeras-defaults-")
     started = time.perf_counter()
     jobs = plan(args.sets, args.seeds, changes, output, args.epochs, args.training)
-    todo = [j for j in jobs if not os.path.exists(j["result"])]
-    print(f"{len(jobs)} runs, {len(jobs) - len(todo)} already done, in {output}", flush=True)
+    todo = [j for j in jobs if not os.path.exists(j["result"]) and not (args.skip_plain and j["how"] != "mmkeras")]
+    print(f"{len(jobs)} runs, {len(jobs) - len(todo)} already done or left to another start, in {output}", flush=True)
     if args.jobs > 1 and len(todo) > 1:
         context = multiprocessing.get_context("spawn")  # TensorFlow does not survive a fork
         with concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=context, initializer=_worker_init) as pool:
@@ -312,8 +318,9 @@ def main():
             run_job(job)
     results = {}
     for job in jobs:
-        with open(job["result"]) as f:
-            results.setdefault(job["set"], {}).setdefault(job["row"], {})[job["seed"]] = json.load(f)
+        if os.path.exists(job["result"]):  # a plain model another start has not finished yet is left out
+            with open(job["result"]) as f:
+                results.setdefault(job["set"], {}).setdefault(job["row"], {})[job["seed"]] = json.load(f)
     sets = _sets()
     checks = check_targets(results, {name: sets[name][1] for name in args.sets}, args.seeds)
     minutes = (time.perf_counter() - started) / 60
