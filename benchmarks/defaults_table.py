@@ -7,17 +7,18 @@ Run: `nice -n 19 .venv/bin/python benchmarks/defaults_table.py [--sets NAME ...]
 Data sets (each written by its own benchmark module, seeded): `tones`, `digits`, `shapes`
 (text + image + audio, `datasets.py`), `keyword speech` (noisy spoken words, audio only,
 `keyword_speech.py`; needs espeak-ng), `motion clips` and `content clips` (video only,
-`motion_clips.py`).
+`motion_clips.py`), `sensor activity` (a 3-axis motion sensor and two columns, sensor + tabular,
+`sensor_activity.py`).
 
 Rows per data set, each trained with every seed:
-- `fused, mmkeras defaults` (three-modality sets): `mmkeras train` with every modality and every
+- `fused, mmkeras defaults` (sets of several modalities): `mmkeras train` with every modality and every
   setting the library's default (only the sizes of `datasets.py` are set), against
   `fused, plain concat`: the plain branches below concatenated → Dropout → Dense(64) → softmax;
 - `<kind> alone, mmkeras defaults` against each plain branch of that kind (`encoder_baselines.py`:
-  small CNN, Conv1D + pooling, embedding + mean; `keyword_speech.py`'s Conv1D; `motion_clips.py`'s
-  two TimeDistributed CNN → GRU models);
+  small CNN, Conv1D + pooling, embedding + mean, Conv1D + pooling over the readings, Dense(64);
+  `keyword_speech.py`'s Conv1D; `motion_clips.py`'s two TimeDistributed CNN → GRU models);
 - `<kind> alone, augment: {}` for every kind whose default augmentation is on (the image's random
-  shift): the effect of that augmentation, side by side.
+  shift, the sensor's gain and jitter): the effect of that augmentation, side by side.
 Every model has the library's budget: up to 40 epochs, early stopping on validation loss with
 patience 10 and the best weights kept; the plain models use Adam 1e-3 and batch 32.
 
@@ -56,7 +57,7 @@ EPOCHS = 40
 PATIENCE = 10
 FUSED = "fused"
 #: Kinds whose default augmentation is on: the row that turns it off.
-AUGMENTED = {"image": {"augment": {}}}
+AUGMENTED = {"image": {"augment": {}}, "sensor": {"augment": {}}}
 
 
 def _sets():
@@ -64,6 +65,7 @@ def _sets():
     import datasets
     import keyword_speech
     import motion_clips
+    import sensor_activity
 
     three = copy.deepcopy(datasets.MODALITIES)
     return {
@@ -73,10 +75,11 @@ def _sets():
         "keyword speech": (keyword_speech.write_keyword_speech, {"audio": dict(keyword_speech.AUDIO)}),
         "motion clips": (motion_clips.write_motion_clips, {"clip": dict(motion_clips.CLIP)}),
         "content clips": (motion_clips.write_content_clips, {"clip": dict(motion_clips.CLIP)}),
+        "sensor activity": (sensor_activity.write_sensor_activity, copy.deepcopy(sensor_activity.MODALITIES)),
     }
 
 
-SET_NAMES = ("tones", "digits", "shapes", "keyword speech", "motion clips", "content clips")
+SET_NAMES = ("tones", "digits", "shapes", "keyword speech", "motion clips", "content clips", "sensor activity")
 
 
 def kind_of(modality, settings):
@@ -178,8 +181,8 @@ def run_job(job):
         else:
             import encoder_baselines
 
-            row = {"all": encoder_baselines.fit_plain(job["modalities"], splits, classes, seed,
-                                                             job["epochs"])}
+            kinds = {m: kind_of(m, s) for m, s in job["set_modalities"].items()}
+            row = {"all": encoder_baselines.fit_plain(job["modalities"], splits, classes, seed, job["epochs"], kinds)}
     row = {**row, "classes": classes, "seconds": time.perf_counter() - started}
     with open(job["result"] + ".part", "w") as f:  # whole or absent, for a start reading beside it
         json.dump(row, f)

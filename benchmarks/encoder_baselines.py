@@ -89,6 +89,24 @@ def text_branch(length, name="text"):
     return ids, keras.layers.GlobalAveragePooling1D()(x)
 
 
+def sensor_branch(shape, name="sensor"):
+    """Conv1D(32) x 2 over the standardised readings → mean and max over time: the plain sensor
+    branch, as (input, features)."""
+    series = keras.Input(shape, name=name)
+    x = series
+    for _ in range(2):
+        x = keras.layers.Conv1D(32, 5, padding="same", activation="relu")(x)
+    return series, keras.layers.Concatenate()([keras.layers.GlobalAveragePooling1D()(x),
+                                               keras.layers.GlobalMaxPooling1D()(x)])
+
+
+def tabular_branch(shape, name="tabular"):
+    """Dense(64) over the columns' vector (standardised numbers, missing flags, one-hot
+    categories): the plain tabular branch, as (input, features)."""
+    columns = keras.Input(shape, name=name)
+    return columns, keras.layers.Dense(64, activation="relu")(columns)
+
+
 def plain_classifier(branches, classes):
     """Branch features concatenated → Dropout(0.3) → Dense(64) → softmax: one model for one branch
     or several (the plain fused baseline: concatenation, what a notebook does first)."""
@@ -98,21 +116,26 @@ def plain_classifier(branches, classes):
     return keras.Model(inputs, keras.layers.Dense(classes, activation="softmax")(x))
 
 
-BRANCHES = {"image": lambda shape: image_branch(shape), "audio": lambda shape: audio_branch(shape[0]),
-            "text": lambda shape: text_branch(shape[0])}
-#: modality → the name of its plain baseline in tables.
-BASELINE_NAMES = {"image": "small CNN", "audio": "Conv1D + pooling", "text": "embedding + mean"}
+#: kind → (one example's shape, the input's name) → (input, features)
+BRANCHES = {"image": image_branch, "audio": lambda shape, name: audio_branch(shape[0], name),
+            "text": lambda shape, name: text_branch(shape[0], name), "sensor": sensor_branch,
+            "tabular": tabular_branch}
+#: kind → the name of its plain baseline in tables.
+BASELINE_NAMES = {"image": "small CNN", "audio": "Conv1D + pooling", "text": "embedding + mean",
+                  "sensor": "Conv1D + pooling", "tabular": "Dense(64)"}
 
 
-def plain_model(shapes, classes):
-    """The plain Keras model over the modalities of `shapes` (modality → one example's shape)."""
-    return plain_classifier([BRANCHES[m](shape) for m, shape in shapes.items()], classes)
+def plain_model(shapes, classes, kinds=None):
+    """The plain Keras model over the modalities of `shapes` (modality → one example's shape);
+    `kinds` maps a modality to its kind where the two names differ."""
+    kinds = kinds or {}
+    return plain_classifier([BRANCHES[kinds.get(m, m)](shape, m) for m, shape in shapes.items()], classes)
 
 
-def fit_plain(modalities, splits, classes, seed, epochs=EPOCHS):
+def fit_plain(modalities, splits, classes, seed, epochs=EPOCHS, kinds=None):
     """Trains `plain_model` over `modalities` on the decoded splits; returns its test accuracy."""
     keras.utils.set_random_seed(seed)
-    model = plain_model({m: splits["train"][0][m].shape[1:] for m in modalities}, classes)
+    model = plain_model({m: splits["train"][0][m].shape[1:] for m in modalities}, classes, kinds)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     (x, y), (xv, yv), (xt, yt) = (({m: splits[s][0][m] for m in modalities}, splits[s][1])
                                   for s in ("train", "validation", "test"))

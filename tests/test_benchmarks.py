@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
@@ -71,3 +72,22 @@ def test_defaults_table_judges_issue_31_targets(monkeypatch):
     del results["toy"]["audio alone, plain: Conv1D + pooling"][3]
     assert not any("audio default" in text for text, _ in defaults_table.check_targets(
         results, {"toy": {"image": {}, "audio": {}}}, [1, 2, 3]))
+
+
+def test_sensor_activity_set_reads_as_a_manifest_of_sensor_and_tabular_columns(tmp_path, monkeypatch):
+    # The only benchmark set of the sensor and tabular kinds: every split balanced over the
+    # activities, every recording three channels, and the columns the modalities name present.
+    monkeypatch.syspath_prepend(BENCHMARKS)
+    import sensor_activity
+
+    from mmkeras.data.manifest import read_manifest
+
+    paths = sensor_activity.write_sensor_activity(str(tmp_path), sizes={"train": 12, "validation": 6, "test": 6})
+    for split, path in paths.items():
+        rows = read_manifest(path).rows
+        assert sorted(r["label"] for r in rows) == sorted(sensor_activity.ACTIVITIES * (len(rows) // 6)), split
+        columns = sensor_activity.MODALITIES["wearer"]["numeric"] + sensor_activity.MODALITIES["wearer"]["categorical"]
+        assert set(columns) | {"motion"} <= set(rows[0])
+        for row in rows:
+            readings = np.loadtxt(tmp_path / row["motion"], delimiter=",", skiprows=1)
+            assert readings.shape[1] == 3 and 130 <= len(readings) <= 190
