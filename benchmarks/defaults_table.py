@@ -295,6 +295,8 @@ def main():
     parser.add_argument("--change", nargs="+", type=setting, default=[], metavar="KIND.KEY=VALUE",
                         help="a modality setting of every mmkeras model of that kind, e.g. audio.dropout=0.3")
     add_training_option(parser)
+    parser.add_argument("--rows", nargs="+", default=[], metavar="PREFIX",
+                        help="only the rows whose name starts with one of these, e.g. 'audio alone' 'fused'")
     parser.add_argument("--skip-plain", action="store_true", help="train only the mmkeras models; the plain "
                         "models' results are read from --output, where a run of the defaults left them")
     parser.add_argument("--output", default=None, help="results folder (a second start resumes; plain models' "
@@ -309,6 +311,8 @@ def main():
     output = args.output or tempfile.mkdtemp(prefix="mmkeras-defaults-")
     started = time.perf_counter()
     jobs = plan(args.sets, args.seeds, changes, output, args.epochs, args.training)
+    if args.rows:
+        jobs = [j for j in jobs if any(j["row"].startswith(prefix) for prefix in args.rows)]
     todo = [j for j in jobs if not os.path.exists(j["result"]) and not (args.skip_plain and j["how"] != "mmkeras")]
     print(f"{len(jobs)} runs, {len(jobs) - len(todo)} already done or left to another start, in {output}", flush=True)
     if args.jobs > 1 and len(todo) > 1:
