@@ -1,5 +1,6 @@
-"""The library's image and audio branches, trained alone with the defaults, against simple models a
-practitioner would write first, on the same decoded files.
+"""The library's image, audio and text branches, trained alone with the defaults, against simple
+models a practitioner would write first, on the same decoded files. The plain branches here
+(`BRANCHES`, one per kind) also make `defaults_table.py`'s plain models, alone and concatenated.
 
 Run: `.venv/bin/python benchmarks/encoder_baselines.py [--datasets digits tones shapes] [--seeds 1 2 3]
       [--modalities image audio] [--spec KEY=VALUE ...]`
@@ -9,7 +10,8 @@ Per data set of `datasets.py` (test accuracy, mean ± standard deviation over th
 - `small CNN`: Conv2D(16) → pool → Conv2D(32) → pool → Flatten → Dense(64), plain Keras;
 - `logistic regression`: scikit-learn on the raw pixels (no training on the GPU, no augmentation);
 - `Conv1D + pooling`: log-mel (Keras' `MelSpectrogram`) → Conv1D(32) x 2 → global mean and max
-  pooling → Dense(64), plain Keras.
+  pooling → Dense(64), plain Keras;
+- `embedding + mean`: Embedding(16) of the token ids → mean over the positions → Dense(64).
 The plain Keras models train on the Preprocessor's decoded tensors (the same pixels and waveforms
 the library's models see) with Adam 1e-3, batch 32, up to 40 epochs and early stopping on
 validation loss (patience 10, best weights restored): the library's budget. An encoder that
@@ -85,7 +87,7 @@ def text_branch(length, name="text"):
     branch, as (input, features). (A mask would make the mean of an empty text 0 / 0.)"""
     spec = MODALITIES["text"]
     ids = keras.Input((length,), dtype="int32", name=name)
-    x = keras.layers.Embedding(spec["max_tokens"] + 2, 16)(ids)  # room for the padding and OOV ids
+    x = keras.layers.Embedding(spec["max_tokens"] + 2, 16)(ids)  # ids < max_tokens; 2 spare rows cost nothing
     return ids, keras.layers.GlobalAveragePooling1D()(x)
 
 

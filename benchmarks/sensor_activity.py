@@ -8,16 +8,21 @@ Data (`write_sensor_activity`, seeded; chance 1/6):
   gravity along an axis that depends on where the sensor is worn, plus the activity's movement:
   `still` (a slow sway), `walk` (1.6-2.1 steps/s), `run` (2.4-3.0 steps/s, 2-3x stronger, with
   impacts), `stairs up` and `stairs down` (walking pace, 1.3-1.9 steps/s, with a sawtooth stride
-  that rises slowly and falls fast, or the reverse, and the body tilted forward or back), and
-  `shake` (4-6 Hz side to side, irregular); noise of 0.15 g and a few spikes. Walk and the two
-  stair activities overlap in pace: only the stride's shape and the tilt tell them apart.
+  that rises slowly and falls fast, or the reverse, and the body tilted about 14 degrees forward
+  or back), and `shake` (side to side, sin(2 pi f t w(t)) with f 4-6 Hz and w a slow wobble of
+  0.7-1.3: the time-varying factor inside the sine sweeps the frequency over a wide range, far
+  above 6 Hz at times); noise of 0.15 g and a few spikes. Walk and the two stair activities
+  overlap in pace: the stride's shape and the tilt (under each wearer's random turn of up to 25
+  degrees) tell them apart.
 - `placement` (categorical: wrist, pocket or bag; 5% empty): where the sensor is worn, which
-  rotates the axes and damps the movement in a bag. It says nothing about the activity alone.
+  maps the body's axes onto other axes of the sensor (pocket and bag swap two of them) and damps
+  the movement in a bag. It says nothing about the activity alone.
 - `heart_rate` (numeric, beats/min; 10% empty): higher for harder activities, with a spread of
   12 between people, so it separates `run` and `stairs up` from `still` but not walk from
   stairs down.
-The sensor alone and the columns alone each leave classes they cannot tell apart, so fusing them
-should beat both. 360 train / 120 validation / 180 test examples, balanced over the activities.
+The sensor alone and the columns alone each leave classes they cannot tell apart: a random
+forest on simple features (each channel's mean, spread and spectrum; the columns) scored 0.65 on
+the sensor, 0.53 on the columns and 0.74 on both. 360 train / 120 validation / 180 test examples, balanced over the activities.
 """
 
 import os
@@ -36,7 +41,8 @@ SPLITS = {"train": 360, "validation": 120, "test": 180}
 #: activity → (steps per second range, movement amplitude in g, mean heart rate)
 MOVES = {"still": ((0.1, 0.3), 0.05, 72), "walk": ((1.6, 2.1), 0.35, 98), "run": ((2.4, 3.0), 0.9, 150),
          "stairs up": ((1.3, 1.9), 0.35, 118), "stairs down": ((1.3, 1.9), 0.35, 100), "shake": ((4.0, 6.0), 0.3, 84)}
-#: placement → (the sensor's axes that the body's forward, side and up axes fall on, damping of the movement)
+#: placement → (the sensor's axes that the body's forward, side and up axes fall on: a permutation,
+#: a mirror image for pocket and bag; damping of the movement)
 PLACEMENTS = {"wrist": ((0, 1, 2), 1.0), "pocket": ((0, 2, 1), 0.9), "bag": ((2, 1, 0), 0.6)}
 
 #: The modality settings of every run: only what the files hold is set, the rest is the library's default.

@@ -70,8 +70,11 @@ def test_defaults_table_judges_issue_31_targets(monkeypatch):
     assert "spread over seeds 4.0 points" in spread
     # A run cut short (one seed missing) is left out of the verdicts instead of judged on two seeds.
     del results["toy"]["audio alone, plain: Conv1D + pooling"][3]
-    assert not any("audio default" in text for text, _ in defaults_table.check_targets(
-        results, {"toy": {"image": {}, "audio": {}}}, [1, 2, 3]))
+    checks = defaults_table.check_targets(results, {"toy": {"image": {}, "audio": {}}}, [1, 2, 3])
+    assert not any("audio default" in text for text, _ in checks)
+    assert [text for text, ok in checks if ok is None] == [
+        "toy: audio alone against its plain baseline: not judged, the default or every plain model lacks seeds "
+        "[1, 2, 3]"]
 
 
 def test_sensor_activity_set_reads_as_a_manifest_of_sensor_and_tabular_columns(tmp_path, monkeypatch):
