@@ -85,6 +85,16 @@ def run_comparison(name, title, write_data, compare, args, sizes):
     return rows
 
 
+def write_balanced(folder, sizes, names, seed, example):
+    """A seeded data set, every split balanced over the classes `names`: `example(i, name, rng)`
+    writes row i's files under `folder` and returns its manifest row. Returns the manifests' paths
+    (`sizes`: split → rows)."""
+    rng = np.random.default_rng(seed)
+    labels = np.concatenate([rng.permutation(np.arange(size) % len(names)) for size in sizes.values()])
+    rows = [example(i, names[label], rng) for i, label in enumerate(labels)]
+    return write_splits(folder, rows, sizes)
+
+
 def write_splits(folder, rows, sizes):
     """`rows` in order as one CSV manifest per split (`sizes`: split → rows); returns their paths."""
     paths, begin = {}, 0

@@ -54,7 +54,7 @@ from _seeded import add_training_option  # noqa: E402
 from _seeded import run_comparison  # noqa: E402
 from _seeded import run_folder  # noqa: E402
 from _seeded import with_settings  # noqa: E402
-from _seeded import write_splits  # noqa: E402
+from _seeded import write_balanced  # noqa: E402
 
 MOTIONS = {"left": (0, -1), "right": (0, 1), "up": (-1, 0), "down": (1, 0), "still": (0, 0)}  # (rows, columns)
 FRAMES = 8
@@ -119,18 +119,16 @@ def write_clips(folder, names, draw, sizes, seed):
     """Writes `draw(name, rng)`'s clips as GIFs and `train.csv`, `validation.csv`, `test.csv`
     (columns `clip,label`, paths relative to `folder`), every split balanced over `names`; returns
     the manifests' paths."""
-    sizes = sizes or SPLITS
-    rng = np.random.default_rng(seed)
-    labels = np.concatenate([rng.permutation(np.arange(size) % len(names)) for size in sizes.values()])
     os.makedirs(os.path.join(folder, "clips"), exist_ok=True)
-    rows = []
-    for i, label in enumerate(labels):
-        frames = (draw(names[label], rng) * 255).round().astype("uint8")
+
+    def example(i, label, rng):
+        frames = (draw(label, rng) * 255).round().astype("uint8")
         name = f"clips/{i:04d}.gif"
         with open(os.path.join(folder, name), "wb") as f:
             f.write(gif_bytes(frames))
-        rows.append({"clip": name, "label": names[label]})
-    return write_splits(folder, rows, sizes)
+        return {"clip": name, "label": label}
+
+    return write_balanced(folder, sizes or SPLITS, names, seed, example)
 
 
 def write_motion_clips(folder, sizes=None, seed=11):

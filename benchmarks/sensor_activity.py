@@ -32,7 +32,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _seeded import write_splits  # noqa: E402
+from _seeded import write_balanced  # noqa: E402
 
 ACTIVITIES = ("still", "walk", "run", "stairs up", "stairs down", "shake")
 RATE = 50  # readings per second
@@ -99,22 +99,18 @@ def movement(activity, placement, rng):
 def write_sensor_activity(folder, sizes=None, seed=13):
     """Writes the recordings and `train.csv`, `validation.csv`, `test.csv` (columns `motion,
     heart_rate,placement,label`, paths relative to `folder`); returns the manifests' paths."""
-    sizes = sizes or SPLITS
-    rng = np.random.default_rng(seed)
-    labels = np.concatenate([rng.permutation(np.arange(size) % len(ACTIVITIES)) for size in sizes.values()])
     os.makedirs(os.path.join(folder, "motion"), exist_ok=True)
-    rows = []
-    for i, label in enumerate(labels):
-        activity = ACTIVITIES[label]
+
+    def example(i, activity, rng):
         placement = str(rng.choice(list(PLACEMENTS)))
         name = f"motion/{i:04d}.csv"
         with open(os.path.join(folder, name), "w") as f:
             f.write("x,y,z\n" + "".join(f"{x:.3f},{y:.3f},{z:.3f}\n" for x, y, z in movement(activity, placement, rng)))
         heart = f"{MOVES[activity][2] + rng.normal(0.0, 12.0):.0f}" if rng.random() > 0.1 else ""
-        rows.append({"motion": name, "heart_rate": heart, "placement": placement if rng.random() > 0.05 else "",
-                     "label": activity})
-    return write_splits(folder, rows, sizes)
+        return {"motion": name, "heart_rate": heart, "placement": placement if rng.random() > 0.05 else "",
+                "label": activity}
 
+    return write_balanced(folder, sizes or SPLITS, ACTIVITIES, seed, example)
 
 if __name__ == "__main__":
     print(write_sensor_activity(sys.argv[1]))
