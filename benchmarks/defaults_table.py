@@ -33,7 +33,9 @@ fused default's spread over the seeds (largest minus smallest) at most 3 points.
 `--change audio.dropout=0.3` trains every mmkeras model with that modality setting instead, and
 `--training lr_schedule=cosine` with that training setting (rows named after them), to judge a
 candidate default on every set. Each run's result is kept in
-`DIR/results`, so a second start with the same `--output` resumes where the first stopped. Writes
+`DIR/results`, so a second start with the same `--output` resumes where the first stopped. Results
+are keyed by the row's name, not by the library's version: after a default changes, use a new
+`--output`. Writes
 `defaults_table.md` and `defaults_table.json` in the output folder.
 """
 
@@ -140,8 +142,9 @@ def mmkeras_rows(modalities, changes, training=()):
     if len(modalities) > 1:
         rows[f"{FUSED}, mmkeras defaults{suffix}"] = changed(modalities)
     for modality, settings in modalities.items():
-        rows[f"{modality} alone, mmkeras defaults{suffix}"] = changed({modality: settings})
-        if augments_by_default(kind_of(modality, settings), changed({modality: settings})[modality]):  # its effect, side by side
+        alone = changed({modality: settings})
+        rows[f"{modality} alone, mmkeras defaults{suffix}"] = alone
+        if augments_by_default(kind_of(modality, settings), alone[modality]):  # its effect, side by side
             rows[f"{modality} alone, augment: {{}}{suffix}"] = changed({modality: settings}, {"augment": {}})
     return rows
 
@@ -244,8 +247,8 @@ def plan(set_names, seeds, changes, output, epochs=EPOCHS, training=()):
             for row, (how, models) in rows.items():
                 folder = os.path.join(output, "results", slug(name))
                 os.makedirs(folder, exist_ok=True)
-                jobs.append({"set": name, "row": row, "seed": seed, "epochs": epochs, "training": list(training), "how": how, "modalities": models,
-                             "set_modalities": modalities, "paths": paths,
+                jobs.append({"set": name, "row": row, "seed": seed, "epochs": epochs, "training": list(training),
+                             "how": how, "modalities": models, "set_modalities": modalities, "paths": paths,
                              "result": os.path.join(folder, f"{slug(row)}-{seed}{budget}.json"),
                              "run_dir": os.path.join(output, "runs", slug(name), f"{slug(row)}-{seed}{budget}")})
     return sorted(jobs, key=lambda j: j["seed"])
