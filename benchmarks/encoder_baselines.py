@@ -56,6 +56,14 @@ def _decoded(paths):
     return splits, len(preprocessor.label_names)
 
 
+def conv1d_pooled(x):
+    """`(batch, steps, features)` → Conv1D(32, 5) x 2 → mean and max over the steps: the plain
+    audio and sensor branches' shared body."""
+    for _ in range(2):
+        x = keras.layers.Conv1D(32, 5, padding="same", activation="relu")(x)
+    return keras.layers.Concatenate()([keras.layers.GlobalAveragePooling1D()(x), keras.layers.GlobalMaxPooling1D()(x)])
+
+
 def image_branch(shape, name="image"):
     """Conv2D(16) → pool → Conv2D(32) → pool → Flatten: the plain image branch, as (input, features)."""
     pixels = keras.Input(shape, name=name)
@@ -75,11 +83,7 @@ def audio_branch(samples, name="audio"):
         fft_length=256, sequence_stride=int(0.010 * spec["sample_rate"]), sequence_length=int(0.025 * spec["sample_rate"]),
         sampling_rate=spec["sample_rate"], num_mel_bins=spec["num_mel_bins"], power_to_db=True)(waveform)  # (batch, mels, frames)
     x = keras.layers.Permute((2, 1))(mel)  # (batch, frames, mels)
-    x = keras.layers.LayerNormalization()(x)
-    for _ in range(2):
-        x = keras.layers.Conv1D(32, 5, padding="same", activation="relu")(x)
-    return waveform, keras.layers.Concatenate()([keras.layers.GlobalAveragePooling1D()(x),
-                                                 keras.layers.GlobalMaxPooling1D()(x)])
+    return waveform, conv1d_pooled(keras.layers.LayerNormalization()(x))
 
 
 def text_branch(length, name="text"):
@@ -95,11 +99,7 @@ def sensor_branch(shape, name="sensor"):
     """Conv1D(32) x 2 over the standardised readings → mean and max over time: the plain sensor
     branch, as (input, features)."""
     series = keras.Input(shape, name=name)
-    x = series
-    for _ in range(2):
-        x = keras.layers.Conv1D(32, 5, padding="same", activation="relu")(x)
-    return series, keras.layers.Concatenate()([keras.layers.GlobalAveragePooling1D()(x),
-                                               keras.layers.GlobalMaxPooling1D()(x)])
+    return series, conv1d_pooled(series)
 
 
 def tabular_branch(shape, name="tabular"):
