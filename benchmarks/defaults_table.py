@@ -3,7 +3,7 @@ data set, 3 seeds, in one run.
 
 Run: `nice -n 19 .venv/bin/python benchmarks/defaults_table.py [--sets NAME ...] [--seeds 1 2 3]
       [--epochs 40] [--jobs 2] [--change KIND.KEY=VALUE ...] [--training KEY=VALUE ...]
-      [--skip-plain] [--rows PREFIX ...] [--output DIR]`
+      [--fusion KEY=VALUE ...] [--skip-plain] [--rows PREFIX ...] [--output DIR]`
 
 Data sets (each written by its own benchmark module, seeded): `tones`, `digits`, `shapes`
 (text + image + audio, `datasets.py`), `keyword speech` (noisy spoken words, audio only,
@@ -32,7 +32,8 @@ fused default's spread over the seeds (largest minus smallest) at most 3 points.
 
 `--change audio.dropout=0.3` trains every mmkeras model with that modality setting instead, and
 `--training lr_schedule=cosine` with that training setting (rows named after them), to judge a
-candidate default on every set. Each run's result is kept in
+candidate default on every set; `--fusion modality_dropout=0.1` sets the fusion block of the fused
+models only (the rows of one modality have no fusion). Each run's result is kept in
 `DIR/results`, so a second start with the same `--output` resumes where the first stopped. Results
 are keyed by the row's name, not by the library's version: after a default changes, use a new
 `--output`. Writes
@@ -129,9 +130,10 @@ def plain_rows(set_name, modalities):
     return rows
 
 
-def mmkeras_rows(modalities, changes, training=()):
+def mmkeras_rows(modalities, changes, training=(), fusion=()):
     """name → {modality: settings} of the mmkeras models of one data set, with `changes`
-    (kind → {key: value}) applied to every one; `training` (KEY=VALUE pairs) only names them."""
+    (kind → {key: value}) applied to every one; `training` and `fusion` (KEY=VALUE pairs) only
+    name them (`fusion` only the fused row)."""
     suffix = with_settings("", [(f"{kind}.{key}", value) for kind, values in changes.items()
                                 for key, value in values.items()] + list(training))
 
@@ -140,7 +142,8 @@ def mmkeras_rows(modalities, changes, training=()):
 
     rows = {}
     if len(modalities) > 1:
-        rows[f"{FUSED}, mmkeras defaults{suffix}"] = changed(modalities)
+        rows[with_settings(f"{FUSED}, mmkeras defaults{suffix}",
+                           [(f"fusion.{key}", value) for key, value in fusion])] = changed(modalities)
     for modality, settings in modalities.items():
         alone = changed({modality: settings})
         rows[f"{modality} alone, mmkeras defaults{suffix}"] = alone
@@ -190,6 +193,8 @@ def run_job(job):
                   "training": {"verbose": 0, "tensorboard": False, "backup": False, "checkpoint": False,
                                "seed": seed, "epochs": job["epochs"], "early_stopping_patience": PATIENCE,
                                **dict(job["training"])}}
+        if len(job["modalities"]) > 1:
+            config["fusion"] = dict(job["fusion"])
         row = run_one(config, job["run_dir"], *splits["test"])
     else:
         splits, classes = _decoded(job["paths"], job["set_modalities"])
@@ -233,7 +238,7 @@ def _data(name, writer, folder):
     return paths
 
 
-def plan(set_names, seeds, changes, output, epochs=EPOCHS, training=()):
+def plan(set_names, seeds, changes, output, epochs=EPOCHS, training=(), fusion=()):
     """Every (data set, row, seed) run; seeds outermost, so a run cut short still has whole seeds."""
     sets = _sets()
     budget = "" if epochs == EPOCHS else f"-{epochs}epochs"  # a short trial never passes for a full run
@@ -241,13 +246,14 @@ def plan(set_names, seeds, changes, output, epochs=EPOCHS, training=()):
     for name in set_names:
         writer, modalities = sets[name]
         paths = _data(name, writer, os.path.join(output, "data", slug(name)))
-        rows = {r: ("mmkeras", m) for r, m in mmkeras_rows(modalities, changes, training).items()}
+        rows = {r: ("mmkeras", m) for r, m in mmkeras_rows(modalities, changes, training, fusion).items()}
         rows.update({r: (how, m) for r, (m, how) in plain_rows(name, modalities).items()})
         for seed in seeds:
             for row, (how, models) in rows.items():
                 folder = os.path.join(output, "results", slug(name))
                 os.makedirs(folder, exist_ok=True)
                 jobs.append({"set": name, "row": row, "seed": seed, "epochs": epochs, "training": list(training),
+                             "fusion": list(fusion),
                              "how": how, "modalities": models, "set_modalities": modalities, "paths": paths,
                              "result": os.path.join(folder, f"{slug(row)}-{seed}{budget}.json"),
                              "run_dir": os.path.join(output, "runs", slug(name), f"{slug(row)}-{seed}{budget}")})
@@ -334,6 +340,8 @@ def main():
     parser.add_argument("--change", nargs="+", type=setting, default=[], metavar="KIND.KEY=VALUE",
                         help="a modality setting of every mmkeras model of that kind, e.g. audio.dropout=0.3")
     add_training_option(parser)
+    parser.add_argument("--fusion", nargs="+", type=setting, default=[], metavar="KEY=VALUE",
+                        help="a fusion setting of every fused mmkeras model, e.g. modality_dropout=0.1")
     parser.add_argument("--rows", nargs="+", default=[], metavar="PREFIX",
                         help="only the rows whose name starts with one of these, e.g. 'audio alone' 'fused'")
     parser.add_argument("--skip-plain", action="store_true", help="train only the mmkeras models; the plain "
@@ -354,7 +362,7 @@ def main():
                      f"not a modality's name: e.g. sensor.augment, video.grid)")
     output = args.output or tempfile.mkdtemp(prefix="mmkeras-defaults-")
     started = time.perf_counter()
-    jobs = plan(args.sets, args.seeds, changes, output, args.epochs, args.training)
+    jobs = plan(args.sets, args.seeds, changes, output, args.epochs, args.training, args.fusion)
     if args.rows:
         jobs = [j for j in jobs if any(j["row"].startswith(prefix) for prefix in args.rows)]
     todo = [j for j in jobs if not os.path.exists(j["result"]) and not (args.skip_plain and j["how"] != "mmkeras")]
@@ -382,7 +390,8 @@ def main():
     with open(os.path.join(output, "defaults_table.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     with open(os.path.join(output, "defaults_table.json"), "w") as f:
-        json.dump({"seeds": args.seeds, "changes": changes, "training": dict(args.training), "results": results,
+        json.dump({"seeds": args.seeds, "changes": changes, "training": dict(args.training),
+                   "fusion": dict(args.fusion), "results": results,
                    "targets": [{"target": t, "met": ok} for t, ok in checks]}, f, indent=1)
     print(f"written to {output}")
 

@@ -77,6 +77,23 @@ def test_defaults_table_judges_issue_31_targets(monkeypatch):
         "[1, 2, 3]"]
 
 
+def test_defaults_table_names_each_candidate_row_after_what_it_changes(monkeypatch):
+    # Results are kept per row name, so a candidate's rows must never share a name with the
+    # defaults' rows; a fusion setting belongs to the fused row only (a model of one modality has none).
+    monkeypatch.syspath_prepend(BENCHMARKS)
+    import defaults_table
+
+    rows = defaults_table.mmkeras_rows({"image": {"kind": "image"}, "audio": {"kind": "audio"}},
+                                       {"image": {"dropout": 0.3}}, [("ema", 0.99)], [("modality_dropout", 0.1)])
+    fused = [name for name in rows if name.startswith("fused")]
+    assert fused == ["fused, mmkeras defaults, image.dropout: 0.3, ema: 0.99, fusion.modality_dropout: 0.1"]
+    assert rows[fused[0]]["image"]["dropout"] == 0.3 and "dropout" not in rows[fused[0]]["audio"]
+    alone = [name for name in rows if " alone, " in name]
+    assert "image alone, mmkeras defaults, image.dropout: 0.3, ema: 0.99" in alone
+    assert not any("fusion." in name for name in alone)
+    assert set(defaults_table.mmkeras_rows({"image": {}, "audio": {}}, {})) & set(rows) == set()
+
+
 def test_sensor_activity_set_reads_as_a_manifest_of_sensor_and_tabular_columns(tmp_path, monkeypatch):
     # The only benchmark set of the sensor and tabular kinds: every split balanced over the
     # activities, every recording three channels, and the columns the modalities name present.
