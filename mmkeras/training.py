@@ -218,8 +218,11 @@ def _train(config, output_dir, callbacks, overwrite, hooks, lock):
     stopped = _early_stop(run_callbacks, train_cfg["epochs"])
     if stopped:
         metrics["early_stopping"] = stopped
+    cut_short = _epoch_limit(stopped, history_dict, train_cfg["epochs"], train_cfg["early_stopping_patience"])
+    if cut_short:
+        metrics["epoch_limit"] = cut_short
     if train_cfg["verbose"] != 0:
-        for line in _training_notes(stopped, history_dict):
+        for line in _training_notes(stopped, history_dict, cut_short):
             print(f"mmkeras: {line}")
     if val_ds is not None:
         metrics["validation"] = {k: float(v) for k, v in model.evaluate(hooks.evaluation_data(val_ds, model), verbose=0,
@@ -251,7 +254,20 @@ def _early_stop(run_callbacks, epochs):
             "patience": stopper.patience, "restored_epoch": best + 1, "best": float(stopper.best)}
 
 
-def _training_notes(stopped, history):
+def _epoch_limit(stopped, history, epochs, patience):
+    """Whether the run ended at its epoch limit with the validation loss still falling: its best
+    value in the last `max(1, patience // 3)` epochs. None otherwise (early stopping ended it, no
+    validation, or the loss had levelled off)."""
+    values = history.get("val_loss") or []
+    if stopped or len(values) < epochs:
+        return None
+    best = int(np.argmin(values))
+    if best < len(values) - max(1, patience // 3):
+        return None
+    return {"epochs": len(values), "monitor": "val_loss", "best_epoch": best + 1, "best": float(values[best])}
+
+
+def _training_notes(stopped, history, cut_short=None):
     """Lines that explain the run's end and figures that look wrong but are not."""
     notes = []
     if stopped:
@@ -259,6 +275,11 @@ def _training_notes(stopped, history):
                      f"{stopped['of_epochs']}: {stopped['monitor']} had not improved for {stopped['patience']} "
                      f"epochs. The run keeps the weights of epoch {stopped['restored_epoch']} "
                      f"({stopped['monitor']} {stopped['best']:.4f}), its best.")
+    if cut_short:
+        notes.append(f"the run used all {cut_short['epochs']} epochs and {cut_short['monitor']} was still falling "
+                     f"(its best, {cut_short['best']:.4f}, at epoch {cut_short['best_epoch']}): a larger "
+                     "training.epochs may give a better model. Early stopping ends a longer run once it stops "
+                     "improving.")
     last = {key: values[-1] for key, values in history.items() if values}
     below = [key for key in last if key.endswith("accuracy") and not key.startswith("val_")
              and f"val_{key}" in last and last[key] < last[f"val_{key}"]]

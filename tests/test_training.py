@@ -340,6 +340,26 @@ def test_the_run_says_when_early_stopping_ended_it_and_which_epoch_it_keeps():
         "the weights of epoch 13 (val_loss 0.4321), its best."]
 
 
+def test_the_run_says_when_it_ran_out_of_epochs_while_validation_loss_was_still_falling():
+    # On a small data set (360 examples) the default 40 epochs ended runs that were still learning,
+    # with nothing in the output to say so.
+    from mmkeras.training import _epoch_limit
+    from mmkeras.training import _training_notes
+
+    falling = {"loss": [1.0, 0.8, 0.7, 0.6], "val_loss": [1.2, 1.0, 0.95, 0.9]}
+    cut_short = _epoch_limit(None, falling, 4, 10)
+    assert cut_short == {"epochs": 4, "monitor": "val_loss", "best_epoch": 4, "best": 0.9}
+    assert _training_notes(None, falling, cut_short) == [
+        "the run used all 4 epochs and val_loss was still falling (its best, 0.9000, at epoch 4): a larger "
+        "training.epochs may give a better model. Early stopping ends a longer run once it stops improving."]
+    levelled = {"val_loss": [1.0, 0.5, 0.6, 0.7, 0.6, 0.65, 0.7]}  # best 5 epochs before the end
+    assert _epoch_limit(None, levelled, 7, 10) is None
+    assert _epoch_limit(None, levelled, 7, 18)["best_epoch"] == 2  # within patience // 3 (6) of the end
+    assert _epoch_limit({"stopped_after_epoch": 4}, falling, 4, 10) is None  # early stopping ended it
+    assert _epoch_limit(None, falling, 10, 10) is None  # a resumed or short history: not at the limit
+    assert _epoch_limit(None, {"loss": [1.0, 0.5]}, 2, 10) is None  # no validation: training loss says nothing
+
+
 def test_a_training_accuracy_below_validation_is_explained():
     from mmkeras.training import _training_notes
 
