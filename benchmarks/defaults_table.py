@@ -2,7 +2,7 @@
 data set, 3 seeds, in one run.
 
 Run: `nice -n 19 .venv/bin/python benchmarks/defaults_table.py [--sets NAME ...] [--seeds 1 2 3]
-      [--epochs 40] [--jobs 2] [--change KIND.KEY=VALUE ...] [--training KEY=VALUE ...]
+      [--epochs E] [--jobs 2] [--change KIND.KEY=VALUE ...] [--training KEY=VALUE ...]
       [--fusion KEY=VALUE ...] [--skip-plain] [--rows PREFIX ...] [--output DIR]`
 
 Data sets (each written by its own benchmark module, seeded): `tones`, `digits`, `shapes`
@@ -22,8 +22,9 @@ Rows per data set, each trained with every seed:
   `keyword_speech.py`'s Conv1D; `motion_clips.py`'s two TimeDistributed CNN → GRU models);
 - `<kind> alone, augment: {}` for every kind whose default augmentation is on (the image's random
   shift, the sensor's gain and jitter): the effect of that augmentation, side by side.
-Every model has the library's budget: up to 40 epochs, early stopping on validation loss with
-patience 10 and the best weights kept; the plain models use Adam 1e-3 and batch 32.
+Every model has the library's budget, read from `mmkeras.config.DEFAULTS`: its epochs (80 from
+2026-12-07, 40 before), early stopping on validation loss with its patience (10) and the best
+weights kept; the plain models use Adam 1e-3 and batch 32.
 
 The targets of issue 31, checked at the end: every default branch within 3 points of the best
 plain baseline of its kind; the fused default at least as good as the plain fused model, and 5
@@ -60,9 +61,14 @@ from _seeded import add_training_option  # noqa: E402
 from _seeded import setting  # noqa: E402
 from _seeded import with_settings  # noqa: E402
 
-EPOCHS = 40
-PATIENCE = 10
 FUSED = "fused"
+
+
+def library_budget():
+    """(epochs, early-stopping patience): the library's training defaults, which every model gets."""
+    from mmkeras.config import DEFAULTS
+
+    return DEFAULTS["training"]["epochs"], DEFAULTS["training"]["early_stopping_patience"]
 
 
 def augments_by_default(kind, settings):
@@ -191,7 +197,7 @@ def run_job(job):
         config = {"data": {"train": job["paths"]["train"], "validation": job["paths"]["validation"]},
                   "modalities": job["modalities"],
                   "training": {"verbose": 0, "tensorboard": False, "backup": False, "checkpoint": False,
-                               "seed": seed, "epochs": job["epochs"], "early_stopping_patience": PATIENCE,
+                               "seed": seed, "epochs": job["epochs"], "early_stopping_patience": library_budget()[1],
                                **dict(job["training"])}}
         if len(job["modalities"]) > 1:
             config["fusion"] = dict(job["fusion"])
@@ -238,10 +244,11 @@ def _data(name, writer, folder):
     return paths
 
 
-def plan(set_names, seeds, changes, output, epochs=EPOCHS, training=(), fusion=()):
+def plan(set_names, seeds, changes, output, epochs=None, training=(), fusion=()):
     """Every (data set, row, seed) run; seeds outermost, so a run cut short still has whole seeds."""
     sets = _sets()
-    budget = "" if epochs == EPOCHS else f"-{epochs}epochs"  # a short trial never passes for a full run
+    epochs = epochs or library_budget()[0]
+    budget = "" if epochs == library_budget()[0] else f"-{epochs}epochs"  # a trial never passes for a default run
     jobs = []
     for name in set_names:
         writer, modalities = sets[name]
@@ -335,7 +342,7 @@ def main():
                         metavar="NAME", help=f"data sets (default: all of {', '.join(SET_NAMES)}; also "
                         f"{', '.join(LIBRARY_SIZES)})")
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
-    parser.add_argument("--epochs", type=int, default=EPOCHS, help="for every model (the library's default)")
+    parser.add_argument("--epochs", type=int, default=None, help="for every model (default: the library's)")
     parser.add_argument("--jobs", type=int, default=2, help="runs side by side, one process and one thread each")
     parser.add_argument("--change", nargs="+", type=setting, default=[], metavar="KIND.KEY=VALUE",
                         help="a modality setting of every mmkeras model of that kind, e.g. audio.dropout=0.3")
@@ -362,6 +369,7 @@ def main():
                      f"not a modality's name: e.g. sensor.augment, video.grid)")
     output = args.output or tempfile.mkdtemp(prefix="mmkeras-defaults-")
     started = time.perf_counter()
+    args.epochs = args.epochs or library_budget()[0]
     jobs = plan(args.sets, args.seeds, changes, output, args.epochs, args.training, args.fusion)
     if args.rows:
         jobs = [j for j in jobs if any(j["row"].startswith(prefix) for prefix in args.rows)]

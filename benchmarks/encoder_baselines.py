@@ -13,8 +13,8 @@ Per data set of `datasets.py` (test accuracy, mean ± standard deviation over th
   pooling → Dense(64), plain Keras;
 - `embedding + mean`: Embedding(16) of the token ids → mean over the positions → Dense(64).
 The plain Keras models train on the Preprocessor's decoded tensors (the same pixels and waveforms
-the library's models see) with Adam 1e-3, batch 32, up to 40 epochs and early stopping on
-validation loss (patience 10, best weights restored): the library's budget. An encoder that
+the library's models see) with Adam 1e-3, batch 32, the library's epoch budget and early stopping
+on validation loss (its patience, best weights restored). An encoder that
 trails its simple baseline by more than the seeds' spread has a fault to look for; this script is
 how the image branch's global average pooling was found (tones: 0.29 alone, against 0.74 for
 logistic regression on the pixels and 0.79 for the small CNN).
@@ -41,10 +41,12 @@ from _seeded import setting  # noqa: E402
 from _seeded import with_settings  # noqa: E402
 from fusion_comparison import _fmt  # noqa: E402
 from fusion_comparison import run_one  # noqa: E402
+from mmkeras.config import DEFAULTS  # noqa: E402
 from mmkeras.evaluation import collect  # noqa: E402
 
-EPOCHS = 40
-PATIENCE = 10
+#: The library's training budget, which the plain models get too.
+EPOCHS = DEFAULTS["training"]["epochs"]
+PATIENCE = DEFAULTS["training"]["early_stopping_patience"]
 
 
 def _decoded(paths):

@@ -2,7 +2,7 @@
 alone with the defaults, with each augmentation off and with both off, against a plain Keras
 log-mel + Conv1D model, all on the same files.
 
-Run: `nice -n 19 .venv/bin/python benchmarks/keyword_speech.py [--seeds 1 2 3] [--epochs 40]
+Run: `nice -n 19 .venv/bin/python benchmarks/keyword_speech.py [--seeds 1 2 3] [--epochs E]
       [--threads 1] [--variants NAME ...] [--no-baseline] [--training KEY=VALUE ...] [--output DIR]`
      `python benchmarks/keyword_speech.py --data-only DIR` writes the data set and stops.
 
@@ -173,8 +173,10 @@ def compare(paths, seeds, epochs, workdir, log, variants=tuple(VARIANTS), baseli
     """Every variant and the baseline, seed by seed (so a cut-short run still has whole seeds)."""
     import mmkeras
     from fusion_comparison import run_one
+    from mmkeras.config import DEFAULTS
     from mmkeras.evaluation import collect
 
+    epochs = epochs or DEFAULTS["training"]["epochs"]
     preprocessor = mmkeras.Preprocessor({"audio": AUDIO})
     mmkeras.adapt_preprocessor(preprocessor, paths["train"])
     splits = {s: collect(mmkeras.make_dataset(paths[s], preprocessor, batch_size=64)) for s in SPLITS}
@@ -204,7 +206,7 @@ def compare(paths, seeds, epochs, workdir, log, variants=tuple(VARIANTS), baseli
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
-    parser.add_argument("--epochs", type=int, default=40, help="the library's default, for every model")
+    parser.add_argument("--epochs", type=int, default=None, help="for every model (default: the library's)")
     parser.add_argument("--threads", type=int, default=1, help="TensorFlow intra- and inter-op threads (0: all cores)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--no-baseline", action="store_true", help=f"leave out the {BASELINE} baseline")

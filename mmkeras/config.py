@@ -72,7 +72,7 @@ SCHEMA = {
         "modality_logits": Option(True, checks.boolean(), "each modality also gets its own classifier (auxiliary logits)"),
     },
     "training": {
-        "epochs": Option(40, checks.integer(1), "at most this many (early stopping may end sooner)"),
+        "epochs": Option(80, checks.integer(1), "at most this many (early stopping may end sooner)"),
         "batch_size": Option(32, checks.integer(1), "examples per step (over all replicas and workers)"),
         "learning_rate": Option(0.001, checks.positive(), "the optimizer's learning rate"),
         "weight_decay": Option(0.0001, checks.number(0.0), "AdamW's decoupled weight decay; 0 = plain Adam"),
@@ -145,7 +145,7 @@ def resolve_config(config, base_dir=None):
 
     >>> cfg = resolve_config({"data": {"train": "train.csv"}, "modalities": {"text": {}}}, "/data")
     >>> cfg["data"]["train"], cfg["training"]["epochs"], cfg["fusion"]["type"]
-    ('/data/train.csv', 40, 'attention')
+    ('/data/train.csv', 80, 'attention')
     """
     config = dict(config or {})
     fusion = dict(config.get("fusion") or {})
