@@ -22,9 +22,9 @@ Rows per data set, each trained with every seed:
   `keyword_speech.py`'s Conv1D; `motion_clips.py`'s two TimeDistributed CNN → GRU models);
 - `<kind> alone, augment: {}` for every kind whose default augmentation is on (the image's random
   shift, the sensor's gain and jitter): the effect of that augmentation, side by side.
-Every model has the library's budget, read from `mmkeras.config.DEFAULTS`: its epochs (80 from
-2026-12-07, 40 before), early stopping on validation loss with its patience (10) and the best
-weights kept; the plain models use Adam 1e-3 and batch 32.
+Every model has the library's budget, read from `mmkeras.config.DEFAULTS`: `training.epochs`,
+early stopping on validation loss with the library's patience and the best weights kept; the
+plain models use Adam 1e-3 and batch 32.
 
 The targets of issue 31, checked at the end: every default branch within 3 points of the best
 plain baseline of its kind; the fused default at least as good as the plain fused model, and 5
