@@ -247,8 +247,9 @@ def _data(name, writer, folder):
 def plan(set_names, seeds, changes, output, epochs=None, training=(), fusion=()):
     """Every (data set, row, seed) run; seeds outermost, so a run cut short still has whole seeds."""
     sets = _sets()
-    epochs = epochs or library_budget()[0]
-    budget = "" if epochs == library_budget()[0] else f"-{epochs}epochs"  # a trial never passes for a default run
+    default_epochs = library_budget()[0]
+    epochs = epochs or default_epochs
+    budget = "" if epochs == default_epochs else f"-{epochs}epochs"  # a trial never passes for a default run
     jobs = []
     for name in set_names:
         writer, modalities = sets[name]

@@ -173,10 +173,8 @@ def compare(paths, seeds, epochs, workdir, log, variants=tuple(VARIANTS), baseli
     """Every variant and the baseline, seed by seed (so a cut-short run still has whole seeds)."""
     import mmkeras
     from fusion_comparison import run_one
-    from mmkeras.config import DEFAULTS
     from mmkeras.evaluation import collect
 
-    epochs = epochs or DEFAULTS["training"]["epochs"]
     preprocessor = mmkeras.Preprocessor({"audio": AUDIO})
     mmkeras.adapt_preprocessor(preprocessor, paths["train"])
     splits = {s: collect(mmkeras.make_dataset(paths[s], preprocessor, batch_size=64)) for s in SPLITS}
@@ -217,6 +215,9 @@ def main():
     if args.data_only:
         print(write_keyword_speech(args.data_only))
         return
+    from mmkeras.config import DEFAULTS
+
+    args.epochs = args.epochs or DEFAULTS["training"]["epochs"]  # also named in the table's header and JSON
 
     def runs(paths, folder, log):
         return compare(paths, args.seeds, args.epochs, folder, log, args.variants, not args.no_baseline,
