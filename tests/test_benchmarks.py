@@ -111,3 +111,28 @@ def test_sensor_activity_set_reads_as_a_manifest_of_sensor_and_tabular_columns(t
         for row in rows:
             readings = np.loadtxt(tmp_path / row["motion"], delimiter=",", skiprows=1)
             assert readings.shape[1] == 3 and 130 <= len(readings) <= 190
+
+
+def test_sensor_ceiling_adds_the_heart_rate_by_bayes_rule(monkeypatch):
+    # The ceiling of what the sensor set's columns can add: an uninformed sensor model is decided
+    # by the heart rate alone, an empty heart rate leaves the model's probabilities as they are,
+    # and a confident model is not overturned by a heart rate that only leans the other way.
+    monkeypatch.syspath_prepend(BENCHMARKS)
+    import sensor_ceiling
+
+    classes = ["still", "shake", "run"]
+    heart = np.array([150.0, 73.0, np.nan, 80.0])
+    likelihood = sensor_ceiling.heart_rate_likelihood(heart, classes)
+    uniform = np.full((4, 3), 1 / 3)
+    combined = sensor_ceiling.combine(uniform, likelihood)
+    assert [classes[i] for i in combined[:2].argmax(axis=1)] == ["run", "still"]
+    np.testing.assert_allclose(combined[2], uniform[2], rtol=1e-6)
+    np.testing.assert_allclose(combined.sum(axis=1), 1.0, rtol=1e-6)
+    # 80 beats/min leans to shake (mean 84) over still (72), not enough to overturn a sure model.
+    sure_still = np.array([[0.9, 0.08, 0.02]])
+    assert classes[sensor_ceiling.combine(sure_still, likelihood[3:]).argmax()] == "still"
+    # A softer model (a higher temperature) lets the heart rate decide more.
+    unsure = np.array([[0.55, 0.45, 0.0]])
+    hard = sensor_ceiling.combine(unsure, sensor_ceiling.heart_rate_likelihood(np.array([90.0]), classes), 0.1)
+    soft = sensor_ceiling.combine(unsure, sensor_ceiling.heart_rate_likelihood(np.array([90.0]), classes), 4.0)
+    assert classes[hard.argmax()] == "still" and classes[soft.argmax()] == "shake"
