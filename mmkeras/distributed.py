@@ -87,6 +87,55 @@ def train_across_workers(config, output_dir, strategy=None, overwrite=False):
         lock.release()
 
 
+class EarlyStop:
+    """Early stopping of the custom loop, as `fit`'s in one process (Keras' `EarlyStopping` on
+    `val_loss` with the best weights restored): every worker sees the same all-reduced loss and
+    holds the same weights, so each keeps its own copy of the best epoch's weights and all stop
+    together.
+
+    After a resume the best loss of the epochs before the kill is known from the log but not its
+    weights; if no later epoch beats it, the run keeps its last weights, as `fit` does when it
+    has no best weights to restore.
+
+    Args:
+        history: dict. The run's history so far (`val_loss` among its lists).
+        patience: int. Epochs without a better `val_loss` before the run stops; 0 = never.
+        epochs: int. The run's epoch limit (for the report).
+    """
+
+    def __init__(self, history, patience, epochs):
+        values = history.get("val_loss") or []
+        self.best = min(values, default=np.inf)
+        self.best_epoch = int(np.argmin(values)) + 1 if values else None
+        self.patience, self.epochs = patience, epochs
+        self.waited, self.weights, self.stopped_after = 0, None, None
+
+    def update(self, epoch, val_loss, model):
+        """After epoch `epoch` (counted from 1): whether the run stops now."""
+        if val_loss < self.best:
+            self.best, self.best_epoch, self.waited = val_loss, epoch, 0
+            self.weights = model.get_weights()
+            return False
+        self.waited += 1
+        if self.patience and self.waited >= self.patience:
+            self.stopped_after = epoch
+            return True
+        return False
+
+    def restore(self, model):
+        """If the run stopped early: puts the best epoch's weights back (where this process has
+        them) and returns what happened, with the keys of `metrics.json`'s `early_stopping`; else
+        None."""
+        if self.stopped_after is None:
+            return None
+        restored = self.stopped_after
+        if self.weights is not None:
+            model.set_weights(self.weights)
+            restored = self.best_epoch
+        return {"stopped_after_epoch": self.stopped_after, "of_epochs": self.epochs, "monitor": "val_loss",
+                "patience": self.patience, "restored_epoch": restored, "best": float(self.best)}
+
+
 def _train_across_workers(config, output_dir, strategy, overwrite, workers, rank, chief):
     data_cfg, train_cfg = config["data"], config["training"]
     global_batch = train_cfg["batch_size"]
@@ -168,8 +217,7 @@ def _train_across_workers(config, output_dir, strategy, overwrite, workers, rank
     history = layout.read_history(log_path, int(epoch.numpy()), rewrite=chief)
     train_iterator = iter(train_batches)
     val_iterator = iter(val_batches) if val_batches is not None else None
-    best, waited = min(history.get("val_loss", [np.inf])), 0
-    patience = train_cfg["early_stopping_patience"]
+    stopper = EarlyStop(history, train_cfg["early_stopping_patience"], train_cfg["epochs"])
     while int(epoch.numpy()) < train_cfg["epochs"]:
         loss, accuracy = run_steps(train_iterator, tf.constant(steps), True)
         row = {"epoch": int(epoch.numpy()), "loss": float(loss), "accuracy": float(accuracy)}
@@ -186,15 +234,23 @@ def _train_across_workers(config, output_dir, strategy, overwrite, workers, rank
             print(f"worker {rank}/{workers} epoch {row['epoch'] + 1}/{train_cfg['epochs']}: "
                   + ", ".join(f"{k} {v:.4f}" for k, v in row.items() if k != "epoch")
                   + f"; weights sum {sum(float(np.sum(w)) for w in model.get_weights()):.6f}", flush=True)
-        if val_steps and patience:
-            best, waited = (row["val_loss"], 0) if row["val_loss"] < best else (best, waited + 1)
-            if waited >= patience:
-                break
+        if val_steps and stopper.update(row["epoch"] + 1, row["val_loss"], model):
+            break
+    stopped = stopper.restore(model)  # every worker: the same weights
     if chief:
         metrics = {"strategy": type(strategy).__name__, "workers": workers, "replicas": strategy.num_replicas_in_sync,
                    "epochs_run": len(history.get("loss", [])), "global_batch_size": global_batch}
+        if stopped:
+            metrics["early_stopping"] = stopped
+        cut_short = training.epoch_limit(stopped, history, train_cfg["epochs"], train_cfg["early_stopping_patience"])
+        if cut_short:
+            metrics["epoch_limit"] = cut_short
         if val_steps:
-            metrics["validation"] = {"loss": history["val_loss"][-1], "accuracy": history["val_accuracy"][-1]}
+            kept = (stopped["restored_epoch"] if stopped else len(history["val_loss"])) - 1
+            metrics["validation"] = {"loss": history["val_loss"][kept], "accuracy": history["val_accuracy"][kept]}
+        if train_cfg["verbose"] != 0:
+            for line in training.training_notes(stopped, history, cut_short):
+                print(f"mmkeras: {line}")
         layout.finish(output_dir, model, preprocessor, head_options, config, history, metrics)
     else:
         shutil.rmtree(own_backup, ignore_errors=True)

@@ -218,11 +218,11 @@ def _train(config, output_dir, callbacks, overwrite, hooks, lock):
     stopped = _early_stop(run_callbacks, train_cfg["epochs"])
     if stopped:
         metrics["early_stopping"] = stopped
-    cut_short = _epoch_limit(stopped, history_dict, train_cfg["epochs"], train_cfg["early_stopping_patience"])
+    cut_short = epoch_limit(stopped, history_dict, train_cfg["epochs"], train_cfg["early_stopping_patience"])
     if cut_short:
         metrics["epoch_limit"] = cut_short
     if train_cfg["verbose"] != 0:
-        for line in _training_notes(stopped, history_dict, cut_short):
+        for line in training_notes(stopped, history_dict, cut_short):
             print(f"mmkeras: {line}")
     if val_ds is not None:
         metrics["validation"] = {k: float(v) for k, v in model.evaluate(hooks.evaluation_data(val_ds, model), verbose=0,
@@ -254,7 +254,7 @@ def _early_stop(run_callbacks, epochs):
             "patience": stopper.patience, "restored_epoch": best + 1, "best": float(stopper.best)}
 
 
-def _epoch_limit(stopped, history, epochs, patience):
+def epoch_limit(stopped, history, epochs, patience):
     """Whether the run ended at its epoch limit with the validation loss still falling: its best
     value in the last `max(1, patience // 3)` epochs. None otherwise (early stopping ended it, no
     validation, or the loss had levelled off)."""
@@ -267,7 +267,7 @@ def _epoch_limit(stopped, history, epochs, patience):
     return {"epochs": len(values), "monitor": "val_loss", "best_epoch": best + 1, "best": float(values[best])}
 
 
-def _training_notes(stopped, history, cut_short=None):
+def training_notes(stopped, history, cut_short=None):
     """Lines that explain the run's end and figures that look wrong but are not."""
     notes = []
     if stopped:

@@ -15,6 +15,7 @@ import yaml
 from media import tiny_config
 from media import write_tiny_dataset
 
+from mmkeras.distributed import EarlyStop
 from mmkeras.distributed import cluster_from_env
 from mmkeras.training import load_run
 from mmkeras.training import train
@@ -68,6 +69,47 @@ def _epochs(log_path):
         if match:
             found[int(match.group(2))] = (float(match.group(3)), float(match.group(4)))
     return found
+
+
+class _Weights:
+    """A model as EarlyStop sees it: weights to copy and put back."""
+
+    def __init__(self):
+        self.value = 0
+
+    def get_weights(self):
+        return [np.array(self.value)]
+
+    def set_weights(self, weights):
+        self.value = int(weights[0])
+
+
+def test_workers_stop_early_and_keep_the_best_epochs_weights_as_one_process_does():
+    # Several workers once kept the last epoch's weights when early stopping ended the run, where
+    # one process keeps the best epoch's: the same config gave a model several epochs worse.
+    model = _Weights()
+    stopper = EarlyStop({}, patience=2, epochs=20)
+    for epoch, loss in enumerate([1.0, 0.8, 0.9, 0.95], start=1):
+        model.value = epoch  # the weights after this epoch
+        stopped = stopper.update(epoch, loss, model)
+    assert stopped
+    report = stopper.restore(model)
+    assert model.value == 2
+    assert report == {"stopped_after_epoch": 4, "of_epochs": 20, "monitor": "val_loss", "patience": 2,
+                      "restored_epoch": 2, "best": 0.8}
+
+    # Resumed after a kill: the best epoch came before it, and its weights are gone with the process.
+    resumed = EarlyStop({"val_loss": [1.0, 0.7]}, patience=2, epochs=20)
+    model.value = 3
+    assert not resumed.update(3, 0.9, model)
+    model.value = 4
+    assert resumed.update(4, 0.8, model)
+    assert resumed.restore(model)["restored_epoch"] == 4 and model.value == 4  # the last weights, said so
+
+    # No patience, or the run not stopped: nothing restored, nothing reported.
+    never = EarlyStop({}, patience=0, epochs=3)
+    assert not any(never.update(epoch, 1.0 + epoch, model) for epoch in (1, 2, 3))
+    assert never.restore(model) is None and model.value == 4
 
 
 @pytest.mark.slow

@@ -327,7 +327,7 @@ def test_the_lock_of_a_killed_run_is_taken_over_and_released(tmp_path):
 
 def test_the_run_says_when_early_stopping_ended_it_and_which_epoch_it_keeps():
     from mmkeras.training import _early_stop
-    from mmkeras.training import _training_notes
+    from mmkeras.training import training_notes
 
     stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=3, restore_best_weights=True)
     assert _early_stop([stopper], 30) is None  # it did not end the run
@@ -335,7 +335,7 @@ def test_the_run_says_when_early_stopping_ended_it_and_which_epoch_it_keeps():
     stopped = _early_stop([keras.callbacks.CSVLogger("unused.csv"), stopper], 30)
     assert stopped == {"stopped_after_epoch": 16, "of_epochs": 30, "monitor": "val_loss", "patience": 3,
                        "restored_epoch": 13, "best": 0.4321}
-    assert _training_notes(stopped, {"loss": [1.0]}) == [
+    assert training_notes(stopped, {"loss": [1.0]}) == [
         "early stopping ended the run after epoch 16 of 30: val_loss had not improved for 3 epochs. The run keeps "
         "the weights of epoch 13 (val_loss 0.4321), its best."]
 
@@ -343,30 +343,30 @@ def test_the_run_says_when_early_stopping_ended_it_and_which_epoch_it_keeps():
 def test_the_run_says_when_it_ran_out_of_epochs_while_validation_loss_was_still_falling():
     # On a small data set (360 examples) the default 40 epochs ended runs that were still learning,
     # with nothing in the output to say so.
-    from mmkeras.training import _epoch_limit
-    from mmkeras.training import _training_notes
+    from mmkeras.training import epoch_limit
+    from mmkeras.training import training_notes
 
     falling = {"loss": [1.0, 0.8, 0.7, 0.6], "val_loss": [1.2, 1.0, 0.95, 0.9]}
-    cut_short = _epoch_limit(None, falling, 4, 10)
+    cut_short = epoch_limit(None, falling, 4, 10)
     assert cut_short == {"epochs": 4, "monitor": "val_loss", "best_epoch": 4, "best": 0.9}
-    assert _training_notes(None, falling, cut_short) == [
+    assert training_notes(None, falling, cut_short) == [
         "the run used all 4 epochs and val_loss was still falling (its best, 0.9000, at epoch 4): a larger "
         "training.epochs may give a better model. Early stopping ends a longer run once it stops improving."]
     levelled = {"val_loss": [1.0, 0.5, 0.6, 0.7, 0.6, 0.65, 0.7]}  # best 5 epochs before the end
-    assert _epoch_limit(None, levelled, 7, 10) is None
-    assert _epoch_limit(None, levelled, 7, 18)["best_epoch"] == 2  # within patience // 3 (6) of the end
-    assert _epoch_limit({"stopped_after_epoch": 4}, falling, 4, 10) is None  # early stopping ended it
-    assert _epoch_limit(None, falling, 10, 10) is None  # a resumed or short history: not at the limit
-    assert _epoch_limit(None, {"loss": [1.0, 0.5]}, 2, 10) is None  # no validation: training loss says nothing
+    assert epoch_limit(None, levelled, 7, 10) is None
+    assert epoch_limit(None, levelled, 7, 18)["best_epoch"] == 2  # within patience // 3 (6) of the end
+    assert epoch_limit({"stopped_after_epoch": 4}, falling, 4, 10) is None  # early stopping ended it
+    assert epoch_limit(None, falling, 10, 10) is None  # a resumed or short history: not at the limit
+    assert epoch_limit(None, {"loss": [1.0, 0.5]}, 2, 10) is None  # no validation: training loss says nothing
 
 
 def test_a_training_accuracy_below_validation_is_explained():
-    from mmkeras.training import _training_notes
+    from mmkeras.training import training_notes
 
-    notes = _training_notes(None, {"accuracy": [0.5, 0.8], "val_accuracy": [0.6, 0.9], "loss": [1.0, 0.5]})
+    notes = training_notes(None, {"accuracy": [0.5, 0.8], "val_accuracy": [0.6, 0.9], "loss": [1.0, 0.5]})
     assert len(notes) == 1 and notes[0].startswith("training accuracy (0.800) is below validation's (0.900)")
     assert "dropout, modality dropout, augmentation and label smoothing on" in notes[0]
-    assert _training_notes(None, {"accuracy": [0.9], "val_accuracy": [0.8]}) == []
+    assert training_notes(None, {"accuracy": [0.9], "val_accuracy": [0.8]}) == []
 
 
 @pytest.mark.parametrize("classes, expected", [("sorted", ["2", "10", "a", "b"]), ("manifest", ["b", "10", "a", "2"]),
