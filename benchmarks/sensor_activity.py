@@ -41,6 +41,8 @@ SPLITS = {"train": 360, "validation": 120, "test": 180}
 #: activity → (steps per second range, movement amplitude in g, mean heart rate)
 MOVES = {"still": ((0.1, 0.3), 0.05, 72), "walk": ((1.6, 2.1), 0.35, 98), "run": ((2.4, 3.0), 0.9, 150),
          "stairs up": ((1.3, 1.9), 0.35, 118), "stairs down": ((1.3, 1.9), 0.35, 100), "shake": ((4.0, 6.0), 0.3, 84)}
+#: Spread of the heart rate between people around the activity's mean (beats/min).
+HEART_RATE_SD = 12.0
 #: placement → (the sensor's axes that the body's forward, side and up axes fall on: a permutation,
 #: a mirror image for pocket and bag; damping of the movement)
 PLACEMENTS = {"wrist": ((0, 1, 2), 1.0), "pocket": ((0, 2, 1), 0.9), "bag": ((2, 1, 0), 0.6)}
@@ -106,7 +108,7 @@ def write_sensor_activity(folder, sizes=None, seed=13):
         name = f"motion/{i:04d}.csv"
         with open(os.path.join(folder, name), "w") as f:
             f.write("x,y,z\n" + "".join(f"{x:.3f},{y:.3f},{z:.3f}\n" for x, y, z in movement(activity, placement, rng)))
-        heart = f"{MOVES[activity][2] + rng.normal(0.0, 12.0):.0f}" if rng.random() > 0.1 else ""
+        heart = f"{MOVES[activity][2] + rng.normal(0.0, HEART_RATE_SD):.0f}" if rng.random() > 0.1 else ""
         return {"motion": name, "heart_rate": heart, "placement": placement if rng.random() > 0.05 else "",
                 "label": activity}
 

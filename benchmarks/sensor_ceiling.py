@@ -32,14 +32,14 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from sensor_activity import HEART_RATE_SD  # noqa: E402
 from sensor_activity import MOVES  # noqa: E402
 
-HEART_RATE_SD = 12.0  # sensor_activity.write_sensor_activity's spread between people
 TEMPERATURES = np.exp(np.linspace(np.log(0.5), np.log(8.0), 41))
 
 
 def predict(run, manifest):
-    """(labels, probabilities (rows, classes), class names) of `mmkeras predict` on a manifest."""
+    """(probabilities (rows, classes), class names) of `mmkeras predict` on a manifest."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "predictions.csv")
         subprocess.run(["mmkeras", "predict", "--model", run, "--data", manifest, "--output", out],
@@ -52,6 +52,7 @@ def predict(run, manifest):
 
 
 def manifest_columns(manifest):
+    """(labels, heart rates with NaN where empty) of a manifest's rows."""
     with open(manifest, newline="") as f:
         rows = list(csv.DictReader(f))
     labels = [r["label"] for r in rows]
@@ -100,9 +101,9 @@ def confusions(probabilities, labels, classes, top=4):
     return ", ".join(f"{true} → {predicted} {n}" for (true, predicted), n in ranked)
 
 
-def sensor_row(run, data):
-    test_labels, test_heart = manifest_columns(os.path.join(data, "test.csv"))
-    val_labels, val_heart = manifest_columns(os.path.join(data, "validation.csv"))
+def sensor_row(run, data, splits):
+    """One sensor-alone run's figures; `splits`: {"test", "validation"} → manifest_columns."""
+    (test_labels, test_heart), (val_labels, val_heart) = splits["test"], splits["validation"]
     test_p, classes = predict(run, os.path.join(data, "test.csv"))
     val_p, val_classes = predict(run, os.path.join(data, "validation.csv"))
     assert val_classes == classes, (val_classes, classes)
@@ -125,7 +126,8 @@ def main(argv=None):
     parser.add_argument("--sensor", nargs="+", required=True, help="run folders of sensor-alone models")
     parser.add_argument("--fused", nargs="*", default=[], help="run folders of fused models, for comparison")
     args = parser.parse_args(argv)
-    rows = [sensor_row(run, args.data) for run in args.sensor]
+    splits = {split: manifest_columns(os.path.join(args.data, f"{split}.csv")) for split in ("test", "validation")}
+    rows = [sensor_row(run, args.data, splits) for run in args.sensor]
     columns = ("sensor", "with heart rate", "with heart rate, fitted temperature")
     print("| sensor run | " + " | ".join(columns) + " | temperature | the sensor's most frequent errors |")
     print("| --- " * (len(columns) + 3) + "|")
@@ -137,7 +139,7 @@ def main(argv=None):
     print(f"\nceiling of the columns' gain over the sensor alone: {100 * (means[columns[1]] - means['sensor']):+.1f} "
           f"points (calibrated as trained), {100 * (means[columns[2]] - means['sensor']):+.1f} (fitted temperature)")
     if args.fused:
-        test_labels, _ = manifest_columns(os.path.join(args.data, "test.csv"))
+        test_labels = splits["test"][0]
         fused = []
         for run in args.fused:
             p, classes = predict(run, os.path.join(args.data, "test.csv"))
