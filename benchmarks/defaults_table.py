@@ -72,12 +72,13 @@ def library_budget():
 
 
 def augments_by_default(kind, settings):
-    """Whether a modality with these settings trains with its kind's default augmentation (a
-    kind's `augment` default that is not empty, and the settings do not set it)."""
+    """Whether a modality with these settings, trained alone, gets its kind's default augmentation
+    (a kind's `augment` default that is not empty, and the settings do not set it)."""
     from mmkeras.modalities import get_kind
 
-    spec_class = get_kind(kind).spec_class
-    spec = spec_class(**{k: v for k, v in settings.items() if k != "kind"})
+    entry = get_kind(kind)
+    spec = entry.spec_class(**{k: v for k, v in settings.items() if k != "kind"})
+    spec = entry.settle_spec(spec, {kind: spec})
     return "augment" not in settings and bool(getattr(spec, "augment", None))
 
 

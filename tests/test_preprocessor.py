@@ -7,6 +7,7 @@ from media import image_bytes
 from media import tone
 from media import wav_bytes
 
+import mmkeras
 from mmkeras import Preprocessor
 
 
@@ -106,6 +107,23 @@ def test_augmentation_changes_present_and_keeps_absent_zero(preprocessor):
     assert not np.allclose(augmented["audio"].numpy()[0], features["audio"].numpy()[0])
     assert not augmented["image"].numpy()[2].any() and not augmented["audio"].numpy()[2].any()
     np.testing.assert_array_equal(augmented["text"].numpy(), features["text"].numpy())
+
+
+def test_the_image_shift_default_depends_on_the_other_modalities(tmp_path):
+    """An image alone trains with the milder shift, an image beside other modalities with the
+    stronger one; a config's own augment wins, and a saved Preprocessor keeps what was settled."""
+    alone = Preprocessor({"image": dict(TINY["image"])})
+    fused = Preprocessor({"image": dict(TINY["image"]), "text": {}})
+    assert alone.specs["image"].augment == {"shift": 0.05}
+    assert fused.specs["image"].augment == {"shift": 0.1}
+    assert Preprocessor({"image": {**TINY["image"], "augment": {}}}).specs["image"].augment == {}
+    assert Preprocessor({"image": {**TINY["image"], "augment": {"shift": 0.2}}, "text": {}}).specs["image"].augment == {"shift": 0.2}
+    assert alone.get_config()["modalities"]["image"]["augment"] == {"shift": 0.05}
+    alone.save(str(tmp_path))
+    assert Preprocessor.load(str(tmp_path)).specs["image"].augment == {"shift": 0.05}
+    spec = mmkeras.specs.make_spec("image", dict(TINY["image"]))
+    Preprocessor({"image": spec})
+    assert spec.augment is None  # the caller's spec object is not changed
 
 
 def test_text_without_vocabulary_says_to_adapt():

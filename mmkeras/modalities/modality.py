@@ -63,6 +63,20 @@ class Modality:
         raise NotImplementedError(f"{cls.__name__} does not define build_encoder()")
 
     @classmethod
+    def settle_spec(cls, spec, specs):
+        """The spec with the defaults that depend on the model's other modalities filled in.
+
+        Args:
+            spec: this kind's spec, as the config made it.
+            specs: dict. Every modality's spec in the model (this one included), name → spec.
+
+        Returns:
+            A spec (a new one where something changed: `spec` may be the caller's own). The
+            default fills nothing.
+        """
+        return spec
+
+    @classmethod
     def pretrained_builders(cls):
         """Pretrained sources only this kind takes: source prefix → fn(spec, name, rest, options) → encoder.
 
