@@ -132,8 +132,8 @@ class EarlyStop:
         if self.weights is not None:
             model.set_weights(self.weights)
             restored = self.best_epoch
-        return {"stopped_after_epoch": self.stopped_after, "of_epochs": self.epochs, "monitor": "val_loss",
-                "patience": self.patience, "restored_epoch": restored, "best": float(self.best)}
+        return training.early_stop_report(self.stopped_after, self.epochs, "val_loss", self.patience, restored,
+                                          self.best)
 
 
 def _train_across_workers(config, output_dir, strategy, overwrite, workers, rank, chief):

@@ -250,8 +250,15 @@ def _early_stop(run_callbacks, epochs):
     if stopper is None or not stopper.stopped_epoch:
         return None
     best = stopper.best_epoch if stopper.best_weights is not None else stopper.stopped_epoch
-    return {"stopped_after_epoch": stopper.stopped_epoch + 1, "of_epochs": epochs, "monitor": stopper.monitor,
-            "patience": stopper.patience, "restored_epoch": best + 1, "best": float(stopper.best)}
+    return early_stop_report(stopper.stopped_epoch + 1, epochs, stopper.monitor, stopper.patience, best + 1,
+                             stopper.best)
+
+
+def early_stop_report(stopped_after, epochs, monitor, patience, restored, best):
+    """`metrics.json`'s `early_stopping` entry, for one process and for several workers alike
+    (epochs counted from 1; `restored` is the epoch whose weights the model kept)."""
+    return {"stopped_after_epoch": int(stopped_after), "of_epochs": int(epochs), "monitor": monitor,
+            "patience": int(patience), "restored_epoch": int(restored), "best": float(best)}
 
 
 def epoch_limit(stopped, history, epochs, patience):
