@@ -9,7 +9,8 @@ Data sets (each written by its own benchmark module, seeded): `tones`, `digits`,
 (text + image + audio, `datasets.py`), `keyword speech` (noisy spoken words, audio only,
 `keyword_speech.py`; needs espeak-ng), `motion clips` and `content clips` (video only,
 `motion_clips.py`), `sensor activity` (a 3-axis motion sensor and two columns, sensor + tabular,
-`sensor_activity.py`).
+`sensor_activity.py`), `clip, sensor and columns` (a motion clip, a sensor recording and two
+columns that only tell the class together, video + sensor + tabular, `clip_sensor_columns.py`).
 
 Rows per data set, each trained with every seed:
 - `fused, mmkeras defaults` (sets of several modalities): `mmkeras train` with every modality and every
@@ -19,7 +20,8 @@ Rows per data set, each trained with every seed:
   `fused, plain concat`: the plain branches below concatenated → Dropout → Dense(64) → softmax;
 - `<kind> alone, mmkeras defaults` against each plain branch of that kind (`encoder_baselines.py`:
   small CNN, Conv1D + pooling, embedding + mean, Conv1D + pooling over the readings, Dense(64);
-  `keyword_speech.py`'s Conv1D; `motion_clips.py`'s two TimeDistributed CNN → GRU models);
+  `keyword_speech.py`'s Conv1D; `motion_clips.py`'s two TimeDistributed CNN → GRU models, the
+  one that flattens each frame's map being the plain concat model's clip branch);
 - `<kind> alone, augment: {}` for every kind whose default augmentation is on (the image's random
   shift, the sensor's gain and jitter): the effect of that augmentation, side by side.
 Every model has the library's budget, read from `mmkeras.config.DEFAULTS`: `training.epochs`,
@@ -84,6 +86,7 @@ def augments_by_default(kind, settings):
 
 def _sets():
     """name → (writer(folder), {modality: settings}), imported late: `--help` needs no TensorFlow."""
+    import clip_sensor_columns
     import datasets
     import keyword_speech
     import motion_clips
@@ -102,10 +105,13 @@ def _sets():
         "motion clips": (motion_clips.write_motion_clips, {"clip": dict(motion_clips.CLIP)}),
         "content clips": (motion_clips.write_content_clips, {"clip": dict(motion_clips.CLIP)}),
         "sensor activity": (sensor_activity.write_sensor_activity, copy.deepcopy(sensor_activity.MODALITIES)),
+        "clip, sensor and columns": (clip_sensor_columns.write_clip_sensor_columns,
+                                     copy.deepcopy(clip_sensor_columns.MODALITIES)),
     }
 
 
-SET_NAMES = ("tones", "digits", "shapes", "keyword speech", "motion clips", "content clips", "sensor activity")
+SET_NAMES = ("tones", "digits", "shapes", "keyword speech", "motion clips", "content clips", "sensor activity",
+             "clip, sensor and columns")
 #: Settings of `datasets.py`'s modalities that describe its files; the rest are its smaller encoders.
 FORMAT_KEYS = ("max_tokens", "sequence_length", "height", "width", "channels", "sample_rate", "duration")
 #: `datasets.py`'s sets with only FORMAT_KEYS set, so the encoders are the library's own size too.

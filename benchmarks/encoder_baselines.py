@@ -43,6 +43,7 @@ from fusion_comparison import _fmt  # noqa: E402
 from fusion_comparison import run_one  # noqa: E402
 from mmkeras.config import DEFAULTS  # noqa: E402
 from mmkeras.evaluation import collect  # noqa: E402
+from motion_clips import td_cnn_gru_branch  # noqa: E402
 
 #: The library's training budget, which the plain models get too.
 EPOCHS = DEFAULTS["training"]["epochs"]
@@ -123,10 +124,11 @@ def plain_classifier(branches, classes):
 #: kind → (one example's shape, the input's name) → (input, features)
 BRANCHES = {"image": image_branch, "audio": lambda shape, name: audio_branch(shape[0], name),
             "text": lambda shape, name: text_branch(shape[0], name), "sensor": sensor_branch,
-            "tabular": tabular_branch}
+            "tabular": tabular_branch,
+            "video": lambda shape, name: td_cnn_gru_branch(shape, "flatten", name)}
 #: kind → the name of its plain baseline in tables.
 BASELINE_NAMES = {"image": "small CNN", "audio": "Conv1D + pooling", "text": "embedding + mean",
-                  "sensor": "Conv1D + pooling", "tabular": "Dense(64)"}
+                  "sensor": "Conv1D + pooling", "tabular": "Dense(64)", "video": "TD-CNN flatten → GRU"}
 
 
 def plain_model(shapes, classes, kinds=None):

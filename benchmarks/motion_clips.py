@@ -151,24 +151,34 @@ TASKS = {"motion": ("motion_clips", f"Motion clips, {len(MOTIONS)} classes", wri
          "content": ("content_clips", f"Content clips, {len(GLYPHS)} classes", write_content_clips)}
 
 
-def td_cnn_gru(shape, classes, pooling):
-    """TimeDistributed(Conv2D(16) → pool → Conv2D(32) → pooling) → GRU(32) → Dense(64): the plain model."""
+def td_cnn_gru_branch(shape, pooling, name="clip"):
+    """TimeDistributed(Conv2D(16) → pool → Conv2D(32) → pooling) → GRU(32) over a clip's grey
+    plane (the Preprocessor's mask plane, if `shape` has one after it, is left out), as (input,
+    features): the plain clip branch, alone or in a plain fused model."""
     import keras
 
     frames, height, width, channels = shape
-    picture = keras.Input((height, width, channels), name="clip_frame")  # (batch, H, W, 1)
-    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="clip_conv_1")(picture)
-    x = keras.layers.MaxPooling2D(name="clip_pool_1")(x)  # (batch, H / 2, W / 2, 16)
-    x = keras.layers.Conv2D(32, 3, padding="same", activation="relu", name="clip_conv_2")(x)
+    picture = keras.Input((height, width, 1), name=f"{name}_frame")  # (batch, H, W, 1)
+    x = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name=f"{name}_conv_1")(picture)
+    x = keras.layers.MaxPooling2D(name=f"{name}_pool_1")(x)  # (batch, H / 2, W / 2, 16)
+    x = keras.layers.Conv2D(32, 3, padding="same", activation="relu", name=f"{name}_conv_2")(x)
     if pooling == "avg":
-        x = keras.layers.GlobalAveragePooling2D(name="clip_global_pool")(x)  # (batch, 32)
+        x = keras.layers.GlobalAveragePooling2D(name=f"{name}_global_pool")(x)  # (batch, 32)
     else:
-        x = keras.layers.MaxPooling2D(name="clip_pool_2")(x)  # (batch, H / 4, W / 4, 32)
-        x = keras.layers.Flatten(name="clip_flatten")(x)  # (batch, H / 4 * W / 4 * 32)
-    per_frame = keras.Model(picture, x, name="clip_frame_encoder")
-    clip = keras.Input(shape, name="clip")  # (batch, T, H, W, 1)
-    x = keras.layers.TimeDistributed(per_frame, name="clip_frames")(clip)  # (batch, T, features)
-    x = keras.layers.GRU(32, name="clip_gru")(x)  # (batch, 32)
+        x = keras.layers.MaxPooling2D(name=f"{name}_pool_2")(x)  # (batch, H / 4, W / 4, 32)
+        x = keras.layers.Flatten(name=f"{name}_flatten")(x)  # (batch, H / 4 * W / 4 * 32)
+    per_frame = keras.Model(picture, x, name=f"{name}_frame_encoder")
+    clip = keras.Input(shape, name=name)  # (batch, T, H, W, channels)
+    grey = clip[..., :1] if channels > 1 else clip  # (batch, T, H, W, 1)
+    x = keras.layers.TimeDistributed(per_frame, name=f"{name}_frames")(grey)  # (batch, T, features)
+    return clip, keras.layers.GRU(32, name=f"{name}_gru")(x)  # (batch, 32)
+
+
+def td_cnn_gru(shape, classes, pooling):
+    """`td_cnn_gru_branch` → Dropout(0.3) → Dense(64) → softmax: the plain model of a clip alone."""
+    import keras
+
+    clip, x = td_cnn_gru_branch(shape, pooling)
     x = keras.layers.Dropout(0.3, name="clip_dropout")(x)
     x = keras.layers.Dense(64, activation="relu", name="hidden")(x)  # (batch, 64)
     probs = keras.layers.Dense(classes, activation="softmax", name="label_probs")(x)  # (batch, classes)

@@ -113,6 +113,41 @@ def test_sensor_activity_set_reads_as_a_manifest_of_sensor_and_tabular_columns(t
             assert readings.shape[1] == 3 and 130 <= len(readings) <= 190
 
 
+def test_clip_sensor_columns_set_splits_each_label_between_the_clip_and_the_sensor(tmp_path, monkeypatch):
+    # The set of three kinds: balanced classes, every clip 8 frames, every recording 3 channels, and
+    # each class a pair of the clip's motion and the sensor's activity, the heading leaning with the motion.
+    monkeypatch.syspath_prepend(BENCHMARKS)
+    import clip_sensor_columns as csc
+    from PIL import Image
+
+    from mmkeras.data.manifest import read_manifest
+
+    paths = csc.write_clip_sensor_columns(str(tmp_path), sizes={"train": 60, "validation": 6, "test": 6})
+    rows = read_manifest(paths["train"]).rows
+    assert sorted(r["label"] for r in rows) == sorted(csc.CLASSES * 10)
+    assert {c.split(" ", 1)[0] for c in csc.CLASSES} == set(csc.MOTIONS)
+    assert {c.split(" ", 1)[1] for c in csc.CLASSES} == set(csc.ACTIVITIES)
+    for row in rows[:6]:
+        assert Image.open(tmp_path / row["clip"]).n_frames == 8
+        assert np.loadtxt(tmp_path / row["motion"], delimiter=",", skiprows=1).shape[1] == 3
+    heading = {m: [float(r["heading"]) for r in rows if r["heading"] and r["label"].startswith(m + " ")]
+               for m in csc.MOTIONS}
+    assert np.mean(heading["left"]) < np.mean(heading["still"]) < np.mean(heading["right"])
+
+
+def test_the_plain_fused_model_takes_a_clip_branch_without_the_mask_plane(monkeypatch):
+    # The plain concat baseline of the set of three kinds: the clip branch reads the grey plane of
+    # the Preprocessor's (frames, height, width, 2) clips, as the clip-alone baseline does.
+    monkeypatch.syspath_prepend(BENCHMARKS)
+    import encoder_baselines
+
+    model = encoder_baselines.plain_model({"clip": (8, 24, 24, 2), "wearer": (5,)}, 6, {"clip": "video", "wearer": "tabular"})
+    out = model.predict({"clip": np.random.rand(3, 8, 24, 24, 2).astype("float32"),
+                         "wearer": np.zeros((3, 5), "float32")}, verbose=0)
+    assert out.shape == (3, 6)
+    assert tuple(model.get_layer("clip_frames").layer.inputs[0].shape) == (None, 24, 24, 1)
+
+
 def test_sensor_ceiling_adds_the_heart_rate_by_bayes_rule(monkeypatch):
     # The ceiling of what the sensor set's columns can add: an uninformed sensor model is decided
     # by the heart rate alone, an empty heart rate leaves the model's probabilities as they are,
