@@ -1,6 +1,7 @@
-"""A data set that needs a clip, a sensor series and columns together (issue 31): the fused video
-path of a model of three kinds, as in the held-out "moving digits" set, where the default fused
-model was no better with its clip than without it. `defaults_table.py` judges it.
+"""A data set of a clip, a sensor series and two columns, whose label only the clip and the sensor
+tell together (issue 31): the fused video path of a model of three kinds, as in the held-out
+"moving digits" set, where the default fused model was no better with its clip than without it.
+`defaults_table.py` judges it.
 
 Run: `python benchmarks/clip_sensor_columns.py DIR` writes it (no TensorFlow needed).
 
@@ -11,11 +12,12 @@ doing (`walk` or `stairs down`), e.g. `left walk`. Every example draws both from
   pixels a frame and wrapping around, a dim still square, flickering pixels, noise): only the
   frames' order tells the motion;
 - `motion`: a recording of `sensor_activity.py` (3-axis accelerometer CSV, 130-190 readings at
-  50 Hz, read as 160 steps) of the activity, worn at the `placement`. Walk and stairs down share
-  their pace; the stride's shape and the body's tilt tell them apart;
+  50 Hz, read as 160 steps) of the activity, worn at the `placement`. Walk and stairs down overlap
+  in pace; the stride's shape and the body's tilt tell them apart;
 - `heading` (numeric; 10% empty): a noisy compass reading of the motion, -1 (left), 0 (still) or
   +1 (right) plus Gaussian noise of sd `HEADING_SD`: a weak clue to what the clip shows;
-- `placement` (categorical: wrist, pocket or bag; 5% empty): where the sensor is worn.
+- `placement` (categorical: wrist, pocket or bag; 5% empty): where the sensor is worn (it tells
+  nothing of the class).
 So the clip alone can reach 1/2 at best (it tells the motion, not the activity), the sensor alone
 1/3 (the activity, not the motion), the sensor with the heading somewhat more, and only a model
 that uses the clip and the sensor together can get both parts of the label. 360 train / 120
@@ -35,7 +37,9 @@ from _seeded import write_balanced  # noqa: E402
 
 MOTIONS = {"left": -1.0, "right": 1.0, "still": 0.0}  # → the heading's mean
 ACTIVITIES = ("walk", "stairs down")
-CLASSES = [f"{motion} {activity}" for motion in MOTIONS for activity in ACTIVITIES]
+#: class name → (the clip's motion, the sensor's activity)
+PAIRS = {f"{motion} {activity}": (motion, activity) for motion in MOTIONS for activity in ACTIVITIES}
+CLASSES = list(PAIRS)
 HEADING_SD = 1.0
 SPLITS = {"train": 360, "validation": 120, "test": 180}
 
@@ -55,16 +59,12 @@ def write_clip_sensor_columns(folder, sizes=None, seed=14):
     square = np.ones((motion_clips.SQUARE, motion_clips.SQUARE))
 
     def example(i, label, rng):
-        motion, activity = next((m, a) for m in MOTIONS for a in ACTIVITIES if label == f"{m} {a}")
+        motion, activity = PAIRS[label]
         clip = f"clips/{i:04d}.gif"
-        frames = (motion_clips.draw_clip(square, motion, rng) * 255).round().astype("uint8")
-        with open(os.path.join(folder, clip), "wb") as f:
-            f.write(motion_clips.gif_bytes(frames))
+        motion_clips.write_gif(os.path.join(folder, clip), motion_clips.draw_clip(square, motion, rng))
         placement = str(rng.choice(list(sensor_activity.PLACEMENTS)))
         recording = f"motion/{i:04d}.csv"
-        readings = sensor_activity.movement(activity, placement, rng)
-        with open(os.path.join(folder, recording), "w") as f:
-            f.write("x,y,z\n" + "".join(f"{x:.3f},{y:.3f},{z:.3f}\n" for x, y, z in readings))
+        sensor_activity.write_recording(os.path.join(folder, recording), sensor_activity.movement(activity, placement, rng))
         heading = f"{MOTIONS[motion] + rng.normal(0.0, HEADING_SD):.2f}" if rng.random() > 0.1 else ""
         return {"clip": clip, "motion": recording, "heading": heading,
                 "placement": placement if rng.random() > 0.05 else "", "label": label}

@@ -9,8 +9,8 @@ Data sets (each written by its own benchmark module, seeded): `tones`, `digits`,
 (text + image + audio, `datasets.py`), `keyword speech` (noisy spoken words, audio only,
 `keyword_speech.py`; needs espeak-ng), `motion clips` and `content clips` (video only,
 `motion_clips.py`), `sensor activity` (a 3-axis motion sensor and two columns, sensor + tabular,
-`sensor_activity.py`), `clip, sensor and columns` (a motion clip, a sensor recording and two
-columns that only tell the class together, video + sensor + tabular, `clip_sensor_columns.py`).
+`sensor_activity.py`), `clip, sensor and columns` (a motion clip and a sensor recording that tell
+the class only together, and two columns, video + sensor + tabular, `clip_sensor_columns.py`).
 
 Rows per data set, each trained with every seed:
 - `fused, mmkeras defaults` (sets of several modalities): `mmkeras train` with every modality and every
@@ -23,7 +23,7 @@ Rows per data set, each trained with every seed:
   `keyword_speech.py`'s Conv1D; `motion_clips.py`'s two TimeDistributed CNN → GRU models, the
   one that flattens each frame's map being the plain concat model's clip branch);
 - `<kind> alone, augment: {}` for every kind whose default augmentation is on (the image's random
-  shift, the sensor's gain and jitter): the effect of that augmentation, side by side.
+  shift; the audio and sensor kinds have theirs off): the effect of that augmentation, side by side.
 Every model has the library's budget, read from `mmkeras.config.DEFAULTS`: `training.epochs`,
 early stopping on validation loss with the library's patience and the best weights kept; the
 plain models use Adam 1e-3 and batch 32.
@@ -76,11 +76,10 @@ def library_budget():
 def augments_by_default(kind, settings):
     """Whether a modality with these settings, trained alone, gets its kind's default augmentation
     (a kind's `augment` default that is not empty, and the settings do not set it)."""
-    from mmkeras.modalities import get_kind
+    from mmkeras.specs import make_spec
+    from mmkeras.specs import settle_specs
 
-    entry = get_kind(kind)
-    spec = entry.spec_class(**{k: v for k, v in settings.items() if k != "kind"})
-    spec = entry.settle_spec(spec, {kind: spec})
+    spec = settle_specs({"alone": make_spec("alone", {**settings, "kind": kind})})["alone"]
     return "augment" not in settings and bool(getattr(spec, "augment", None))
 
 

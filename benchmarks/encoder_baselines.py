@@ -128,7 +128,7 @@ BRANCHES = {"image": image_branch, "audio": lambda shape, name: audio_branch(sha
             "video": lambda shape, name: td_cnn_gru_branch(shape, "flatten", name)}
 #: kind → the name of its plain baseline in tables.
 BASELINE_NAMES = {"image": "small CNN", "audio": "Conv1D + pooling", "text": "embedding + mean",
-                  "sensor": "Conv1D + pooling", "tabular": "Dense(64)", "video": "TD-CNN flatten → GRU"}
+                  "sensor": "Conv1D + pooling", "tabular": "Dense(64)"}
 
 
 def plain_model(shapes, classes, kinds=None):

@@ -115,6 +115,12 @@ def draw_clip(glyph, motion, rng):
     return np.clip(frames, 0, 1)
 
 
+def write_gif(path, frames):
+    """Writes float frames in [0, 1] `(frames, h, w)` as an animated grey GIF."""
+    with open(path, "wb") as f:
+        f.write(gif_bytes((frames * 255).round().astype("uint8")))
+
+
 def write_clips(folder, names, draw, sizes, seed):
     """Writes `draw(name, rng)`'s clips as GIFs and `train.csv`, `validation.csv`, `test.csv`
     (columns `clip,label`, paths relative to `folder`), every split balanced over `names`; returns
@@ -122,10 +128,8 @@ def write_clips(folder, names, draw, sizes, seed):
     os.makedirs(os.path.join(folder, "clips"), exist_ok=True)
 
     def example(i, label, rng):
-        frames = (draw(label, rng) * 255).round().astype("uint8")
         name = f"clips/{i:04d}.gif"
-        with open(os.path.join(folder, name), "wb") as f:
-            f.write(gif_bytes(frames))
+        write_gif(os.path.join(folder, name), draw(label, rng))
         return {"clip": name, "label": label}
 
     return write_balanced(folder, sizes or SPLITS, names, seed, example)
@@ -152,12 +156,15 @@ TASKS = {"motion": ("motion_clips", f"Motion clips, {len(MOTIONS)} classes", wri
 
 
 def td_cnn_gru_branch(shape, pooling, name="clip"):
-    """TimeDistributed(Conv2D(16) → pool → Conv2D(32) → pooling) → GRU(32) over a clip's grey
-    plane (the Preprocessor's mask plane, if `shape` has one after it, is left out), as (input,
-    features): the plain clip branch, alone or in a plain fused model."""
+    """TimeDistributed(Conv2D(16) → pool → Conv2D(32) → pooling) → GRU(32) over a grey clip, as
+    (input, features): the plain clip branch, alone or in a plain fused model. `shape` is
+    `(frames, height, width, planes)`: 1 plane (the grey frames), or 2 (the Preprocessor's grey
+    plane and its mask plane, which the branch leaves out, as a plain model would)."""
     import keras
 
-    frames, height, width, channels = shape
+    frames, height, width, planes = shape
+    if planes not in (1, 2):
+        raise ValueError(f"Expected a grey clip of 1 plane, or 2 with the mask. Received: shape={shape}")
     picture = keras.Input((height, width, 1), name=f"{name}_frame")  # (batch, H, W, 1)
     x = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name=f"{name}_conv_1")(picture)
     x = keras.layers.MaxPooling2D(name=f"{name}_pool_1")(x)  # (batch, H / 2, W / 2, 16)
@@ -169,7 +176,7 @@ def td_cnn_gru_branch(shape, pooling, name="clip"):
         x = keras.layers.Flatten(name=f"{name}_flatten")(x)  # (batch, H / 4 * W / 4 * 32)
     per_frame = keras.Model(picture, x, name=f"{name}_frame_encoder")
     clip = keras.Input(shape, name=name)  # (batch, T, H, W, channels)
-    grey = clip[..., :1] if channels > 1 else clip  # (batch, T, H, W, 1)
+    grey = clip[..., :1] if planes == 2 else clip  # (batch, T, H, W, 1)
     x = keras.layers.TimeDistributed(per_frame, name=f"{name}_frames")(grey)  # (batch, T, features)
     return clip, keras.layers.GRU(32, name=f"{name}_gru")(x)  # (batch, 32)
 

@@ -98,6 +98,12 @@ def movement(activity, placement, rng):
     return signal + noise
 
 
+def write_recording(path, readings):
+    """Writes `(readings, 3)` accelerations as a CSV of columns `x,y,z`."""
+    with open(path, "w") as f:
+        f.write("x,y,z\n" + "".join(f"{x:.3f},{y:.3f},{z:.3f}\n" for x, y, z in readings))
+
+
 def write_sensor_activity(folder, sizes=None, seed=13):
     """Writes the recordings and `train.csv`, `validation.csv`, `test.csv` (columns `motion,
     heart_rate,placement,label`, paths relative to `folder`); returns the manifests' paths."""
@@ -106,8 +112,7 @@ def write_sensor_activity(folder, sizes=None, seed=13):
     def example(i, activity, rng):
         placement = str(rng.choice(list(PLACEMENTS)))
         name = f"motion/{i:04d}.csv"
-        with open(os.path.join(folder, name), "w") as f:
-            f.write("x,y,z\n" + "".join(f"{x:.3f},{y:.3f},{z:.3f}\n" for x, y, z in movement(activity, placement, rng)))
+        write_recording(os.path.join(folder, name), movement(activity, placement, rng))
         heart = f"{MOVES[activity][2] + rng.normal(0.0, HEART_RATE_SD):.0f}" if rng.random() > 0.1 else ""
         return {"motion": name, "heart_rate": heart, "placement": placement if rng.random() > 0.05 else "",
                 "label": activity}

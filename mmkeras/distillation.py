@@ -28,6 +28,7 @@ from mmkeras import config as config_lib
 from mmkeras import constants
 from mmkeras.data import make_dataset
 from mmkeras.specs import make_spec
+from mmkeras.specs import settle_specs
 from mmkeras.specs import spec_to_dict
 from mmkeras.task import MultimodalTask
 from mmkeras.training import TrainingHooks
@@ -76,6 +77,10 @@ class Teacher(TrainingHooks):
         if unknown:
             raise ValueError(f"Student modalities {unknown} are not the teacher's; it reads "
                              f"{sorted(self.preprocessor.specs)} (a student learns from the teacher's inputs).")
+        augmented = sorted(name for name, options in modalities.items() if "augment" in (options or {}))
+        if augmented:
+            raise ValueError(f"Student modalities {augmented} set 'augment', which a student cannot change: it trains on "
+                             "the teacher's batches, augmented as the teacher's settings say. Leave it out.")
         config["modalities"] = {name: {**spec_to_dict(self.preprocessor.specs[name]), **(options or {})}
                                 for name, options in modalities.items()}
         return config
@@ -84,7 +89,7 @@ class Teacher(TrainingHooks):
         """The teacher's Preprocessor restricted to the student's modalities (same vocabularies and
         label names), checked to decode a few manifest rows exactly as the teacher's does."""
         student = copy.copy(self.preprocessor)
-        student.specs = {name: make_spec(name, options) for name, options in modalities.items()}
+        student.specs = settle_specs({name: make_spec(name, options) for name, options in modalities.items()})
         student.converters = {}
         for name, spec in student.specs.items():
             converter = copy.copy(self.preprocessor.converters[name])

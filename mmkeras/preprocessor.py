@@ -52,8 +52,8 @@ class Preprocessor:
                  tokenizers=None, states=None, folder=None, columns=None):
         self.labels = LabelEncoder(label_type, label_names)
         self.columns = {str(k): str(v) for k, v in (columns or {}).items()}
-        specs = {name: specs_lib.make_spec(name, options) for name, options in modalities.items()}
-        self.specs = {name: modalities_lib.get_kind(spec.kind).settle_spec(spec, specs) for name, spec in specs.items()}
+        self.specs = specs_lib.settle_specs({name: specs_lib.make_spec(name, options)
+                                             for name, options in modalities.items()})
         states = {name: dict(state) for name, state in (states or {}).items()}
         for name, vocabulary in (vocabularies or {}).items():
             states.setdefault(name, {})["vocabulary"] = vocabulary

@@ -87,6 +87,19 @@ def make_spec(name, options):
     return cls(**options)
 
 
+def settle_specs(specs):
+    """Every spec with the defaults that depend on the model's other modalities filled in, by its
+    kind's `settle_spec` (the image's shift: milder for an image alone). Specs are not changed in
+    place.
+
+    Example:
+
+    >>> settle_specs({"image": make_spec("image", {})})["image"].augment
+    {'shift': 0.05}
+    """
+    return {name: get_kind(spec.kind).settle_spec(spec, specs) for name, spec in specs.items()}
+
+
 def model_input(spec):
     """(shape without the batch dimension, dtype) of the tensor the Preprocessor makes for `spec`.
 

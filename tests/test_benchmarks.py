@@ -114,19 +114,26 @@ def test_sensor_activity_set_reads_as_a_manifest_of_sensor_and_tabular_columns(t
 
 
 def test_clip_sensor_columns_set_splits_each_label_between_the_clip_and_the_sensor(tmp_path, monkeypatch):
-    # The set of three kinds: balanced classes, every clip 8 frames, every recording 3 channels, and
-    # each class a pair of the clip's motion and the sensor's activity, the heading leaning with the motion.
+    # The set of three kinds: balanced classes, every clip 8 frames, every recording 3 channels;
+    # each row's clip is drawn with its class's motion and its recording with its class's
+    # activity (so neither alone can tell the class), and the heading leans with the motion.
     monkeypatch.syspath_prepend(BENCHMARKS)
     import clip_sensor_columns as csc
+    import motion_clips
+    import sensor_activity
     from PIL import Image
 
     from mmkeras.data.manifest import read_manifest
 
+    drawn = []
+    draw_clip, movement = motion_clips.draw_clip, sensor_activity.movement
+    monkeypatch.setattr(motion_clips, "draw_clip", lambda glyph, motion, rng: drawn.append(motion) or draw_clip(glyph, motion, rng))
+    monkeypatch.setattr(sensor_activity, "movement", lambda activity, placement, rng: drawn.append(activity) or movement(activity, placement, rng))
     paths = csc.write_clip_sensor_columns(str(tmp_path), sizes={"train": 60, "validation": 6, "test": 6})
+    labels = [r["label"] for split in ("train", "validation", "test") for r in read_manifest(paths[split]).rows]
+    assert list(zip(drawn[0::2], drawn[1::2])) == [tuple(label.split(" ", 1)) for label in labels]
     rows = read_manifest(paths["train"]).rows
     assert sorted(r["label"] for r in rows) == sorted(csc.CLASSES * 10)
-    assert {c.split(" ", 1)[0] for c in csc.CLASSES} == set(csc.MOTIONS)
-    assert {c.split(" ", 1)[1] for c in csc.CLASSES} == set(csc.ACTIVITIES)
     for row in rows[:6]:
         assert Image.open(tmp_path / row["clip"]).n_frames == 8
         assert np.loadtxt(tmp_path / row["motion"], delimiter=",", skiprows=1).shape[1] == 3
@@ -136,16 +143,21 @@ def test_clip_sensor_columns_set_splits_each_label_between_the_clip_and_the_sens
 
 
 def test_the_plain_fused_model_takes_a_clip_branch_without_the_mask_plane(monkeypatch):
-    # The plain concat baseline of the set of three kinds: the clip branch reads the grey plane of
-    # the Preprocessor's (frames, height, width, 2) clips, as the clip-alone baseline does.
+    # The plain concat baseline of the set of three kinds reads the grey plane of the
+    # Preprocessor's (frames, height, width, 2) clips: the mask plane changes nothing.
     monkeypatch.syspath_prepend(BENCHMARKS)
     import encoder_baselines
 
     model = encoder_baselines.plain_model({"clip": (8, 24, 24, 2), "wearer": (5,)}, 6, {"clip": "video", "wearer": "tabular"})
-    out = model.predict({"clip": np.random.rand(3, 8, 24, 24, 2).astype("float32"),
-                         "wearer": np.zeros((3, 5), "float32")}, verbose=0)
+    clips = np.random.default_rng(0).random((3, 8, 24, 24, 2)).astype("float32")
+    columns = np.random.default_rng(1).random((3, 5)).astype("float32")
+    masked = clips.copy()
+    masked[..., 1] = 0.0
+    out = model.predict({"clip": clips, "wearer": columns}, verbose=0)
     assert out.shape == (3, 6)
-    assert tuple(model.get_layer("clip_frames").layer.inputs[0].shape) == (None, 24, 24, 1)
+    np.testing.assert_allclose(model.predict({"clip": masked, "wearer": columns}, verbose=0), out, rtol=1e-6)
+    clips[..., 0] = 0.0  # the grey plane does count
+    assert not np.allclose(model.predict({"clip": clips, "wearer": columns}, verbose=0), out)
 
 
 def test_sensor_ceiling_adds_the_heart_rate_by_bayes_rule(monkeypatch):

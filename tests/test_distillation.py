@@ -39,6 +39,8 @@ def test_a_student_may_not_read_inputs_the_teacher_cannot(tiny_run, tmp_path):
         distill(run, {"modalities": {"video": {"kind": "video"}}}, str(tmp_path / "a"))
     with pytest.raises(ValueError, match="Student modality 'image' must decode its input as the teacher's does"):
         distill(run, {"modalities": {"image": {"height": 4}}, "training": {"epochs": 1}}, str(tmp_path / "b"))
+    with pytest.raises(ValueError, match=r"Student modalities \['image'\] set 'augment', which a student cannot change"):
+        distill(run, {"modalities": {"image": {"augment": {}}, "audio": {}}}, str(tmp_path / "d"))
     with pytest.raises(ValueError, match=r"Expected alpha in \[0, 1\]"):
         distill(run, {"modalities": {"image": {}}}, str(tmp_path / "c"), alpha=1.5)
 

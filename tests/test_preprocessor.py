@@ -121,6 +121,9 @@ def test_the_image_shift_default_depends_on_the_other_modalities(tmp_path):
     assert alone.get_config()["modalities"]["image"]["augment"] == {"shift": 0.05}
     alone.save(str(tmp_path))
     assert Preprocessor.load(str(tmp_path)).specs["image"].augment == {"shift": 0.05}
+    saved_before = alone.get_config()  # a run saved before the shift was settled: its image alone had 0.1
+    saved_before["modalities"]["image"]["augment"] = {"shift": 0.1}
+    assert Preprocessor.from_config(saved_before).specs["image"].augment == {"shift": 0.1}
     spec = mmkeras.specs.make_spec("image", dict(TINY["image"]))
     Preprocessor({"image": spec})
     assert spec.augment is None  # the caller's spec object is not changed

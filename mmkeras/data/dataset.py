@@ -226,6 +226,12 @@ def _tfrecord_elements(files, preprocessor, shuffle, seed, deterministic=False):
     return records.map(_graph(parse), num_parallel_calls=AUTOTUNE)
 
 
+def _augments(spec):
+    """Whether a spec asks for training-time augmentation (None: its kind's default, which may)."""
+    augment = getattr(spec, "augment", {})
+    return augment is None or bool(augment)
+
+
 def make_dataset(
     source,
     preprocessor,
@@ -367,7 +373,7 @@ def make_dataset(
             ds = ds.shuffle(min(count, 10000), seed=seed, reshuffle_each_iteration=True)
         ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
     ds = ds.map(_graph(to_inputs_and_targets))
-    if training and any(getattr(s, "augment", None) for s in preprocessor.specs.values()):
+    if training and any(_augments(spec) for spec in preprocessor.specs.values()):
         def augment(features, *targets):
             return (preprocessor.augment_batch(features, seed), *targets) if targets else preprocessor.augment_batch(features, seed)
 

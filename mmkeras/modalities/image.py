@@ -15,11 +15,10 @@ KIND = "image"
 
 #: Training-time augmentation that is on unless a config says otherwise (safe for most data:
 #: no flips or rotations, which change the meaning of digits, text or arrows): this one for an
-#: image beside other modalities, where the stronger shift keeps the image branch from
-#: out-learning the others early...
+#: image beside other modalities, where fused models scored best with it...
 DEFAULT_AUGMENT = {"shift": 0.1}
-#: ...and this milder one when the image is the model's only modality, where the stronger
-#: shift only costs the branch accuracy (benchmarks/RESULTS.md, issue 31).
+#: ...and this milder one when the image is the model's only modality, where the stronger one
+#: cost the image branch accuracy (both measured in benchmarks/RESULTS.md, issue 31).
 ALONE_AUGMENT = {"shift": 0.05}
 
 
