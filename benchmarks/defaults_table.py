@@ -37,7 +37,8 @@ fused default's spread over the seeds (largest minus smallest) at most 3 points.
 `--training lr_schedule=cosine` with that training setting (rows named after them), to judge a
 candidate default on every set; `--fusion modality_dropout=0.1` sets the fusion block of the fused
 models only (the rows of one modality have no fusion). Each run's result is kept in
-`DIR/results`, so a second start with the same `--output` resumes where the first stopped. Results
+`DIR/results`, so a second start with the same `--output` resumes where the first stopped, and two
+starts side by side share the runs (each claims a run in `DIR/results` before it trains). Results
 are keyed by the row's name, not by the library's version: after a default changes, use a new
 `--output`. Writes
 `defaults_table.md` and `defaults_table.json` in the output folder.
@@ -187,11 +188,59 @@ def _decoded(paths, modalities, splits=("train", "validation", "test")):
     return _DECODED[key]
 
 
+def claim(result):
+    """Whether this process may run the job whose result file is `result`: it creates
+    `<result>.claim` holding its process id, unless a live process holds it already. A claim left
+    by a process that has died (a killed start) is taken over."""
+    path = f"{result}.claim"
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                with open(path) as f:
+                    holder = int(f.read().strip() or 0)
+                if holder == os.getpid():
+                    return True
+                if holder:
+                    os.kill(holder, 0)  # raises if no such process
+                    return False
+                if time.time() - os.path.getmtime(path) < 60:  # created, its id not written yet
+                    return False
+            except (ProcessLookupError, ValueError, FileNotFoundError):
+                pass
+            except PermissionError:  # alive, another user's
+                return False
+            try:
+                os.remove(path)  # a dead start's claim: the next try decides who takes it
+            except FileNotFoundError:
+                pass
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        return True
+    return False
+
+
 def run_job(job):
-    """Trains one model with one seed; returns its result row (and writes it to `job["result"]`)."""
+    """Trains one model with one seed; returns its result row (and writes it to `job["result"]`),
+    or None when another start into the same folder is running it now."""
     if os.path.exists(job["result"]):  # another start into the same folder got here first
         with open(job["result"]) as f:
             return json.load(f)
+    if not claim(job["result"]):
+        print(f"{job['set']} | {job['row']} | seed {job['seed']} | left to the start running it", flush=True)
+        return None
+    try:
+        return _run_claimed(job)
+    finally:
+        try:
+            os.remove(f"{job['result']}.claim")
+        except FileNotFoundError:
+            pass
+
+
+def _run_claimed(job):
     started = time.perf_counter()
     seed = job["seed"]
     if job["how"] == "mmkeras":

@@ -94,6 +94,31 @@ def test_defaults_table_names_each_candidate_row_after_what_it_changes(monkeypat
     assert set(defaults_table.mmkeras_rows({"image": {}, "audio": {}}, {})) & set(rows) == set()
 
 
+def test_two_defaults_table_starts_never_train_the_same_run(tmp_path, monkeypatch):
+    # Two starts into one folder once trained the same run side by side (one deleted the other's
+    # run folder) and both failed. A run is claimed first: a live holder keeps it, a dead one's
+    # claim is taken over, and the claim goes once the result is written.
+    monkeypatch.syspath_prepend(BENCHMARKS)
+    import defaults_table
+
+    result = str(tmp_path / "row-1.json")
+    assert defaults_table.claim(result) and defaults_table.claim(result)  # its own claim, again
+    (tmp_path / "row-1.json.claim").write_text(str(os.getppid()))  # a live process holds it
+    assert not defaults_table.claim(result)
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (tmp_path / "row-1.json.claim").write_text(finished.stdout.strip())  # a start that has died
+    assert defaults_table.claim(result)
+    assert (tmp_path / "row-1.json.claim").read_text() == str(os.getpid())
+    (tmp_path / "row-2.json.claim").write_text("")  # just created by another start, its id not yet written
+    assert not defaults_table.claim(str(tmp_path / "row-2.json"))
+
+    job = {"result": str(tmp_path / "row-3.json"), "set": "s", "row": "r", "seed": 1}
+    monkeypatch.setattr(defaults_table, "_run_claimed", lambda job: {"all": 1.0})
+    assert defaults_table.run_job(job) == {"all": 1.0} and not os.path.exists(job["result"] + ".claim")
+    (tmp_path / "row-3.json.claim").write_text(str(os.getppid()))
+    assert defaults_table.run_job(job) is None  # left to the live start
+
+
 def test_sensor_activity_set_reads_as_a_manifest_of_sensor_and_tabular_columns(tmp_path, monkeypatch):
     # The only benchmark set of the sensor and tabular kinds: every split balanced over the
     # activities, every recording three channels, and the columns the modalities name present.
