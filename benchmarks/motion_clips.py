@@ -196,8 +196,8 @@ def fit_baseline(splits, classes, seed, epochs, pooling):
     import keras
 
     keras.utils.set_random_seed(seed)
-    (x, y), (xv, yv), (xt, yt) = ((splits[s][0]["clip"][..., :1], splits[s][1]) for s in ("train", "validation", "test"))
-    model = td_cnn_gru(x.shape[1:], classes, pooling)
+    (x, y), (xv, yv), (xt, yt) = ((splits[s][0]["clip"], splits[s][1]) for s in ("train", "validation", "test"))
+    model = td_cnn_gru(x.shape[1:], classes, pooling)  # the branch leaves the mask plane out
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     stop = keras.callbacks.EarlyStopping(patience=PATIENCE, restore_best_weights=True)
     history = model.fit(x, y, validation_data=(xv, yv), epochs=epochs, batch_size=32, verbose=0, callbacks=[stop])
