@@ -232,6 +232,9 @@ def run_job(job):
         print(f"{job['set']} | {job['row']} | seed {job['seed']} | left to the start running it", flush=True)
         return None
     try:
+        if os.path.exists(job["result"]):  # finished by another start since the check above
+            with open(job["result"]) as f:
+                return json.load(f)
         return _run_claimed(job)
     finally:
         try:

@@ -117,6 +117,16 @@ def test_two_defaults_table_starts_never_train_the_same_run(tmp_path, monkeypatc
     assert defaults_table.run_job(job) == {"all": 1.0} and not os.path.exists(job["result"] + ".claim")
     (tmp_path / "row-3.json.claim").write_text(str(os.getppid()))
     assert defaults_table.run_job(job) is None  # left to the live start
+    os.remove(job["result"] + ".claim")
+
+    def claim_after_the_other_start_finished(result):  # its result lands between the check and the claim
+        with open(result, "w") as f:
+            f.write('{"all": 0.5}')
+        return True
+
+    monkeypatch.setattr(defaults_table, "claim", claim_after_the_other_start_finished)
+    monkeypatch.setattr(defaults_table, "_run_claimed", lambda job: pytest.fail("trained a finished run again"))
+    assert defaults_table.run_job(job) == {"all": 0.5}
 
 
 def test_sensor_activity_set_reads_as_a_manifest_of_sensor_and_tabular_columns(tmp_path, monkeypatch):
