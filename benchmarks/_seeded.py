@@ -85,13 +85,22 @@ def run_comparison(name, title, write_data, compare, args, sizes):
     return rows
 
 
-def write_balanced(folder, sizes, names, seed, example):
+def write_balanced(folder, sizes, names, seed, example, extra_test=0):
     """A seeded data set, every split balanced over the classes `names`: `example(i, name, rng)`
     writes row i's files under `folder` and returns its manifest row. Returns the manifests' paths
-    (`sizes`: split → rows)."""
+    (`sizes`: split → rows).
+
+    `extra_test` more test rows come from a second random stream seeded by `seed` and follow the
+    others' numbering, so the rows that `sizes` asks for stay those of a run without them: a larger
+    test split keeps the training and validation data that earlier results were trained on."""
     rng = np.random.default_rng(seed)
     labels = np.concatenate([rng.permutation(np.arange(size) % len(names)) for size in sizes.values()])
     rows = [example(i, names[label], rng) for i, label in enumerate(labels)]
+    if extra_test:
+        more = np.random.default_rng([seed, 1])
+        extra = more.permutation(np.arange(extra_test) % len(names))
+        rows += [example(len(rows) + i, names[label], more) for i, label in enumerate(extra)]
+        sizes = {**sizes, "test": sizes["test"] + extra_test}
     return write_splits(folder, rows, sizes)
 
 

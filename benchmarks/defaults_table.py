@@ -47,6 +47,7 @@ are keyed by the row's name, not by the library's version: after a default chang
 import argparse
 import concurrent.futures
 import copy
+import csv
 import json
 import multiprocessing
 import os
@@ -225,22 +226,62 @@ def claim(result):
 def run_job(job):
     """Trains one model with one seed; returns its result row (and writes it to `job["result"]`),
     or None when another start into the same folder is running it now."""
-    if os.path.exists(job["result"]):  # another start into the same folder got here first
-        with open(job["result"]) as f:
-            return json.load(f)
+    done = _finished(job)
+    if done:  # another start into the same folder got here first
+        return done
     if not claim(job["result"]):
         print(f"{job['set']} | {job['row']} | seed {job['seed']} | left to the start running it", flush=True)
         return None
     try:
-        if os.path.exists(job["result"]):  # finished by another start since the check above
-            with open(job["result"]) as f:
-                return json.load(f)
-        return _run_claimed(job)
+        return _finished(job) or _run_claimed(job)  # finished by another start since the check above?
     finally:
         try:
             os.remove(f"{job['result']}.claim")
         except FileNotFoundError:
             pass
+
+
+def _test_rows(paths):
+    with open(paths["test"], newline="") as f:
+        return sum(1 for _ in csv.DictReader(f))
+
+
+def _current(job):
+    """The job's result if it is there and was scored on the whole test split (older results do
+    not say how many examples they were scored on), else None."""
+    if not os.path.exists(job["result"]):
+        return None
+    with open(job["result"]) as f:
+        row = json.load(f)
+    return row if row.get("test_examples") == _test_rows(job["paths"]) else None
+
+
+def _finished(job):
+    """The job's result, scored on the whole test split. A result from before the split grew (a
+    data set that gained test rows) is scored again from its run's saved model; None where there
+    is no result or no model was kept (the plain models): the job is trained (again)."""
+    row = _current(job)
+    model_file = os.path.join(job["run_dir"], "model.keras")
+    if row or not os.path.exists(job["result"]) or job["how"] != "mmkeras" or not os.path.exists(model_file):
+        return row
+    import mmkeras
+    from fusion_comparison import score
+
+    with open(job["result"]) as f:
+        row = json.load(f)
+    features, labels = _decoded(job["paths"], job["modalities"], ("test",))[0]["test"]
+    row = {**row, **score(mmkeras.load_run(job["run_dir"])[0], list(job["modalities"]), features, labels),
+           "test_examples": len(labels), "rescored": True}
+    _write_result(job, row)
+    print(f"{job['set']} | {job['row']} | seed {job['seed']} | scored again | {json.dumps(row)}", flush=True)
+    return row
+
+
+def _write_result(job, row):
+    part = f"{job['result']}.{os.getpid()}.part"  # whole or absent, for a start reading beside it
+    with open(part, "w") as f:
+        json.dump(row, f)
+    os.replace(part, job["result"])
 
 
 def _run_claimed(job):
@@ -276,11 +317,9 @@ def _run_claimed(job):
 
             kinds = {m: kind_of(m, s) for m, s in job["set_modalities"].items()}
             row = {"all": encoder_baselines.fit_plain(job["modalities"], splits, classes, seed, job["epochs"], kinds)}
-    row = {**row, "classes": classes, "seconds": time.perf_counter() - started}
-    part = f"{job['result']}.{os.getpid()}.part"  # whole or absent, for a start reading beside it
-    with open(part, "w") as f:
-        json.dump(row, f)
-    os.replace(part, job["result"])
+    row = {**row, "classes": classes, "test_examples": len(splits["test"][1]),
+           "seconds": time.perf_counter() - started}
+    _write_result(job, row)
     print(f"{job['set']} | {job['row']} | seed {seed} | {json.dumps(row)}", flush=True)
     return row
 
@@ -432,7 +471,7 @@ def main():
     jobs = plan(args.sets, args.seeds, changes, output, args.epochs, args.training, args.fusion)
     if args.rows:
         jobs = [j for j in jobs if any(j["row"].startswith(prefix) for prefix in args.rows)]
-    todo = [j for j in jobs if not os.path.exists(j["result"]) and not (args.skip_plain and j["how"] != "mmkeras")]
+    todo = [j for j in jobs if not _current(j) and not (args.skip_plain and j["how"] != "mmkeras")]
     print(f"{len(jobs)} runs, {len(jobs) - len(todo)} already done or left to another start, in {output}", flush=True)
     if args.jobs > 1 and len(todo) > 1:
         context = multiprocessing.get_context("spawn")  # TensorFlow does not survive a fork
@@ -444,9 +483,10 @@ def main():
             run_job(job)
     results = {}
     for job in jobs:
-        if os.path.exists(job["result"]):  # a plain model another start has not finished yet is left out
-            with open(job["result"]) as f:
-                results.setdefault(job["set"], {}).setdefault(job["row"], {})[job["seed"]] = json.load(f)
+        # Left out: a plain model another start has not finished yet, or one scored on fewer test rows.
+        row = _current(job)
+        if row:
+            results.setdefault(job["set"], {}).setdefault(job["row"], {})[job["seed"]] = row
     sets = _sets()
     checks = check_targets(results, {name: sets[name][1] for name in args.sets}, args.seeds)
     minutes = (time.perf_counter() - started) / 60

@@ -49,14 +49,19 @@ def run_one(config, run_dir, test_features, test_labels):
     keras.utils.set_random_seed(config["training"]["seed"])
     start = time.perf_counter()
     model, _, history = train(config, run_dir)
-    modalities = list(config["modalities"])
+    row = score(model, list(config["modalities"]), test_features, test_labels)
+    return {**row, "epochs": len(history["loss"]), "seconds": time.perf_counter() - start}
+
+
+def score(model, modalities, test_features, test_labels):
+    """Test accuracy of a trained model with every modality, and with each of several marked missing."""
     features = {k: v for k, v in test_features.items() if k.replace("_present", "") in modalities}
 
     def accuracy(missing=()):
         x = mark_absent(features, missing) if missing else features
         return float((model.predict(x, verbose=0)["label"].argmax(-1) == test_labels).mean())
 
-    row = {"all": accuracy(), "epochs": len(history["loss"]), "seconds": time.perf_counter() - start}
+    row = {"all": accuracy()}
     if len(modalities) > 1:
         for m in modalities:
             row[f"without_{m}"] = accuracy([m])

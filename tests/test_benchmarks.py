@@ -112,7 +112,9 @@ def test_two_defaults_table_starts_never_train_the_same_run(tmp_path, monkeypatc
     (tmp_path / "row-2.json.claim").write_text("")  # just created by another start, its id not yet written
     assert not defaults_table.claim(str(tmp_path / "row-2.json"))
 
-    job = {"result": str(tmp_path / "row-3.json"), "set": "s", "row": "r", "seed": 1}
+    (tmp_path / "test.csv").write_text("label\na\nb\n")
+    job = {"result": str(tmp_path / "row-3.json"), "set": "s", "row": "r", "seed": 1, "how": "mmkeras",
+           "paths": {"test": str(tmp_path / "test.csv")}, "run_dir": str(tmp_path / "run-3")}
     monkeypatch.setattr(defaults_table, "_run_claimed", lambda job: {"all": 1.0})
     assert defaults_table.run_job(job) == {"all": 1.0} and not os.path.exists(job["result"] + ".claim")
     (tmp_path / "row-3.json.claim").write_text(str(os.getppid()))
@@ -121,12 +123,68 @@ def test_two_defaults_table_starts_never_train_the_same_run(tmp_path, monkeypatc
 
     def claim_after_the_other_start_finished(result):  # its result lands between the check and the claim
         with open(result, "w") as f:
-            f.write('{"all": 0.5}')
+            f.write('{"all": 0.5, "test_examples": 2}')
         return True
 
     monkeypatch.setattr(defaults_table, "claim", claim_after_the_other_start_finished)
     monkeypatch.setattr(defaults_table, "_run_claimed", lambda job: pytest.fail("trained a finished run again"))
-    assert defaults_table.run_job(job) == {"all": 0.5}
+    assert defaults_table.run_job(job) == {"all": 0.5, "test_examples": 2}
+
+
+def test_a_result_scored_on_a_smaller_test_split_is_scored_again_or_trained_again(tmp_path, monkeypatch):
+    # The sensor sets' test splits grew from 180 to 720 rows: a result from before says nothing of
+    # its test size and must not sit in a table beside results on the larger split. A kept model
+    # is scored again; a plain model, which keeps none, is trained again.
+    monkeypatch.syspath_prepend(BENCHMARKS)
+    import defaults_table
+    import fusion_comparison
+
+    import mmkeras
+
+    (tmp_path / "test.csv").write_text("label\na\nb\nb\n")
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "model.keras").write_bytes(b"")
+    (tmp_path / "old.json").write_text('{"all": 0.5, "epochs": 7, "classes": 2}')
+    job = {"result": str(tmp_path / "old.json"), "set": "s", "row": "r", "seed": 1, "how": "mmkeras",
+           "paths": {"test": str(tmp_path / "test.csv")}, "run_dir": str(tmp_path / "run"), "modalities": {"m": {}}}
+    labels = np.array([0, 1, 1])
+    monkeypatch.setattr(defaults_table, "_decoded", lambda paths, modalities, splits: ({"test": ({}, labels)}, 2))
+    monkeypatch.setattr(mmkeras, "load_run", lambda run_dir: ("the run's model", None, None))
+    scored = []
+    monkeypatch.setattr(fusion_comparison, "score", lambda model, *args: scored.append(model) or {"all": 2 / 3})
+    monkeypatch.setattr(defaults_table, "_run_claimed", lambda job: pytest.fail("trained a kept model again"))
+    assert defaults_table._current(job) is None
+    row = defaults_table.run_job(job)
+    assert row == {"all": 2 / 3, "epochs": 7, "classes": 2, "test_examples": 3, "rescored": True}
+    assert scored == ["the run's model"] and defaults_table._current(job) == row  # written back
+    assert defaults_table.run_job(job) == row and scored == ["the run's model"]  # not scored twice
+
+    (tmp_path / "plain.json").write_text('{"all": 0.5, "classes": 2}')
+    plain = {**job, "result": str(tmp_path / "plain.json"), "how": ("concat",), "run_dir": str(tmp_path / "none")}
+    monkeypatch.setattr(defaults_table, "_run_claimed", lambda job: {"all": 1.0, "test_examples": 3})
+    assert defaults_table.run_job(plain) == {"all": 1.0, "test_examples": 3}
+
+
+def test_extra_test_rows_leave_the_other_rows_of_a_seeded_set_as_they_were(tmp_path, monkeypatch):
+    # Earlier results were trained on the sets' first rows: a larger test split must not change
+    # them, or the earlier runs could not be scored on it.
+    monkeypatch.syspath_prepend(BENCHMARKS)
+    from _seeded import write_balanced
+
+    def example(i, name, rng):
+        return {"i": i, "value": f"{rng.random():.6f}", "label": name}
+
+    sizes = {"train": 6, "validation": 4, "test": 4}
+    (tmp_path / "before").mkdir()
+    (tmp_path / "after").mkdir()
+    before = write_balanced(str(tmp_path / "before"), sizes, ["a", "b"], 3, example)
+    after = write_balanced(str(tmp_path / "after"), sizes, ["a", "b"], 3, example, extra_test=6)
+    for split in ("train", "validation"):
+        assert open(before[split]).read() == open(after[split]).read()
+    old, new = open(before["test"]).read().splitlines(), open(after["test"]).read().splitlines()
+    assert new[: len(old)] == old and len(new) == len(old) + 6
+    assert sorted(row.split(",")[-1] for row in new[len(old):]) == ["a"] * 3 + ["b"] * 3
+    assert [int(row.split(",")[0]) for row in new[1:]] == list(range(10, 20))  # files named apart
 
 
 def test_sensor_activity_set_reads_as_a_manifest_of_sensor_and_tabular_columns(tmp_path, monkeypatch):
