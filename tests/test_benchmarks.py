@@ -165,6 +165,18 @@ def test_a_result_scored_on_a_smaller_test_split_is_scored_again_or_trained_agai
     assert defaults_table.run_job(plain) == {"all": 1.0, "test_examples": 3}
 
 
+def test_seed_agreement_counts_the_examples_two_runs_disagree_on(monkeypatch):
+    # Runs right on different examples differ by the examples' draw: sqrt(d) / n for d examples
+    # right in one run only; runs right on the same examples do not.
+    monkeypatch.syspath_prepend(BENCHMARKS)
+    import seed_agreement
+
+    right = np.array([[1, 1, 0, 0], [0, 1, 1, 0], [1, 1, 0, 0]], bool)
+    (a, b, only, difference, draw), (_, _, only_13, _, draw_13), _ = seed_agreement.pairs(right)
+    assert (a, b, only, difference, draw) == (0, 1, 2, 0.0, np.sqrt(2) / 4)
+    assert (only_13, draw_13) == (0, 0.0)
+
+
 def test_extra_test_rows_leave_the_other_rows_of_a_seeded_set_as_they_were(tmp_path, monkeypatch):
     # Earlier results were trained on the sets' first rows: a larger test split must not change
     # them, or the earlier runs could not be scored on it.

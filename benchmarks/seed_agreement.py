@@ -1,0 +1,56 @@
+"""How much of a spread over seeds is the test split's size? (issue 31)
+
+Two runs of the same settings that are equally good still get different test accuracies when
+they err on different examples: with n test examples of which d are right in one run only, the
+difference of their accuracies has a standard deviation of about sqrt(d) / n from the draw of
+the examples alone. This script loads finished runs of one data set, predicts their test split
+and prints, per pair, the examples right in one run only and that standard deviation, in points.
+
+Run: `python benchmarks/seed_agreement.py RUN [RUN ...] [--test CSV]`, where each RUN is a run
+folder of `mmkeras train` on the same data (`defaults_table.py` keeps them under DIR/runs);
+`--test` defaults to the `test.csv` beside the first run's training manifest.
+"""
+
+import argparse
+import itertools
+import os
+
+import numpy as np
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+")
+    parser.add_argument("--test", default=None, help="test manifest (default: test.csv beside the training one)")
+    args = parser.parse_args()
+
+    import mmkeras
+    from mmkeras.evaluation import collect
+
+    correct = []
+    for run in args.runs:
+        model, preprocessor, config = mmkeras.load_run(run)
+        test = args.test or os.path.join(os.path.dirname(config["data"]["train"]), "test.csv")
+        features, labels = collect(mmkeras.make_dataset(test, preprocessor, batch_size=64))
+        predicted = model.predict(features, verbose=0)["label"].argmax(-1)
+        correct.append(predicted == labels)
+        print(f"{os.path.basename(os.path.normpath(run))}: {np.mean(correct[-1]):.3f} on {len(labels)} test examples")
+    right = np.array(correct)
+    print(f"right in every run {int(right.all(0).sum())}, in none {int((~right).all(0).sum())}, "
+          f"in some {int((right.any(0) & ~right.all(0)).sum())}")
+    for a, b, only, difference, draw in pairs(right):
+        print(f"runs {a + 1} and {b + 1}: {only} examples right in one only; accuracy {100 * difference:+.1f} "
+              f"points, of which the examples' draw alone gives about ± {100 * draw:.1f}")
+
+
+def pairs(right):
+    """Per pair of runs (rows of the boolean `right`, runs x test examples): (a, b, examples right
+    in one only, accuracy of a minus b, the standard deviation of that difference which the
+    examples' draw alone gives)."""
+    n = right.shape[1]
+    return [(a, b, int((right[a] != right[b]).sum()), float(right[a].mean() - right[b].mean()),
+             float(np.sqrt((right[a] != right[b]).sum()) / n))
+            for a, b in itertools.combinations(range(len(right)), 2)]
+
+if __name__ == "__main__":
+    main()
