@@ -114,10 +114,13 @@ def build_model(
     if fusion_cls is not LateFusion:
         fusion_layer = fusion_cls(names, name=constants.FUSION_LAYER, **(fusion_options or {}))
 
-    # Inputs and encoders: one branch per modality.
+    # Inputs and encoders: one branch per modality, each spec settled beside the others (a
+    # sensor's pooling depends on whether it is alone).
+    settled = specs_lib.settle_specs({m: value if isinstance(value, keras.Model) else specs_lib.make_spec(m, value)
+                                      for m, value in modalities.items()})
     inputs, encoders, modes, flags = {}, [], [], []
     for m in names:
-        encoder, shape, dtype, mode = _branch(m, modalities[m])
+        encoder, shape, dtype, mode = _branch(m, settled[m])
         inputs[m] = keras.Input(shape, dtype=dtype, name=m)
         inputs[constants.presence_name(m)] = keras.Input((1,), name=constants.presence_name(m))
         encoders.append(encoder)

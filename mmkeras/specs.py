@@ -89,15 +89,17 @@ def make_spec(name, options):
 
 def settle_specs(specs):
     """Every spec with the defaults that depend on the model's other modalities filled in, by its
-    kind's `settle_spec` (the image's shift: milder for an image alone). Specs are not changed in
-    place.
+    kind's `settle_spec` (the image's shift: milder for an image alone; a sensor's pooling). Specs
+    are not changed in place; a value that is not a spec (a custom encoder model) is left as it is
+    and counts as one of the modalities.
 
     Example:
 
     >>> settle_specs({"image": make_spec("image", {})})["image"].augment
     {'shift': 0.05}
     """
-    return {name: get_kind(spec.kind).settle_spec(spec, specs) for name, spec in specs.items()}
+    return {name: get_kind(spec.kind).settle_spec(spec, specs) if hasattr(spec, "kind") else spec
+            for name, spec in specs.items()}
 
 
 def model_input(spec):

@@ -32,6 +32,12 @@ KIND = "sensor"
 DEFAULT_AUGMENT = {}
 #: Files read at most by `adapt` to learn each channel's mean and spread.
 ADAPT_FILES = 2000
+#: `conv_pool` of a sensor beside other modalities (largest first), and the fewest steps it may
+#: leave the LSTM; a sensor alone keeps every step. Beside others, pooling by 4 raised the fused
+#: model on one benchmark set and left it level on the other, where every step is best for the
+#: sensor alone (benchmarks/RESULTS.md, 2026-12-07).
+FUSED_POOLS = (4, 2)
+MIN_POOLED_STEPS = 8
 
 NPY_MAGIC = b"\x93NUMPY"
 _NUMBER = rf"\s*{NUMBER_PATTERN}\s*"
@@ -57,7 +63,11 @@ class SensorSpec:
             or "none".
         conv_filters: tuple of int. Conv1D layers before the LSTM (`()` for none).
         kernel_size: int. Conv1D kernel size (time steps).
-        conv_pool: int. MaxPooling1D size after each Conv1D layer (1: none).
+        conv_pool: int. MaxPooling1D size after each Conv1D layer (1: none). Unset (null, the
+            default), the model's modalities settle it: 1 for a sensor that is the model's only
+            modality; beside other modalities 4, or 2 where 4 would leave the LSTM fewer than
+            `MIN_POOLED_STEPS` steps (1 where 2 would too). The fused model's runs then learn
+            within the epochs a fused model gets, where the full-rate LSTM learns slowly.
         lstm_units: int. Width of the LSTM (per direction).
         bidirectional: bool. Read the series both ways.
         dropout: float. Dropout on the encoder's output vector.
@@ -81,7 +91,7 @@ class SensorSpec:
     normalization: str = "adapted"
     conv_filters: tuple = (32, 32)
     kernel_size: int = 5
-    conv_pool: int = 1
+    conv_pool: int = None
     lstm_units: int = 32
     bidirectional: bool = False
     dropout: float = 0.1
@@ -113,8 +123,9 @@ def build_sensor_encoder(spec=None, **options):
     if spec.encoder:  # a pretrained encoder instead (mmkeras.pretrained)
         return pretrained.build_pretrained_encoder(spec, p)
     series = keras.Input((spec.length, spec.channels), name=p)  # (batch, steps, channels)
+    conv_pool = 1 if spec.conv_pool is None else spec.conv_pool  # unsettled: built on its own
     x = conv_lstm(series, p, spec.conv_filters, spec.lstm_units, kernel_size=spec.kernel_size,
-                  conv_pool=spec.conv_pool, bidirectional=spec.bidirectional)  # (batch, 2 * lstm_units [* 2])
+                  conv_pool=conv_pool, bidirectional=spec.bidirectional)  # (batch, 2 * lstm_units [* 2])
     x = keras.layers.Dropout(spec.dropout, name=f"{p}_dropout")(x)
     return keras.Model(series, x, name=f"{p}_encoder")
 
@@ -150,6 +161,18 @@ class SensorModality(Modality):
     @classmethod
     def build_encoder(cls, spec, name):
         return build_sensor_encoder(spec, name=name)
+
+    @classmethod
+    def settle_spec(cls, spec, specs):
+        """An unset `conv_pool`: 1 for a sensor alone, else the largest of FUSED_POOLS that leaves
+        the LSTM at least MIN_POOLED_STEPS steps (1 where none does)."""
+        if spec.conv_pool is not None:
+            return spec
+        pool = 1
+        if len(specs) > 1:
+            layers = len(spec.conv_filters)
+            pool = next((p for p in FUSED_POOLS if spec.length // p**layers >= MIN_POOLED_STEPS), 1)
+        return dataclasses.replace(spec, conv_pool=pool)
 
     # ----------------------------------------------------------------- learned state
     def adapt(self, cells):

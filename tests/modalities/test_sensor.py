@@ -127,3 +127,40 @@ def test_augmentation_changes_present_series_only_and_the_encoder_reads_every_st
     np.testing.assert_array_equal(plain.augment_batch(features, seed=1)["motion"], features["motion"])
     encoder = mmkeras.modalities.get_kind("sensor").build_encoder(SensorSpec(channels=3, length=4), "motion")
     assert tuple(encoder.input.shape) == (None, 4, 3) and encoder.get_layer("motion_lstm")
+
+
+def _lstm_steps(model, name):
+    encoder = model.get_layer(f"{name}_encoder")
+    return encoder.get_layer(f"{name}_lstm").input.shape[1]
+
+
+def test_the_sensor_pools_beside_other_modalities_and_keeps_every_step_alone(tmp_path):
+    # A fused model's sensor branch reads 160 steps pooled to 10 (it learns within the fused
+    # model's epochs); a sensor alone reads all 160. A short series is pooled less, never to
+    # fewer than MIN_POOLED_STEPS; a config's own conv_pool wins, and what was settled is saved.
+    from mmkeras.modalities import sensor
+    from mmkeras.preprocessor import Preprocessor
+
+    wearer = {"kind": "tabular", "numeric": ["age"]}
+    motion = {"kind": "sensor", "channels": 3, "length": 160}
+    fused = mmkeras.build_model({"motion": motion, "wearer": wearer}, num_classes=2, compile=False)
+    assert _lstm_steps(fused, "motion") == 10
+    alone = mmkeras.build_model({"motion": motion}, num_classes=2, compile=False)
+    assert _lstm_steps(alone, "motion") == 160
+    short = mmkeras.build_model({"motion": {**motion, "length": 64}, "wearer": wearer}, num_classes=2, compile=False)
+    assert _lstm_steps(short, "motion") == 16  # 4 would leave 4 steps: pooled by 2
+    tiny = mmkeras.build_model({"motion": {**motion, "length": 16}, "wearer": wearer}, num_classes=2, compile=False)
+    assert _lstm_steps(tiny, "motion") == 16 and 16 // 2**2 < sensor.MIN_POOLED_STEPS
+    own = mmkeras.build_model({"motion": {**motion, "conv_pool": 2}, "wearer": wearer}, num_classes=2, compile=False)
+    assert _lstm_steps(own, "motion") == 40
+    custom = mmkeras.build_tabular_encoder(numeric=["age"], name="wearer")  # a Keras model counts as a modality
+    assert _lstm_steps(mmkeras.build_model({"motion": motion, "wearer": custom}, num_classes=2, compile=False),
+                       "motion") == 10
+
+    pre = Preprocessor({"motion": motion, "wearer": wearer})
+    assert pre.specs["motion"].conv_pool == 4 and Preprocessor({"motion": motion}).specs["motion"].conv_pool == 1
+    pre.save(str(tmp_path))
+    assert Preprocessor.load(str(tmp_path)).specs["motion"].conv_pool == 4
+    saved_before = pre.get_config()  # a run saved before the pooling was settled had conv_pool 1
+    saved_before["modalities"]["motion"]["conv_pool"] = 1
+    assert Preprocessor.from_config(saved_before).specs["motion"].conv_pool == 1
