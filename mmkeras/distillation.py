@@ -27,6 +27,7 @@ import tensorflow as tf
 from mmkeras import config as config_lib
 from mmkeras import constants
 from mmkeras.data import make_dataset
+from mmkeras.modalities.registry import get_kind
 from mmkeras.specs import make_spec
 from mmkeras.specs import settle_specs
 from mmkeras.specs import spec_to_dict
@@ -81,9 +82,18 @@ class Teacher(TrainingHooks):
         if augmented:
             raise ValueError(f"Student modalities {augmented} set 'augment', which a student cannot change: it trains on "
                              "the teacher's batches, augmented as the teacher's settings say. Leave it out.")
-        config["modalities"] = {name: {**spec_to_dict(self.preprocessor.specs[name]), **(options or {})}
+        config["modalities"] = {name: {**self._inherited(name, teacher), **(options or {})}
                                 for name, options in modalities.items()}
         return config
+
+    def _inherited(self, name, teacher):
+        """The teacher's settings of one modality, less what its kind settles for the encoder from
+        the model's other modalities (a fused teacher's pooled sensor) where the teacher's config
+        did not set it: the student settles that among its own modalities."""
+        spec = self.preprocessor.specs[name]
+        chosen = ((teacher.get("modalities") or {}).get(name)) or {}
+        return {key: value for key, value in spec_to_dict(spec).items()
+                if key not in get_kind(spec.kind).settled_encoder_keys or key in chosen}
 
     def student_preprocessor(self, modalities, manifest, columns):
         """The teacher's Preprocessor restricted to the student's modalities (same vocabularies and

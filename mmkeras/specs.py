@@ -98,7 +98,8 @@ def settle_specs(specs):
     >>> settle_specs({"image": make_spec("image", {})})["image"].augment
     {'shift': 0.05}
     """
-    return {name: get_kind(spec.kind).settle_spec(spec, specs) if hasattr(spec, "kind") else spec
+    spec_classes = tuple(entry.spec_class for entry in KINDS.values())
+    return {name: get_kind(spec.kind).settle_spec(spec, specs) if isinstance(spec, spec_classes) else spec
             for name, spec in specs.items()}
 
 

@@ -46,6 +46,10 @@ class Modality:
     per_example = False
     takes_pixel_scaling = False
     training_corruption = "noise"
+    #: Spec fields whose unset value `settle_spec` fills and which shape the encoder (the sensor's
+    #: `conv_pool`). A distillation student settles them among its own modalities unless the
+    #: teacher's config set them.
+    settled_encoder_keys = ()
 
     def __init__(self, name, spec, state=None, folder=None):
         self.name = name
@@ -66,9 +70,13 @@ class Modality:
     def settle_spec(cls, spec, specs):
         """The spec with the defaults that depend on the model's other modalities filled in.
 
+        Called by the Preprocessor (for what a run saves and decodes) and by `build_model` (for
+        the encoders), with the same modalities, so the two agree.
+
         Args:
             spec: this kind's spec, as the config made it.
-            specs: dict. Every modality's spec in the model (this one included), name → spec.
+            specs: dict. Every modality of the model (this one included), name → its spec, or the
+                `keras.Model` given to `build_model` as a custom encoder.
 
         Returns:
             A spec (a new one where something changed: `spec` may be the caller's own). The

@@ -66,8 +66,9 @@ class SensorSpec:
         conv_pool: int. MaxPooling1D size after each Conv1D layer (1: none). Unset (null, the
             default), the model's modalities settle it: 1 for a sensor that is the model's only
             modality; beside other modalities 4, or 2 where 4 would leave the LSTM fewer than
-            `MIN_POOLED_STEPS` steps (1 where 2 would too). The fused model's runs then learn
-            within the epochs a fused model gets, where the full-rate LSTM learns slowly.
+            `MIN_POOLED_STEPS` steps (1 where 2 would too, and without Conv1D layers). The fused
+            model's runs then learn within the epochs a fused model gets, where the full-rate
+            LSTM learns slowly. A late fusion (one classifier per modality) should set 1.
         lstm_units: int. Width of the LSTM (per direction).
         bidirectional: bool. Read the series both ways.
         dropout: float. Dropout on the encoder's output vector.
@@ -147,6 +148,7 @@ class SensorModality(Modality):
     kind = KIND
     spec_class = SensorSpec
     per_example = True
+    settled_encoder_keys = ("conv_pool",)
 
     def __init__(self, name, spec, state=None, folder=None):
         super().__init__(name, spec, state, folder)
@@ -169,7 +171,7 @@ class SensorModality(Modality):
         if spec.conv_pool is not None:
             return spec
         pool = 1
-        if len(specs) > 1:
+        if len(specs) > 1 and spec.conv_filters and not spec.encoder:  # pooling follows each Conv1D
             layers = len(spec.conv_filters)
             pool = next((p for p in FUSED_POOLS if spec.length // p**layers >= MIN_POOLED_STEPS), 1)
         return dataclasses.replace(spec, conv_pool=pool)

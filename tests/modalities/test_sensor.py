@@ -138,7 +138,6 @@ def test_the_sensor_pools_beside_other_modalities_and_keeps_every_step_alone(tmp
     # A fused model's sensor branch reads 160 steps pooled to 10 (it learns within the fused
     # model's epochs); a sensor alone reads all 160. A short series is pooled less, never to
     # fewer than MIN_POOLED_STEPS; a config's own conv_pool wins, and what was settled is saved.
-    from mmkeras.modalities import sensor
     from mmkeras.preprocessor import Preprocessor
 
     wearer = {"kind": "tabular", "numeric": ["age"]}
@@ -150,12 +149,18 @@ def test_the_sensor_pools_beside_other_modalities_and_keeps_every_step_alone(tmp
     short = mmkeras.build_model({"motion": {**motion, "length": 64}, "wearer": wearer}, num_classes=2, compile=False)
     assert _lstm_steps(short, "motion") == 16  # 4 would leave 4 steps: pooled by 2
     tiny = mmkeras.build_model({"motion": {**motion, "length": 16}, "wearer": wearer}, num_classes=2, compile=False)
-    assert _lstm_steps(tiny, "motion") == 16 and 16 // 2**2 < sensor.MIN_POOLED_STEPS
+    assert _lstm_steps(tiny, "motion") == 16  # even 2 would leave 4
+    no_conv = Preprocessor({"motion": {**motion, "conv_filters": []}, "wearer": wearer}).specs["motion"]
+    assert no_conv.conv_pool == 1  # nothing to pool after: nothing recorded either
     own = mmkeras.build_model({"motion": {**motion, "conv_pool": 2}, "wearer": wearer}, num_classes=2, compile=False)
     assert _lstm_steps(own, "motion") == 40
     custom = mmkeras.build_tabular_encoder(numeric=["age"], name="wearer")  # a Keras model counts as a modality
     assert _lstm_steps(mmkeras.build_model({"motion": motion, "wearer": custom}, num_classes=2, compile=False),
                        "motion") == 10
+
+    spec = SensorSpec(**{k: v for k, v in motion.items() if k != "kind"})
+    assert _lstm_steps(mmkeras.build_model({"motion": spec, "wearer": wearer}, num_classes=2, compile=False),
+                       "motion") == 10 and spec.conv_pool is None  # the caller's spec is not changed
 
     pre = Preprocessor({"motion": motion, "wearer": wearer})
     assert pre.specs["motion"].conv_pool == 4 and Preprocessor({"motion": motion}).specs["motion"].conv_pool == 1
@@ -164,3 +169,35 @@ def test_the_sensor_pools_beside_other_modalities_and_keeps_every_step_alone(tmp
     saved_before = pre.get_config()  # a run saved before the pooling was settled had conv_pool 1
     saved_before["modalities"]["motion"]["conv_pool"] = 1
     assert Preprocessor.from_config(saved_before).specs["motion"].conv_pool == 1
+
+
+def test_the_cli_builds_the_pooling_its_preprocessor_records():
+    # `mmkeras train` builds the model from the config's dicts and the Preprocessor from the same
+    # config: both settle the sensor beside the columns alike, so the saved settings describe the
+    # trained model.
+    from mmkeras import config as config_lib
+    from mmkeras import recipe
+
+    config = config_lib.resolve_config({"data": {"train": "t.csv"}, "modalities": {
+        "motion": {"kind": "sensor", "channels": 3, "length": 64}, "wearer": {"kind": "tabular", "numeric": ["age"]}}})
+    pre = recipe.new_preprocessor(config)
+    pre.label_names = ["a", "b"]
+    model = recipe.model_from_config(config, recipe.label_heads(pre, config["training"]))
+    assert pre.specs["motion"].conv_pool == 2 and _lstm_steps(model, "motion") == 64 // 2**2
+
+
+def test_a_distilled_student_settles_the_pooling_among_its_own_modalities():
+    # A fused teacher pooled its sensor; a student of the sensor alone keeps every step, unless
+    # the teacher's config chose the pooling.
+    from mmkeras.distillation import Teacher
+    from mmkeras.preprocessor import Preprocessor
+
+    modalities = {"motion": {"kind": "sensor", "channels": 3, "length": 160}, "wearer": {"kind": "tabular", "numeric": ["age"]}}
+    teacher = object.__new__(Teacher)  # its settings only: no trained run needed
+    teacher.preprocessor, teacher.config = Preprocessor(modalities), {"modalities": modalities}
+    assert teacher.preprocessor.specs["motion"].conv_pool == 4
+    student = teacher.student_config({"modalities": {"motion": {"lstm_units": 8}}})["modalities"]["motion"]
+    assert "conv_pool" not in student and student["lstm_units"] == 8 and student["length"] == 160
+    assert Preprocessor({"motion": student}).specs["motion"].conv_pool == 1
+    teacher.config = {"modalities": {**modalities, "motion": {**modalities["motion"], "conv_pool": 4}}}
+    assert teacher.student_config({"modalities": {"motion": {}}})["modalities"]["motion"]["conv_pool"] == 4
