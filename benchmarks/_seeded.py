@@ -97,6 +97,7 @@ def write_balanced(folder, sizes, names, seed, example, extra_test=0):
     labels = np.concatenate([rng.permutation(np.arange(size) % len(names)) for size in sizes.values()])
     rows = [example(i, names[label], rng) for i, label in enumerate(labels)]
     if extra_test:
+        assert list(sizes)[-1] == "test", "the extra rows follow the test split, the last of `sizes`"
         more = np.random.default_rng([seed, 1])
         extra = more.permutation(np.arange(extra_test) % len(names))
         rows += [example(len(rows) + i, names[label], more) for i, label in enumerate(extra)]

@@ -44,8 +44,9 @@ CLASSES = list(PAIRS)
 HEADING_SD = 1.0
 SPLITS = {"train": 360, "validation": 120, "test": 180}
 #: Test rows beyond SPLITS' (720 in all). With 180, two equally good models that disagree on
-#: about 20 test examples differ by 2.5 points on average by the draw of the examples alone, so a
-#: 3-point spread over seeds could not be judged; the extra rows keep the training data the same.
+#: about 20 test examples differ by about 2.5 points (one standard deviation) from the draw of the
+#: examples alone, so a 3-point spread over seeds could not be judged; the extra rows keep the
+#: training data the same.
 EXTRA_TEST = 540
 
 #: The modality settings of every run: only what the files hold is set, the rest is the library's default.

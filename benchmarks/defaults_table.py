@@ -40,10 +40,11 @@ models only (the rows of one modality have no fusion). Each run's result is kept
 `DIR/results`, so a second start with the same `--output` resumes where the first stopped, and two
 starts side by side share the runs (each claims a run in `DIR/results` before it trains). Results
 are keyed by the row's name, not by the library's version: after a default changes, use a new
-`--output`. Each result records how many test examples scored it; one scored on fewer than the
-data folder's test split now holds (the two sensor sets grew from 180 to 720 test rows; results
-from before say nothing) is scored again from its run's saved model, and a plain model, which
-keeps none, is trained again (with `--skip-plain` it is left out of the table). Writes
+`--output`. Each result records how many test examples scored it; one scored on another number
+than the data folder's test split holds (the two sensor sets grew from 180 to 720 test rows, and
+an older data folder is written again; results from before say nothing) is scored again from its
+run's saved model and Preprocessor, and a plain model, which keeps none, is trained again (with
+`--skip-plain` it is left out of the table). Writes
 `defaults_table.md` and `defaults_table.json` in the output folder.
 """
 
@@ -227,16 +228,17 @@ def claim(result):
 
 
 def run_job(job):
-    """Trains one model with one seed; returns its result row (and writes it to `job["result"]`),
-    or None when another start into the same folder is running it now."""
-    done = _finished(job)
+    """Trains one model with one seed (or scores a kept one again); returns its result row (and
+    writes it to `job["result"]`), or None when another start into the same folder is running it now."""
+    done = _current(job)
     if done:  # another start into the same folder got here first
         return done
     if not claim(job["result"]):
         print(f"{job['set']} | {job['row']} | seed {job['seed']} | left to the start running it", flush=True)
         return None
     try:
-        return _finished(job) or _run_claimed(job)  # finished by another start since the check above?
+        # Finished by another start since the check above? Else scored again, or trained.
+        return _current(job) or _scored_again(job) or _run_claimed(job)
     finally:
         try:
             os.remove(f"{job['result']}.claim")
@@ -244,37 +246,39 @@ def run_job(job):
             pass
 
 
-def _test_rows(paths):
-    with open(paths["test"], newline="") as f:
+def _test_rows(path):
+    with open(path, newline="") as f:
         return sum(1 for _ in csv.DictReader(f))
 
 
 def _current(job):
-    """The job's result if it is there and was scored on the whole test split (older results do
-    not say how many examples they were scored on), else None."""
+    """The job's result if it is there and was scored on the whole test split as it is now (older
+    results do not say how many examples they were scored on), else None."""
     if not os.path.exists(job["result"]):
         return None
     with open(job["result"]) as f:
         row = json.load(f)
-    return row if row.get("test_examples") == _test_rows(job["paths"]) else None
+    return row if row.get("test_examples") == _test_rows(job["paths"]["test"]) else None
 
 
-def _finished(job):
-    """The job's result, scored on the whole test split. A result from before the split grew (a
-    data set that gained test rows) is scored again from its run's saved model; None where there
-    is no result or no model was kept (the plain models): the job is trained (again)."""
-    row = _current(job)
-    model_file = os.path.join(job["run_dir"], "model.keras")
-    if row or not os.path.exists(job["result"]) or job["how"] != "mmkeras" or not os.path.exists(model_file):
-        return row
+def _scored_again(job):
+    """A result scored on another test split (a data set that gained test rows) scored again from
+    its run's saved model and Preprocessor; None where there is no such result or no kept run (the
+    plain models keep none): the job is then trained (again)."""
+    from mmkeras import layout
+
+    if not os.path.exists(job["result"]) or job["how"] != "mmkeras" or not layout.is_finished(job["run_dir"]):
+        return None
     import mmkeras
     from fusion_comparison import score
+    from mmkeras.evaluation import collect
 
     with open(job["result"]) as f:
         row = json.load(f)
-    features, labels = _decoded(job["paths"], job["modalities"], ("test",))[0]["test"]
-    row = {**row, **score(mmkeras.load_run(job["run_dir"])[0], list(job["modalities"]), features, labels),
-           "test_examples": len(labels), "rescored": True}
+    model, preprocessor, _ = mmkeras.load_run(job["run_dir"])  # decoded as the run was trained to read
+    features, labels = collect(mmkeras.make_dataset(job["paths"]["test"], preprocessor, batch_size=64))
+    row = {**row, **score(model, list(job["modalities"]), features, labels), "test_examples": len(labels),
+           "rescored": True}
     _write_result(job, row)
     print(f"{job['set']} | {job['row']} | seed {job['seed']} | scored again | {json.dumps(row)}", flush=True)
     return row
@@ -334,10 +338,23 @@ def _worker_init():
     tf.config.threading.set_inter_op_parallelism_threads(1)
 
 
+def _grown_sets():
+    """Test rows of the sets whose test split grew (EXTRA_TEST): an older data folder is written again."""
+    import clip_sensor_columns
+    import sensor_activity
+
+    return {"sensor activity": sensor_activity.SPLITS["test"] + sensor_activity.EXTRA_TEST,
+            "clip, sensor and columns": clip_sensor_columns.SPLITS["test"] + clip_sensor_columns.EXTRA_TEST}
+
+
 def _data(name, writer, folder):
-    """The data set's manifests, written once (a resumed run reads the files already there)."""
+    """The data set's manifests, written once (a resumed run reads the files already there). A
+    folder written before its set gained test rows is written again: the training and validation
+    files come out the same, the test split larger."""
     paths = {s: os.path.join(folder, f"{s}.csv") for s in ("train", "validation", "test")}
-    if not all(os.path.exists(p) for p in paths.values()):
+    wanted = _grown_sets().get(name)
+    grown = wanted is not None and os.path.exists(paths["test"]) and _test_rows(paths["test"]) != wanted
+    if grown or not all(os.path.exists(p) for p in paths.values()):
         started = time.perf_counter()
         paths = writer(folder)
         print(f"{name}: data written in {time.perf_counter() - started:.0f} s", flush=True)

@@ -8,7 +8,8 @@ and prints, per pair, the examples right in one run only and that standard devia
 
 Run: `python benchmarks/seed_agreement.py RUN [RUN ...] [--test CSV]`, where each RUN is a run
 folder of `mmkeras train` on the same data (`defaults_table.py` keeps them under DIR/runs);
-`--test` defaults to the `test.csv` beside the first run's training manifest.
+without `--test` each run reads the `test.csv` beside its own training manifest, and the runs must
+have the same one.
 """
 
 import argparse
@@ -30,9 +31,14 @@ def main():
     correct = []
     for run in args.runs:
         model, preprocessor, config = mmkeras.load_run(run)
+        if not args.test and not (config or {}).get("data", {}).get("train"):
+            parser.error(f"{run} keeps no config naming its training manifest: pass --test")
         test = args.test or os.path.join(os.path.dirname(config["data"]["train"]), "test.csv")
         features, labels = collect(mmkeras.make_dataset(test, preprocessor, batch_size=64))
         predicted = model.predict(features, verbose=0)["label"].argmax(-1)
+        if correct and len(labels) != len(correct[0]):
+            parser.error(f"{run} read {len(labels)} test examples from {test}, the first run {len(correct[0])}: "
+                         "pass --test")
         correct.append(predicted == labels)
         print(f"{os.path.basename(os.path.normpath(run))}: {np.mean(correct[-1]):.3f} on {len(labels)} test examples")
     right = np.array(correct)
@@ -51,6 +57,7 @@ def pairs(right):
     return [(a, b, int((right[a] != right[b]).sum()), float(right[a].mean() - right[b].mean()),
              float(np.sqrt((right[a] != right[b]).sum()) / n))
             for a, b in itertools.combinations(range(len(right)), 2)]
+
 
 if __name__ == "__main__":
     main()

@@ -41,8 +41,9 @@ RATE = 50  # readings per second
 STEPS = 160  # readings the model sees (pad or crop)
 SPLITS = {"train": 360, "validation": 120, "test": 180}
 #: Test rows beyond SPLITS' (720 in all). With 180, two equally good models that disagree on
-#: about 20 test examples differ by 2.5 points on average by the draw of the examples alone, so a
-#: 3-point spread over seeds could not be judged; the extra rows keep the training data the same.
+#: about 20 test examples differ by about 2.5 points (one standard deviation) from the draw of the
+#: examples alone, so a 3-point spread over seeds could not be judged; the extra rows keep the
+#: training data the same.
 EXTRA_TEST = 540
 #: activity → (steps per second range, movement amplitude in g, mean heart rate)
 MOVES = {"still": ((0.1, 0.3), 0.05, 72), "walk": ((1.6, 2.1), 0.35, 98), "run": ((2.4, 3.0), 0.9, 150),

@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -133,36 +134,61 @@ def test_two_defaults_table_starts_never_train_the_same_run(tmp_path, monkeypatc
 
 def test_a_result_scored_on_a_smaller_test_split_is_scored_again_or_trained_again(tmp_path, monkeypatch):
     # The sensor sets' test splits grew from 180 to 720 rows: a result from before says nothing of
-    # its test size and must not sit in a table beside results on the larger split. A kept model
-    # is scored again; a plain model, which keeps none, is trained again.
+    # its test size and must not sit in a table beside results on the larger split. A kept run is
+    # scored again, reading the test rows with its own Preprocessor; a plain model, which keeps
+    # none, is trained again.
     monkeypatch.syspath_prepend(BENCHMARKS)
     import defaults_table
     import fusion_comparison
 
     import mmkeras
+    import mmkeras.evaluation
 
     (tmp_path / "test.csv").write_text("label\na\nb\nb\n")
     (tmp_path / "run").mkdir()
-    (tmp_path / "run" / "model.keras").write_bytes(b"")
+    (tmp_path / "run" / "finished.json").write_text("{}")
     (tmp_path / "old.json").write_text('{"all": 0.5, "epochs": 7, "classes": 2}')
     job = {"result": str(tmp_path / "old.json"), "set": "s", "row": "r", "seed": 1, "how": "mmkeras",
            "paths": {"test": str(tmp_path / "test.csv")}, "run_dir": str(tmp_path / "run"), "modalities": {"m": {}}}
-    labels = np.array([0, 1, 1])
-    monkeypatch.setattr(defaults_table, "_decoded", lambda paths, modalities, splits: ({"test": ({}, labels)}, 2))
-    monkeypatch.setattr(mmkeras, "load_run", lambda run_dir: ("the run's model", None, None))
+    monkeypatch.setattr(mmkeras, "load_run", lambda run_dir: ("the run's model", "the run's preprocessor", None))
+    read_with = []
+    monkeypatch.setattr(mmkeras, "make_dataset", lambda path, preprocessor, batch_size: read_with.append(preprocessor))
+    monkeypatch.setattr(mmkeras.evaluation, "collect", lambda dataset: ({}, np.array([0, 1, 1])))
     scored = []
     monkeypatch.setattr(fusion_comparison, "score", lambda model, *args: scored.append(model) or {"all": 2 / 3})
-    monkeypatch.setattr(defaults_table, "_run_claimed", lambda job: pytest.fail("trained a kept model again"))
+    monkeypatch.setattr(defaults_table, "_run_claimed", lambda job: pytest.fail("trained a kept run again"))
     assert defaults_table._current(job) is None
     row = defaults_table.run_job(job)
     assert row == {"all": 2 / 3, "epochs": 7, "classes": 2, "test_examples": 3, "rescored": True}
-    assert scored == ["the run's model"] and defaults_table._current(job) == row  # written back
-    assert defaults_table.run_job(job) == row and scored == ["the run's model"]  # not scored twice
+    assert scored == ["the run's model"] and read_with == ["the run's preprocessor"]
+    assert defaults_table._current(job) == row and not os.path.exists(job["result"] + ".claim")  # written back
+    assert defaults_table.run_job(job) == row and len(scored) == 1  # not scored twice
 
     (tmp_path / "plain.json").write_text('{"all": 0.5, "classes": 2}')
     plain = {**job, "result": str(tmp_path / "plain.json"), "how": ("concat",), "run_dir": str(tmp_path / "none")}
     monkeypatch.setattr(defaults_table, "_run_claimed", lambda job: {"all": 1.0, "test_examples": 3})
     assert defaults_table.run_job(plain) == {"all": 1.0, "test_examples": 3}
+
+
+def test_a_data_folder_written_before_its_test_split_grew_is_written_again(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(BENCHMARKS)
+    import defaults_table
+
+    for split in ("train", "validation", "test"):
+        (tmp_path / f"{split}.csv").write_text("label\na\nb\n")
+    written = []
+
+    def writer(folder):
+        written.append(folder)
+        return {s: os.path.join(folder, f"{s}.csv") for s in ("train", "validation", "test")}
+
+    monkeypatch.setattr(defaults_table, "_grown_sets", lambda: {"grown": 2})
+    defaults_table._data("grown", writer, str(tmp_path))
+    defaults_table._data("other", writer, str(tmp_path))
+    assert written == []  # as many test rows as the set has, or a set that never grew
+    monkeypatch.setattr(defaults_table, "_grown_sets", lambda: {"grown": 5})
+    defaults_table._data("grown", writer, str(tmp_path))
+    assert written == [str(tmp_path)]
 
 
 def test_seed_agreement_counts_the_examples_two_runs_disagree_on(monkeypatch):
@@ -171,10 +197,11 @@ def test_seed_agreement_counts_the_examples_two_runs_disagree_on(monkeypatch):
     monkeypatch.syspath_prepend(BENCHMARKS)
     import seed_agreement
 
-    right = np.array([[1, 1, 0, 0], [0, 1, 1, 0], [1, 1, 0, 0]], bool)
-    (a, b, only, difference, draw), (_, _, only_13, _, draw_13), _ = seed_agreement.pairs(right)
-    assert (a, b, only, difference, draw) == (0, 1, 2, 0.0, np.sqrt(2) / 4)
-    assert (only_13, draw_13) == (0, 0.0)
+    right = np.array([[1, 1, 0, 0], [0, 1, 1, 0], [1, 1, 0, 0], [1, 1, 1, 0]], bool)
+    found = {(a, b): rest for a, b, *rest in seed_agreement.pairs(right)}
+    assert found[(0, 1)] == [2, 0.0, np.sqrt(2) / 4]
+    assert found[(0, 2)] == [0, 0.0, 0.0]
+    assert found[(1, 3)] == [1, -0.25, 0.25]  # run 2 (a) right on one example fewer than run 4 (b)
 
 
 def test_extra_test_rows_leave_the_other_rows_of_a_seeded_set_as_they_were(tmp_path, monkeypatch):
@@ -192,8 +219,8 @@ def test_extra_test_rows_leave_the_other_rows_of_a_seeded_set_as_they_were(tmp_p
     before = write_balanced(str(tmp_path / "before"), sizes, ["a", "b"], 3, example)
     after = write_balanced(str(tmp_path / "after"), sizes, ["a", "b"], 3, example, extra_test=6)
     for split in ("train", "validation"):
-        assert open(before[split]).read() == open(after[split]).read()
-    old, new = open(before["test"]).read().splitlines(), open(after["test"]).read().splitlines()
+        assert Path(before[split]).read_text() == Path(after[split]).read_text()
+    old, new = Path(before["test"]).read_text().splitlines(), Path(after["test"]).read_text().splitlines()
     assert new[: len(old)] == old and len(new) == len(old) + 6
     assert sorted(row.split(",")[-1] for row in new[len(old):]) == ["a"] * 3 + ["b"] * 3
     assert [int(row.split(",")[0]) for row in new[1:]] == list(range(10, 20))  # files named apart
