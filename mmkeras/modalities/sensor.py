@@ -68,7 +68,7 @@ class SensorSpec:
             modality; beside other modalities 4, or 2 where 4 would leave the LSTM fewer than
             `MIN_POOLED_STEPS` steps (1 where 2 would too, and without Conv1D layers). The fused
             model's runs then learn within the epochs a fused model gets, where the full-rate
-            LSTM learns slowly. A late fusion (one classifier per modality) should set 1.
+            LSTM learns slowly.
         lstm_units: int. Width of the LSTM (per direction).
         bidirectional: bool. Read the series both ways.
         dropout: float. Dropout on the encoder's output vector.
