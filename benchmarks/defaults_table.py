@@ -258,7 +258,7 @@ def _current(job):
         return None
     with open(job["result"]) as f:
         row = json.load(f)
-    return row if row.get("test_examples") == _test_rows(job["paths"]["test"]) else None
+    return row if row.get("test_examples") == job["test_rows"] else None
 
 
 def _scored_again(job):
@@ -371,6 +371,7 @@ def plan(set_names, seeds, changes, output, epochs=None, training=(), fusion=())
     for name in set_names:
         writer, modalities = sets[name]
         paths = _data(name, writer, os.path.join(output, "data", slug(name)))
+        test_rows = _test_rows(paths["test"])  # what every result of this set must be scored on
         rows = {r: ("mmkeras", m) for r, m in mmkeras_rows(modalities, changes, training, fusion).items()}
         rows.update({r: (how, m) for r, (m, how) in plain_rows(name, modalities).items()})
         for seed in seeds:
@@ -380,7 +381,7 @@ def plan(set_names, seeds, changes, output, epochs=None, training=(), fusion=())
                 jobs.append({"set": name, "row": row, "seed": seed, "epochs": epochs, "training": list(training),
                              "fusion": list(fusion),
                              "how": how, "modalities": models, "set_modalities": modalities, "paths": paths,
-                             "result": os.path.join(folder, f"{slug(row)}-{seed}{budget}.json"),
+                             "test_rows": test_rows, "result": os.path.join(folder, f"{slug(row)}-{seed}{budget}.json"),
                              "run_dir": os.path.join(output, "runs", slug(name), f"{slug(row)}-{seed}{budget}")})
     return sorted(jobs, key=lambda j: j["seed"])
 

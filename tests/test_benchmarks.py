@@ -115,7 +115,7 @@ def test_two_defaults_table_starts_never_train_the_same_run(tmp_path, monkeypatc
 
     (tmp_path / "test.csv").write_text("label\na\nb\n")
     job = {"result": str(tmp_path / "row-3.json"), "set": "s", "row": "r", "seed": 1, "how": "mmkeras",
-           "paths": {"test": str(tmp_path / "test.csv")}, "run_dir": str(tmp_path / "run-3")}
+           "paths": {"test": str(tmp_path / "test.csv")}, "test_rows": 2, "run_dir": str(tmp_path / "run-3")}
     monkeypatch.setattr(defaults_table, "_run_claimed", lambda job: {"all": 1.0})
     assert defaults_table.run_job(job) == {"all": 1.0} and not os.path.exists(job["result"] + ".claim")
     (tmp_path / "row-3.json.claim").write_text(str(os.getppid()))
@@ -149,7 +149,8 @@ def test_a_result_scored_on_a_smaller_test_split_is_scored_again_or_trained_agai
     (tmp_path / "run" / "finished.json").write_text("{}")
     (tmp_path / "old.json").write_text('{"all": 0.5, "epochs": 7, "classes": 2}')
     job = {"result": str(tmp_path / "old.json"), "set": "s", "row": "r", "seed": 1, "how": "mmkeras",
-           "paths": {"test": str(tmp_path / "test.csv")}, "run_dir": str(tmp_path / "run"), "modalities": {"m": {}}}
+           "paths": {"test": str(tmp_path / "test.csv")}, "test_rows": 3, "run_dir": str(tmp_path / "run"),
+           "modalities": {"m": {}}}
     monkeypatch.setattr(mmkeras, "load_run", lambda run_dir: ("the run's model", "the run's preprocessor", None))
     read_with = []
     monkeypatch.setattr(mmkeras, "make_dataset", lambda path, preprocessor, batch_size: read_with.append(preprocessor))
