@@ -316,3 +316,28 @@ def test_sensor_ceiling_adds_the_heart_rate_by_bayes_rule(monkeypatch):
     hard = sensor_ceiling.combine(unsure, sensor_ceiling.heart_rate_likelihood(np.array([90.0]), classes), 0.1)
     soft = sensor_ceiling.combine(unsure, sensor_ceiling.heart_rate_likelihood(np.array([90.0]), classes), 4.0)
     assert classes[hard.argmax()] == "still" and classes[soft.argmax()] == "shake"
+
+
+def test_branch_probe_scores_an_encoders_vectors_on_present_examples_only(monkeypatch):
+    # The probe says whether a branch learned inside a fused model: separable vectors score high,
+    # noise near chance, and examples missing the modality (zero vectors) are left out.
+    monkeypatch.syspath_prepend(BENCHMARKS)
+    import branch_probe
+
+    import mmkeras
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1, 2], 40)
+    signal = np.eye(3)[labels] * 3 + rng.normal(0, 0.5, (120, 3))
+    noise = rng.normal(0, 1, (120, 3))
+    assert branch_probe.probe_accuracy(signal[::2], labels[::2], signal[1::2], labels[1::2]) > 0.9
+    assert branch_probe.probe_accuracy(noise[::2], labels[::2], noise[1::2], labels[1::2]) < 0.6
+
+    model = mmkeras.build_model({"motion": {"kind": "sensor", "channels": 2, "length": 8, "conv_filters": [4],
+                                            "lstm_units": 4},
+                                 "wearer": {"kind": "tabular", "numeric": ["a"]}}, num_classes=3)
+    features = {"motion": rng.normal(size=(5, 8, 2)).astype("float32"), "wearer": np.ones((5, 1), "float32"),
+                "motion_present": np.array([[1], [0], [1], [1], [0]], "float32"),
+                "wearer_present": np.ones((5, 1), "float32")}
+    vectors, present = branch_probe.encoder_vectors(model, "motion", features)
+    assert vectors.shape[0] == 5 and present.tolist() == [True, False, True, True, False]
