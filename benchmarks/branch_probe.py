@@ -8,8 +8,8 @@ fits a logistic regression on the training vectors (standardised; examples where
 absent are left out) and prints its test accuracy. A branch whose probe matches the same encoder
 trained alone learned as well inside the fused model.
 
-Run: `python benchmarks/branch_probe.py RUN [RUN ...] [--train CSV --test CSV] [--modalities M ...]`,
-where each RUN is a run folder of `mmkeras train` (`defaults_table.py` keeps them under
+Run: `python benchmarks/branch_probe.py RUN [RUN ...] [--train CSV --test CSV] [--modalities M ...]`
+(`--modalities` takes every name after it: put it last), where each RUN is a run folder of `mmkeras train` (`defaults_table.py` keeps them under
 DIR/runs); without `--train`/`--test` each run reads the manifests its config names for training,
 and the `test.csv` beside it.
 """
