@@ -9,9 +9,9 @@ absent are left out) and prints its test accuracy. A branch whose probe matches 
 trained alone learned as well inside the fused model.
 
 Run: `python benchmarks/branch_probe.py RUN [RUN ...] [--train CSV --test CSV] [--modalities M ...]`
-(`--modalities` takes every name after it: put it last), where each RUN is a run folder of `mmkeras train` (`defaults_table.py` keeps them under
-DIR/runs); without `--train`/`--test` each run reads the manifests its config names for training,
-and the `test.csv` beside it.
+(`--modalities` takes every name after it: put it last), where each RUN is a run folder of
+`mmkeras train` (`defaults_table.py` keeps them under DIR/runs); without `--train`/`--test` each
+run reads the manifest its config names for training, and the `test.csv` beside it.
 """
 
 import argparse
@@ -35,12 +35,8 @@ def encoder_vectors(model, modality, features):
     which examples have the modality."""
     from mmkeras import constants
 
-    encoder = model.get_layer(f"{modality}_encoder")
-    if len(encoder.inputs) == 1:
-        inputs = features[modality]
-    else:  # an encoder with several inputs names them as the model's inputs
-        inputs = {t.name: features[t.name] for t in encoder.inputs}
-    vectors = np.asarray(encoder.predict(inputs, batch_size=64, verbose=0))
+    encoder = model.get_layer(f"{modality}_encoder")  # every kind's encoder reads the modality's one input
+    vectors = np.asarray(encoder.predict(features[modality], batch_size=64, verbose=0))
     present = features[constants.presence_name(modality)].reshape(-1) > 0
     return vectors.reshape(len(vectors), -1), present
 
@@ -61,7 +57,8 @@ def probe_run(run, train=None, test=None, modalities=None):
     for modality in modalities or preprocessor.modalities:
         if modality not in preprocessor.modalities:
             raise SystemExit(f"{run} has no modality {modality!r}; it has {preprocessor.modalities}")
-        (x_train, p_train), (x_test, p_test) = (encoder_vectors(model, modality, splits[s][0]) for s in ("train", "test"))
+        x_train, p_train = encoder_vectors(model, modality, splits["train"][0])
+        x_test, p_test = encoder_vectors(model, modality, splits["test"][0])
         y_train, y_test = splits["train"][1][p_train], splits["test"][1][p_test]
         found[modality] = (probe_accuracy(x_train[p_train], y_train, x_test[p_test], y_test), len(y_train), len(y_test))
     return found

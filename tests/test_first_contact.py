@@ -43,8 +43,8 @@ def test_a_plain_install_trains_with_the_defaults_and_runs_the_demo_end_to_end(t
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python, mmkeras = str(venv / "bin" / "python"), str(venv / "bin" / "mmkeras")
-    # --no-compile: pip would byte-compile every module of TensorFlow and the rest (a third of the
-    # install's time); the commands below compile what they import, once, on the first run.
+    # --no-compile: pip would byte-compile every module of TensorFlow and the rest (about half of
+    # the install's time); the commands below compile what they import, once, on the first run.
     install = subprocess.run([python, "-m", "pip", "install", "--quiet", "--no-compile", source],
                              capture_output=True, text=True)
     assert install.returncode == 0, install.stderr[-3000:]
