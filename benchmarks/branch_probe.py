@@ -19,6 +19,9 @@ import os
 
 import numpy as np
 
+from seed_agreement import default_test_manifest
+from seed_agreement import training_manifest
+
 
 def probe_accuracy(train_vectors, train_labels, test_vectors, test_labels):
     """Test accuracy of a logistic regression fitted on standardised training vectors."""
@@ -47,10 +50,10 @@ def probe_run(run, train=None, test=None, modalities=None):
     from mmkeras.evaluation import collect
 
     model, preprocessor, config = mmkeras.load_run(run)
-    train = train or (config or {}).get("data", {}).get("train")
+    train = train or training_manifest(config)
     if not train:
         raise SystemExit(f"{run} keeps no config naming its training manifest: pass --train and --test")
-    test = test or os.path.join(os.path.dirname(train), "test.csv")
+    test = test or default_test_manifest(train)
     splits = {name: collect(mmkeras.make_dataset(path, preprocessor, batch_size=64))
               for name, path in (("train", train), ("test", test))}
     found = {}

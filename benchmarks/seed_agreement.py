@@ -19,6 +19,16 @@ import os
 import numpy as np
 
 
+def training_manifest(config):
+    """The training manifest the run's saved config names, or None where it keeps none."""
+    return (config or {}).get("data", {}).get("train")
+
+
+def default_test_manifest(train):
+    """The `test.csv` that `defaults_table.py`'s data sets keep beside their training manifest."""
+    return os.path.join(os.path.dirname(train), "test.csv")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+")
@@ -31,9 +41,10 @@ def main():
     correct = []
     for run in args.runs:
         model, preprocessor, config = mmkeras.load_run(run)
-        if not args.test and not (config or {}).get("data", {}).get("train"):
+        train = training_manifest(config)
+        if not args.test and not train:
             parser.error(f"{run} keeps no config naming its training manifest: pass --test")
-        test = args.test or os.path.join(os.path.dirname(config["data"]["train"]), "test.csv")
+        test = args.test or default_test_manifest(train)
         features, labels = collect(mmkeras.make_dataset(test, preprocessor, batch_size=64))
         predicted = model.predict(features, verbose=0)["label"].argmax(-1)
         if correct and len(labels) != len(correct[0]):
