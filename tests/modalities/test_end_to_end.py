@@ -18,7 +18,9 @@ from test_sensor import _csv
 def _write_dataset(folder, count=48, seed=0):
     """Three classes: the sensor's shape over time tells them apart, the device column often does.
 
-    Sensor series alternate between CSV and .npy files; a few cells are empty.
+    Sensor series alternate between CSV and .npy files; a few cells are empty. The device names
+    the class in 70% of rows and is "car" or empty in the others, on rows of every class, so the
+    columns alone cannot reach the series' accuracy (at best 0.85 on these rows).
     """
     rng = np.random.default_rng(seed)
     os.makedirs(folder / "files", exist_ok=True)
@@ -34,9 +36,10 @@ def _write_dataset(folder, count=48, seed=0):
         else:
             (folder / name).write_bytes(_csv(values, header=False).replace(b"\r", b""))
         text = "reading" if i % 4 else ""  # no clue to the class
-        device = ["phone", "watch", "tablet"][label] if rng.random() < 0.6 else str(rng.choice(["phone", "car"]))
+        draw = rng.random()
+        device = ["phone", "watch", "tablet"][label] if draw < 0.7 else ("car" if draw < 0.85 else "")
         age = "" if i % 5 == 0 else f"{rng.normal(40, 10):.1f}"
-        rows.append(f"{text},{name if i != 7 else ''},{age},{device if i % 6 else ''},c{label}")
+        rows.append(f"{text},{name if i != 7 else ''},{age},{device},c{label}")
     (folder / "manifest.csv").write_text("\n".join(rows) + "\n")
     return str(folder / "manifest.csv"), count
 
@@ -79,9 +82,10 @@ def test_sensor_and_tabular_data_train_export_and_serve_through_the_cli(tmp_path
     }
     run, served, metrics = train_evaluate_export(tmp_path, manifest, config)
     assert metrics["ablation"]["all"]["accuracy"] >= 0.8  # the series carries the class
-    without_motion = metrics["ablation"]["without_motion"]["accuracy"]
-    assert without_motion <= metrics["ablation"]["all"]["accuracy"] - 0.2  # the series matters most
-    assert without_motion >= 0.5  # the device column alone still beats chance (1/3)
+    ablation = {k: v["accuracy"] for k, v in metrics["ablation"].items()}
+    # the series matters most: without it the model falls furthest
+    assert ablation["without_motion"] < min(ablation["without_person"], ablation["without_text"])
+    assert ablation["without_motion"] >= 0.6  # the device column alone still beats chance (1/3) by far
     assert {"motion_noise_0.5", "motion_noise_1.0", "motion_channel_lost", "person_half_cells_missing",
             "person_numeric_noise_1.0"} <= set(metrics["robustness"])
     restored, _ = load_saved_model(str(served))
