@@ -97,11 +97,23 @@ def sequence_of(item, what):
     return (lambda value: isinstance(value, (list, tuple)) and all(item(v) for v in value)), what
 
 
+def pool_sizes():
+    """Pooling after Conv1D layers: one size for every layer, or a list with a size per layer."""
+    def accepts(value):
+        if isinstance(value, (list, tuple)):
+            return bool(value) and all(_is_int(v) and v >= 1 for v in value)
+        return _is_int(value) and value >= 1
+    return accepts, "an integer >= 1 (after every Conv1D layer) or a list of them (one per Conv1D layer)"
+
+
 def for_field(field):
     """The check of a spec dataclass field, from its annotation (a `dropout` is a rate below 1):
     int → an integer >= 1, float → a number >= 0, tuple → integers >= 1 (layer widths), list →
-    column names; null where the default is null or the field says `metadata={"nullable": True}`."""
-    if field.name == "dropout":
+    column names; a field's own `metadata={"check": ...}` instead where it says one; null where
+    the default is null or the field says `metadata={"nullable": True}`."""
+    if "check" in field.metadata:
+        check = field.metadata["check"]
+    elif field.name == "dropout":
         check = number(0, 1)
     else:
         check = {

@@ -84,7 +84,10 @@ def make_spec(name, options):
     if options.get("encoder") is not None:
         check_encoder_options(name, options["encoder"])
         options["encoder"] = dict(options["encoder"])
-    return cls(**options)
+    try:
+        return cls(**options)
+    except ValueError as error:  # a spec's check across its fields: say which modality it is
+        raise ValueError(f"Config key 'modalities.{name}': {error}") from None
 
 
 def settle_specs(specs):

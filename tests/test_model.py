@@ -303,10 +303,11 @@ def test_a_single_modality_model_warns_about_nothing():
     assert out["label"].shape == (2, 3)
 
 
-@pytest.mark.parametrize("conv_pool, frames_divisor", [(None, 1), (2, 4)])
+@pytest.mark.parametrize("conv_pool, frames_divisor", [(None, 1), (2, 4), ([1, 3], 3)])
 def test_audio_lstm_reads_every_mel_frame_unless_pooling_is_asked(conv_pool, frames_divisor):
     # Halving the frames after each Conv1D cost 4-11 points of audio-alone accuracy on the
-    # benchmark data sets, so by default the LSTM sees every frame; conv_pool shortens long clips.
+    # benchmark data sets, so by default the LSTM sees every frame; conv_pool shortens long clips
+    # (one size after every Conv1D, or one per layer).
     options = {"sample_rate": 8000, "duration": 0.5, "num_mel_bins": 16, "conv_filters": (8, 8), "lstm_units": 4}
     if conv_pool:
         options["conv_pool"] = conv_pool

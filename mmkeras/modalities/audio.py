@@ -7,6 +7,7 @@ from keras import ops
 import numpy as np
 import tensorflow as tf
 
+from mmkeras import checks
 from mmkeras import pretrained
 from mmkeras import specs as specs_lib
 from mmkeras.data import audio as audio_lib
@@ -14,6 +15,7 @@ from mmkeras.layers import LogMelSpectrogram
 from mmkeras.layers import SpecAugment
 from mmkeras.modalities.modality import Modality
 from mmkeras.modalities.sequence_blocks import conv_lstm
+from mmkeras.modalities.sequence_blocks import layer_pools
 
 KIND = "audio"
 
@@ -43,9 +45,10 @@ class AudioSpec:
             "bin" (per-mel-bin statistics from `adapt()`), or "none" (raw dB).
         conv_filters: tuple of int. Conv1D layers over the mel frames before the LSTM (a CRNN);
             `()` feeds the log-mel straight to the LSTM.
-        conv_pool: int. MaxPooling1D size after each Conv1D layer. 1 (default) keeps every
-            frame for the LSTM, which learned best on the benchmark data sets (short tones,
-            spoken digits); 2 or more shortens the sequence (faster on long clips).
+        conv_pool: int or list of int. MaxPooling1D size after every Conv1D layer, or a list
+            with one size per Conv1D layer. 1 (default) keeps every frame for the LSTM, which
+            learned best on the benchmark data sets (short tones, spoken digits); 2 or more
+            shortens the sequence (faster on long clips).
         lstm_units: int. Width of the LSTM (per direction).
         pooling: str. How the LSTM's outputs become one vector: "mean_max" (mean and max over
             the frames, concatenated: a sound anywhere in the clip counts) or "last" (the
@@ -81,7 +84,7 @@ class AudioSpec:
     fmax: float = None
     normalization: str = "example"
     conv_filters: tuple = (64, 64)
-    conv_pool: int = 1
+    conv_pool: int = dataclasses.field(default=1, metadata={"check": checks.pool_sizes()})
     lstm_units: int = 64
     pooling: str = "mean_max"
     bidirectional: bool = False
@@ -91,6 +94,8 @@ class AudioSpec:
     augment: dict = dataclasses.field(default_factory=lambda: dict(DEFAULT_AUGMENT))
 
     def __post_init__(self):
+        if isinstance(self.conv_pool, (list, tuple)):
+            self.conv_pool = layer_pools(self.conv_pool, tuple(self.conv_filters))  # one size per Conv1D layer
         specs_lib.check_keys("audio augment", self.augment, ("gain_db", "noise_snr_db", "shift"))
         specs_lib.check_keys("audio spec_augment", self.spec_augment, ("time_masks", "time_width", "freq_masks", "freq_width"))
         specs_lib.check_choice("pooling", self.pooling, ("mean_max", "last"))

@@ -18,11 +18,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from mmkeras import checks
 from mmkeras import pretrained
 from mmkeras import specs as specs_lib
 from mmkeras.data.manifest import NUMBER_PATTERN
 from mmkeras.modalities.modality import Modality
 from mmkeras.modalities.sequence_blocks import conv_lstm
+from mmkeras.modalities.sequence_blocks import layer_pools
 
 KIND = "sensor"
 
@@ -32,10 +34,11 @@ KIND = "sensor"
 DEFAULT_AUGMENT = {}
 #: Files read at most by `adapt` to learn each channel's mean and spread.
 ADAPT_FILES = 2000
-#: `conv_pool` of a sensor beside other modalities (largest first), and the fewest steps it may
-#: leave the LSTM; a sensor alone keeps every step. Beside others, pooling by 4 raised the fused
-#: model on one benchmark set and left it level on the other, where every step is best for the
-#: sensor alone (benchmarks/RESULTS.md, 2026-12-07).
+#: How a sensor beside other modalities shortens its series for the LSTM: by FUSED_POOLS[i] per
+#: Conv1D layer (largest first), in one pooling after the last Conv1D layer, leaving at least
+#: MIN_POOLED_STEPS steps; a sensor alone keeps every step. Beside others the shorter LSTM raised
+#: the fused model on one benchmark set; pooling once, so that every Conv1D layer reads every
+#: step, kept that and raised the other set too (benchmarks/RESULTS.md, 2026-12-07).
 FUSED_POOLS = (4, 2)
 MIN_POOLED_STEPS = 8
 
@@ -63,9 +66,11 @@ class SensorSpec:
             or "none".
         conv_filters: tuple of int. Conv1D layers before the LSTM (`()` for none).
         kernel_size: int. Conv1D kernel size (time steps).
-        conv_pool: int. MaxPooling1D size after each Conv1D layer (1: none). Unset (null, the
-            default), the model's modalities settle it: 1 for a sensor that is the model's only
-            modality; beside other modalities 4, or 2 where 4 would leave the LSTM fewer than
+        conv_pool: int or list of int. MaxPooling1D size after every Conv1D layer (1: none),
+            or a list with one size per Conv1D layer. Unset (null, the default), the model's
+            modalities settle it: 1 for a sensor that is the model's only modality; beside
+            other modalities one pooling after the last Conv1D layer by 4 per layer (`[1, 16]`
+            for two layers), or by 2 per layer where that would leave the LSTM fewer than
             `MIN_POOLED_STEPS` steps (1 where 2 would too, and without Conv1D layers). The fused
             model's runs then learn within the epochs a fused model gets, where the full-rate
             LSTM learns slowly.
@@ -92,7 +97,7 @@ class SensorSpec:
     normalization: str = "adapted"
     conv_filters: tuple = (32, 32)
     kernel_size: int = 5
-    conv_pool: int = None
+    conv_pool: int = dataclasses.field(default=None, metadata={"check": checks.pool_sizes()})
     lstm_units: int = 32
     bidirectional: bool = False
     dropout: float = 0.1
@@ -101,6 +106,8 @@ class SensorSpec:
 
     def __post_init__(self):
         self.conv_filters = tuple(self.conv_filters)
+        if isinstance(self.conv_pool, (list, tuple)):
+            self.conv_pool = layer_pools(self.conv_pool, self.conv_filters)  # one size per Conv1D layer
         specs_lib.check_choice("fit", self.fit, ("pad_crop", "resample"))
         specs_lib.check_choice("crop", self.crop, ("start", "center", "end"))
         specs_lib.check_choice("normalization", self.normalization, ("adapted", "example", "none"))
@@ -166,14 +173,17 @@ class SensorModality(Modality):
 
     @classmethod
     def settle_spec(cls, spec, specs):
-        """An unset `conv_pool`: 1 for a sensor alone, else the largest of FUSED_POOLS that leaves
-        the LSTM at least MIN_POOLED_STEPS steps (1 where none does)."""
+        """An unset `conv_pool`: 1 for a sensor alone, else one pooling after the last Conv1D
+        layer by the largest of FUSED_POOLS per layer that leaves the LSTM at least
+        MIN_POOLED_STEPS steps (1 where none does)."""
         if spec.conv_pool is not None:
             return spec
         pool = 1
-        if len(specs) > 1 and spec.conv_filters and not spec.encoder:  # pooling follows each Conv1D
+        if len(specs) > 1 and spec.conv_filters and not spec.encoder:  # pooling follows a Conv1D
             layers = len(spec.conv_filters)
-            pool = next((p for p in FUSED_POOLS if spec.length // p**layers >= MIN_POOLED_STEPS), 1)
+            per_layer = next((p for p in FUSED_POOLS if spec.length // p**layers >= MIN_POOLED_STEPS), 1)
+            if per_layer > 1:
+                pool = (1,) * (layers - 1) + (per_layer**layers,)
         return dataclasses.replace(spec, conv_pool=pool)
 
     # ----------------------------------------------------------------- learned state

@@ -1,5 +1,6 @@
 import io
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -134,16 +135,24 @@ def _lstm_steps(model, name):
     return encoder.get_layer(f"{name}_lstm").input.shape[1]
 
 
+def _pooled_after(model, name):
+    """The Conv1D layers (1, 2, ...) a MaxPooling1D follows in the modality's encoder."""
+    encoder = model.get_layer(f"{name}_encoder")
+    return [int(layer.name.rsplit("_", 1)[1]) for layer in encoder.layers
+            if isinstance(layer, keras.layers.MaxPooling1D)]
+
+
 def test_the_sensor_pools_beside_other_modalities_and_keeps_every_step_alone(tmp_path):
-    # A fused model's sensor branch reads 160 steps pooled to 10 (it learns within the fused
-    # model's epochs); a sensor alone reads all 160. A short series is pooled less, never to
-    # fewer than MIN_POOLED_STEPS; a config's own conv_pool wins, and what was settled is saved.
+    # A fused model's sensor branch reads 160 steps pooled to 10 in one pooling after its last
+    # Conv1D (both Conv1D layers read every step; it learns within the fused model's epochs); a
+    # sensor alone reads all 160. A short series is pooled less, never to fewer than
+    # MIN_POOLED_STEPS; a config's own conv_pool wins, and what was settled is saved.
     from mmkeras.preprocessor import Preprocessor
 
     wearer = {"kind": "tabular", "numeric": ["age"]}
     motion = {"kind": "sensor", "channels": 3, "length": 160}
     fused = mmkeras.build_model({"motion": motion, "wearer": wearer}, num_classes=2, compile=False)
-    assert _lstm_steps(fused, "motion") == 10
+    assert _lstm_steps(fused, "motion") == 10 and _pooled_after(fused, "motion") == [2]
     alone = mmkeras.build_model({"motion": motion}, num_classes=2, compile=False)
     assert _lstm_steps(alone, "motion") == 160
     short = mmkeras.build_model({"motion": {**motion, "length": 64}, "wearer": wearer}, num_classes=2, compile=False)
@@ -153,7 +162,9 @@ def test_the_sensor_pools_beside_other_modalities_and_keeps_every_step_alone(tmp
     no_conv = Preprocessor({"motion": {**motion, "conv_filters": []}, "wearer": wearer}).specs["motion"]
     assert no_conv.conv_pool == 1  # nothing to pool after: nothing recorded either
     own = mmkeras.build_model({"motion": {**motion, "conv_pool": 2}, "wearer": wearer}, num_classes=2, compile=False)
-    assert _lstm_steps(own, "motion") == 40
+    assert _lstm_steps(own, "motion") == 40 and _pooled_after(own, "motion") == [1, 2]  # one size: after each
+    per_layer = mmkeras.build_model({"motion": {**motion, "conv_pool": [5, 1]}}, num_classes=2, compile=False)
+    assert _lstm_steps(per_layer, "motion") == 32 and _pooled_after(per_layer, "motion") == [1]
     custom = mmkeras.build_tabular_encoder(numeric=["age"], name="wearer")  # a Keras model counts as a modality
     assert _lstm_steps(mmkeras.build_model({"motion": motion, "wearer": custom}, num_classes=2, compile=False),
                        "motion") == 10
@@ -163,12 +174,20 @@ def test_the_sensor_pools_beside_other_modalities_and_keeps_every_step_alone(tmp
                        "motion") == 10 and spec.conv_pool is None  # the caller's spec is not changed
 
     pre = Preprocessor({"motion": motion, "wearer": wearer})
-    assert pre.specs["motion"].conv_pool == 4 and Preprocessor({"motion": motion}).specs["motion"].conv_pool == 1
+    assert pre.specs["motion"].conv_pool == (1, 16) and Preprocessor({"motion": motion}).specs["motion"].conv_pool == 1
     pre.save(str(tmp_path))
-    assert Preprocessor.load(str(tmp_path)).specs["motion"].conv_pool == 4
+    assert Preprocessor.load(str(tmp_path)).specs["motion"].conv_pool == (1, 16)
     saved_before = pre.get_config()  # a run saved before the pooling was settled had conv_pool 1
     saved_before["modalities"]["motion"]["conv_pool"] = 1
     assert Preprocessor.from_config(saved_before).specs["motion"].conv_pool == 1
+    saved_before["modalities"]["motion"]["conv_pool"] = 4  # saved before 2026-12-07: by 4 after each Conv1D
+    again = Preprocessor.from_config(saved_before).specs
+    assert _pooled_after(mmkeras.build_model(again, num_classes=2, compile=False), "motion") == [1, 2]
+
+    with pytest.raises(ValueError, match=r"modalities.motion.*one size per Conv1D layer \(2, as conv_filters"):
+        mmkeras.build_model({"motion": {**motion, "conv_pool": [1, 2, 2]}}, num_classes=2)
+    with pytest.raises(ValueError, match=r"'modalities.motion.conv_pool': expected an integer >= 1 .* or a list"):
+        mmkeras.build_model({"motion": {**motion, "conv_pool": [0, 4]}}, num_classes=2)
 
 
 def test_the_cli_builds_the_pooling_its_preprocessor_records():
@@ -183,7 +202,7 @@ def test_the_cli_builds_the_pooling_its_preprocessor_records():
     pre = recipe.new_preprocessor(config)
     pre.label_names = ["a", "b"]
     model = recipe.model_from_config(config, recipe.label_heads(pre, config["training"]))
-    assert pre.specs["motion"].conv_pool == 2 and _lstm_steps(model, "motion") == 64 // 2**2
+    assert pre.specs["motion"].conv_pool == (1, 4) and _lstm_steps(model, "motion") == 64 // 2**2
 
 
 def test_a_distilled_student_settles_the_pooling_among_its_own_modalities():
@@ -195,9 +214,10 @@ def test_a_distilled_student_settles_the_pooling_among_its_own_modalities():
     modalities = {"motion": {"kind": "sensor", "channels": 3, "length": 160}, "wearer": {"kind": "tabular", "numeric": ["age"]}}
     teacher = object.__new__(Teacher)  # its settings only: no trained run needed
     teacher.preprocessor, teacher.config = Preprocessor(modalities), {"modalities": modalities}
-    assert teacher.preprocessor.specs["motion"].conv_pool == 4
+    assert teacher.preprocessor.specs["motion"].conv_pool == (1, 16)
     student = teacher.student_config({"modalities": {"motion": {"lstm_units": 8}}})["modalities"]["motion"]
     assert "conv_pool" not in student and student["lstm_units"] == 8 and student["length"] == 160
     assert Preprocessor({"motion": student}).specs["motion"].conv_pool == 1
-    teacher.config = {"modalities": {**modalities, "motion": {**modalities["motion"], "conv_pool": 4}}}
+    chose = {**modalities, "motion": {**modalities["motion"], "conv_pool": 4}}
+    teacher.preprocessor, teacher.config = Preprocessor(chose), {"modalities": chose}
     assert teacher.student_config({"modalities": {"motion": {}}})["modalities"]["motion"]["conv_pool"] == 4
