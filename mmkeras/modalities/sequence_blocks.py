@@ -46,4 +46,3 @@ def layer_pools(conv_pool, conv_filters):
                              f"conv_filters={list(conv_filters)}), or one size for all. Received: conv_pool={list(conv_pool)}")
         return tuple(conv_pool)
     return (conv_pool,) * len(conv_filters)
-
