@@ -81,7 +81,7 @@ SCHEMA = {
                       "weights over steps (e.g. 0.99), which validation, best.keras and the run's model use; "
                       "null = off"),
         "lr_schedule": Option(None, checks.choice(None, "cosine", "plateau"), "null, cosine or plateau"),
-        "early_stopping_patience": Option(10, checks.integer(0), "epochs without a better val_loss; 0 = off"),
+        "early_stopping_patience": Option(20, checks.integer(0), "epochs without a better val_loss; 0 = off"),
         "frozen_epochs": Option(0, checks.integer(0), "> 0: trainable pretrained encoders stay frozen this many "
                                 "epochs first"),
         "fine_tune_learning_rate": Option(None, checks.optional(checks.positive()),
