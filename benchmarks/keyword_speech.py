@@ -6,7 +6,9 @@ Run: `nice -n 19 .venv/bin/python benchmarks/keyword_speech.py [--seeds 1 2 3] [
       [--threads 1] [--variants NAME ...] [--no-baseline] [--training KEY=VALUE ...] [--output DIR]`
      `python benchmarks/keyword_speech.py --data-only DIR` writes the data set and stops.
 
-Data (`write_keyword_speech`, needs Debian's `espeak-ng`): 8 command words (yes no up down left
+Data (`write_keyword_speech`, needs Debian's `espeak-ng`; without it, `pip install espeakng-loader`
+gives the same engine as a library, version 1.52, run by `_espeak.py`: its voices differ a little
+from Debian's, so the files do too): 8 command words (yes no up down left
 right stop go) spoken by espeak-ng with a random English voice (6 accents x 9 voice variants),
 rate (120-200 words/min) and pitch (25-75), placed at a random offset in a 1 s clip, mixed with
 white or brown noise at -12..0 dB SNR (measured over the word), at a random level; 16 kHz mono
@@ -34,6 +36,7 @@ gain; `augment: {}` differs from the defaults only in the random numbers drawn.)
 import argparse
 import io
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -43,7 +46,8 @@ import wave
 import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
 
 from _seeded import add_training_option  # noqa: E402
 from _seeded import run_comparison  # noqa: E402
@@ -90,7 +94,8 @@ def speak(word, voice, rate, pitch, scratch):
     from scipy.signal import resample_poly
 
     path = os.path.join(scratch, "word.wav")
-    subprocess.run(["espeak-ng", "-v", voice, "-s", str(rate), "-p", str(pitch), "-w", path, word],
+    engine = ["espeak-ng"] if shutil.which("espeak-ng") else [sys.executable, os.path.join(HERE, "_espeak.py")]
+    subprocess.run([*engine, "-v", voice, "-s", str(rate), "-p", str(pitch), "-w", path, word],
                    check=True, capture_output=True)
     with open(path, "rb") as f:
         samples, source_rate = _read_wav(f.read())
