@@ -95,8 +95,11 @@ def speak(word, voice, rate, pitch, scratch):
 
     path = os.path.join(scratch, "word.wav")
     engine = ["espeak-ng"] if shutil.which("espeak-ng") else [sys.executable, os.path.join(HERE, "_espeak.py")]
-    subprocess.run([*engine, "-v", voice, "-s", str(rate), "-p", str(pitch), "-w", path, word],
-                   check=True, capture_output=True)
+    spoken = subprocess.run([*engine, "-v", voice, "-s", str(rate), "-p", str(pitch), "-w", path, word],
+                            capture_output=True, text=True)
+    if spoken.returncode != 0:  # say why (no engine, an unknown voice), not only the exit status
+        raise RuntimeError(f"{os.path.basename(engine[-1])} could not speak {word!r} in voice {voice!r}: "
+                           f"{spoken.stderr.strip()[-500:]}")
     with open(path, "rb") as f:
         samples, source_rate = _read_wav(f.read())
     samples = resample_poly(samples, SAMPLE_RATE, source_rate)
