@@ -8,9 +8,10 @@ Run: `nice -n 19 .venv/bin/python benchmarks/defaults_table.py [--sets NAME ...]
 Data sets (each written by its own benchmark module, seeded): `tones`, `digits`, `shapes`
 (text + image + audio, `datasets.py`), `keyword speech` (noisy spoken words, audio only,
 `keyword_speech.py`; needs espeak-ng, or `pip install espeakng-loader`), `motion clips` and
-`content clips` (video only, `motion_clips.py`), `sensor activity` (a 3-axis motion sensor and two columns, sensor + tabular,
-`sensor_activity.py`), `clip, sensor and columns` (a motion clip and a sensor recording that tell
-the class only together, and two columns, video + sensor + tabular, `clip_sensor_columns.py`).
+`content clips` (video only, `motion_clips.py`), `sensor activity` (a 3-axis motion sensor and
+two columns, sensor + tabular, `sensor_activity.py`), `clip, sensor and columns` (a motion clip
+and a sensor recording that tell the class only together, and two columns, video + sensor +
+tabular, `clip_sensor_columns.py`).
 
 Rows per data set, each trained with every seed:
 - `fused, mmkeras defaults` (sets of several modalities): `mmkeras train` with every modality and every
